@@ -1,0 +1,35 @@
+"""Shared test helpers: tolerances per dtype and a brute-force J J^T NTK."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Relative tolerances per dtype for quantities computed two different ways.
+RTOL = {jnp.float32: 1e-4, jnp.float64: 1e-10}
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def jacobian_ntk(apply, variables, x, trace: bool):
+    """Reference NTK from an explicit (N, O, P) Jacobian built with jax.jacrev."""
+    params = variables["params"]
+
+    def f(p):
+        return apply({**variables, "params": p}, x)
+
+    jac = jax.jacrev(f)(params)  # leaves (N, O, *shape)
+    n, o = x.shape[0], f(params).shape[-1]
+    j = jnp.concatenate([leaf.reshape(n, o, -1) for leaf in jax.tree.leaves(jac)], axis=-1)
+    full = jnp.einsum("nop,mqp->nmoq", j, j)
+    if trace:
+        return jnp.mean(jnp.diagonal(full, axis1=2, axis2=3), axis=-1)
+    return full
+
+
+def to64(tree):
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
