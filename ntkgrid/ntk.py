@@ -33,6 +33,7 @@ use :func:`ntkgrid.spectrum.ntk_spectrum`, which scopes x64 around this call.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 from collections.abc import Callable, Mapping
@@ -153,6 +154,29 @@ def _op_block(s: dict, cot: jnp.ndarray, i: int, j: int, b: int, trace: bool) ->
     return jnp.einsum("onw,pmw->nmop", ci, cj) * g[:, :, None, None]
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled(model: nn.Module, trace: bool, b: int, groups: bool):
+    """Jitted (structure, block) functions for one model, cached so repeated kernels of the
+    same model (checkpoints, sweeps) compile once per input shape."""
+    static: dict[str, dict] = {}
+
+    @jax.jit
+    def traced(v, xx):  # arrays cross the jit boundary; kinds and scales are kept aside
+        out, ops = tap_structure(model, v, xx)
+        arrays = {}
+        for name, (s, c) in ops.items():
+            static[name] = {k: val for k, val in s.items() if not isinstance(val, jax.Array)}
+            arrays[name] = ({k: val for k, val in s.items() if isinstance(val, jax.Array)}, c)
+        return out, arrays
+
+    @jax.jit
+    def block(arrays, i, j):
+        per_op = {name: _op_block({**static[name], **a}, c, i, j, b, trace) for name, (a, c) in arrays.items()}
+        return per_op if groups else {"total": sum(per_op.values())}
+
+    return traced, block, static
+
+
 def structured_ntk(
     model: nn.Module,
     variables: Mapping,
@@ -180,17 +204,8 @@ def structured_ntk(
     b = int(min(block_size, n))
     n_pad = -(-n // b) * b
     x_pad = jnp.concatenate([x, jnp.broadcast_to(x[:1], (n_pad - n, x.shape[1]))]) if n_pad > n else x
-    static: dict[str, dict] = {}
-
-    def traced(v, xx):  # arrays cross the jit boundary; kinds and scales are kept aside
-        out, ops = tap_structure(model, v, xx)
-        arrays = {}
-        for name, (s, c) in ops.items():
-            static[name] = {k: val for k, val in s.items() if not isinstance(val, jax.Array)}
-            arrays[name] = ({k: val for k, val in s.items() if isinstance(val, jax.Array)}, c)
-        return out, arrays
-
-    out, arrays = jax.jit(traced)(variables, x_pad)
+    traced, block, static = _compiled(model, trace, b, groups)
+    out, arrays = traced(variables, x_pad)
     ops = {name: ({**static[name], **a}, c) for name, (a, c) in arrays.items()}
     o = out.shape[-1]
     shape = (n, n) if trace else (n, n, o, o)
@@ -199,12 +214,6 @@ def structured_ntk(
     group_keys = [g for g, kind in (("mlp", "dense"), ("grid", "sparse")) if kind in kinds]
     keys = ["total"] + (group_keys + names if groups else [])
     result = {k: np.zeros(shape, dtype=np.dtype(out.dtype)) for k in keys}
-
-    @jax.jit
-    def block(arrays, i, j):
-        return {
-            name: _op_block({**static[name], **a}, c, i, j, b, trace) for name, (a, c) in arrays.items()
-        }
 
     for i in range(0, n_pad, b):
         for j in range(i, n_pad, b):
@@ -215,9 +224,8 @@ def structured_ntk(
                 continue
             for name, k in per_op.items():
                 k = k[:ni, :nj]
-                targets = ["total"]
-                if groups:
-                    targets += ["grid" if ops[name][0]["kind"] == "sparse" else "mlp", name]
+                group = "grid" if groups and ops[name][0]["kind"] == "sparse" else "mlp"
+                targets = ["total", group, name] if groups else ["total"]
                 for t in targets:
                     result[t][ri, rj] += k
                     if j != i:

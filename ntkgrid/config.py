@@ -1,0 +1,147 @@
+"""Frozen, commented configuration dataclasses: what to build and how to train it.
+
+The paper's settings are named instances of these in :mod:`ntkgrid.presets`; the CLIs
+and the README show values read from there, never retyped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["ENCODING_KINDS", "EncodingConfig", "TrainConfig"]
+
+ENCODING_KINDS = ("baseline", "fourier", "gaussian", "multigrid", "hashgrid", "mulfagrid")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodingConfig:
+    """Which input encoding to build, and its hyper-parameters (unused fields are ignored)."""
+
+    kind: str = "baseline"  # one of ENCODING_KINDS; "baseline" = no encoding
+    num_frequencies: int = 8  # fourier: L, frequencies 2^0 .. 2^(L-1)
+    pi_factor: bool = False  # fourier: multiply frequencies by pi (the paper does not)
+    include_input: bool = False  # fourier/gaussian: append raw x (the paper's Fourier does not)
+    gaussian_features: int = 256  # gaussian: rows m of the random matrix B
+    gaussian_sigma: float = 10.0  # gaussian: std of B's entries (cycles per unit length)
+    num_levels: int = 1  # multigrid/mulfagrid: L, number of grids
+    features_per_level: int = 2  # multigrid/hashgrid/mulfagrid: k (F), scalars per node
+    min_res: int = 16  # multigrid/mulfagrid: nodes per axis of the coarsest level
+    max_res: int = 128  # multigrid/mulfagrid: nodes per axis of the finest level
+    spacing: str = "linear"  # multigrid/mulfagrid: "linear" or "log" spacing of resolutions
+    init_std: float = 0.01  # multigrid/mulfagrid: node init N(0, init_std^2)
+    hash_levels: int = 16  # hashgrid: n_levels
+    log2_hashmap_size: int = 19  # hashgrid: log2 of the table size T per level
+    base_resolution: int = 16  # hashgrid: N_min
+    per_level_scale: float = 2.0  # hashgrid: growth factor b between levels
+    interpolation: str = "linear"  # grids: "linear" or "smoothstep"
+
+    def __post_init__(self):
+        if self.kind not in ENCODING_KINDS:
+            raise ValueError(f"encoding kind must be one of {ENCODING_KINDS}, got {self.kind!r}")
+
+    def build(self, dim: int):
+        """The Flax encoding module for ``dim``-dimensional coordinates."""
+        from ntkgrid import encodings
+
+        if self.kind == "baseline":
+            return encodings.Identity(dim=dim)
+        if self.kind == "fourier":
+            return encodings.FourierFeatures(self.num_frequencies, self.pi_factor, self.include_input, dim=dim)
+        if self.kind == "gaussian":
+            return encodings.GaussianFourierFeatures(
+                self.gaussian_features, self.gaussian_sigma, dim, include_input=self.include_input
+            )
+        if self.kind == "multigrid":
+            return encodings.MultiGrid(
+                dim=dim, num_levels=self.num_levels, features_per_level=self.features_per_level,
+                min_res=self.min_res, max_res=self.max_res, spacing=self.spacing, init_std=self.init_std,
+                interpolation=self.interpolation,
+            )
+        if self.kind == "hashgrid":
+            from ntkgrid.hashgrid import HashGrid
+
+            return HashGrid(
+                dim=dim, n_levels=self.hash_levels, n_features_per_level=self.features_per_level,
+                log2_hashmap_size=self.log2_hashmap_size, base_resolution=self.base_resolution,
+                per_level_scale=self.per_level_scale, interpolation=self.interpolation,
+            )
+        from ntkgrid.mulfagrid import MulFAGrid
+
+        return MulFAGrid(
+            dim=dim, num_levels=self.num_levels, features_per_level=self.features_per_level,
+            min_res=self.min_res, max_res=self.max_res, spacing=self.spacing, init_std=self.init_std,
+        )
+
+    def describe(self) -> str:
+        """Short human-readable summary of the parameters that matter for ``kind``."""
+        if self.kind == "fourier":
+            return f"L={self.num_frequencies}"
+        if self.kind == "gaussian":
+            return f"m={self.gaussian_features}, sigma={self.gaussian_sigma:g}"
+        if self.kind in ("multigrid", "mulfagrid"):
+            res = f"x={self.max_res}" if self.num_levels == 1 else f"x±=[{self.min_res},{self.max_res}]"
+            return f"k={self.features_per_level}, L={self.num_levels}, {res}"
+        if self.kind == "hashgrid":
+            return (f"L={self.hash_levels}, F={self.features_per_level}, T=2^{self.log2_hashmap_size}, "
+                    f"N_min={self.base_resolution}, b={self.per_level_scale:g}")
+        return "N/A"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run: model, optimiser, schedule and what to measure at checkpoints."""
+
+    encoding: EncodingConfig = EncodingConfig()  # input encoding
+    hidden: tuple[int, ...] = (512, 512)  # hidden widths (paper: 2x512 images, 8x256 occupancy)
+    learning_rate: float = 100.0  # plain SGD step size (NTK parameterisation needs large steps)
+    epochs: int = 300  # passes over the training points
+    batch_size: int = 32  # points per SGD step
+    loss: str = "mse"  # "mse" on the linear output (images) or "bce" on a sigmoid (occupancy)
+    parameterization: str = "ntk"  # "ntk" (paper) or "standard"
+    beta: float = 0.1  # bias scale of the NTK parameterisation
+    checkpoints: tuple[int, ...] | None = None  # epochs to measure at; None = (0, epochs//2, epochs)
+    ntk_points: int = 1024  # points in the fixed subset the NTK spectrum is computed on (0 = none)
+    ntk_method: str = "structured"  # kernel method for spectra ("structured" or "jacobian")
+    seed: int = 0  # PRNG seed: initialisation and minibatch order
+
+    def __post_init__(self):
+        if self.loss not in ("mse", "bce"):
+            raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError(f"need epochs >= 1, batch_size >= 1, learning_rate > 0; got {self}")
+
+    def checkpoint_epochs(self) -> tuple[int, ...]:
+        """Sorted epochs at which metrics and spectra are recorded (0 = before training)."""
+        cps = self.checkpoints if self.checkpoints is not None else (0, self.epochs // 2, self.epochs)
+        bad = [c for c in cps if not 0 <= c <= self.epochs]
+        if bad:
+            raise ValueError(f"checkpoints {bad} outside 0..{self.epochs}")
+        return tuple(sorted(set(cps)))
+
+    def model(self, dim: int, out_dim: int):
+        """The :class:`~ntkgrid.models.CoordinateMLP` this config trains."""
+        from ntkgrid.models import CoordinateMLP
+
+        return CoordinateMLP(self.encoding.build(dim), tuple(self.hidden), out_dim, self.parameterization, self.beta)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Copy with some fields changed; ``encoding`` may be given as a dict of changes."""
+        enc = changes.pop("encoding", None)
+        if isinstance(enc, dict):
+            changes["encoding"] = dataclasses.replace(self.encoding, **enc)
+        elif enc is not None:
+            changes["encoding"] = enc
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["encoding"] = EncodingConfig(**d.get("encoding", {}))
+        for key in ("hidden", "checkpoints"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)

@@ -1,0 +1,118 @@
+"""The structured NTK against neural-tangents' jacobian contraction, over every encoding."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkgrid import CoordinateMLP, FourierFeatures, GaussianFourierFeatures, Identity, MultiGrid
+from ntkgrid.hashgrid import HashGrid
+from ntkgrid.ntk import empirical_ntk, nt_ntk, structured_ntk
+
+from ._cases import jacobian_ntk, rel_err, to64
+
+# name -> (encoding, d). Every encoding, with grids in 1D, 2D and 3D.
+ENCODINGS = {
+    "identity": (Identity(), 2),
+    "fourier": (FourierFeatures(3), 2),
+    "fourier_pi_input": (FourierFeatures(2, pi_factor=True, include_input=True), 3),
+    "gaussian": (GaussianFourierFeatures(8, 2.0, dim=2), 2),
+    "multigrid_1d": (MultiGrid(dim=1, num_levels=2, features_per_level=3, min_res=4, max_res=11), 1),
+    "multigrid_2d": (MultiGrid(dim=2, num_levels=2, features_per_level=2, min_res=3, max_res=7), 2),
+    "multigrid_3d": (MultiGrid(dim=3, num_levels=2, features_per_level=2, min_res=3, max_res=5, spacing="log"), 3),
+    "hashgrid": (HashGrid(dim=2, n_levels=3, n_features_per_level=2, log2_hashmap_size=5,
+                          base_resolution=2, per_level_scale=2.0), 2),
+}
+
+# (encoding, hidden layers, outputs): every encoding; depths 1 to 8; 1 and 3 outputs.
+CASES = [(name, (16,), 3) for name in ENCODINGS] + [
+    ("multigrid_2d", (8,) * 8, 2),
+    ("identity", (8,) * 4, 1),
+    ("fourier", (12, 12), 1),
+    ("hashgrid", (10, 10), 3),
+]
+
+
+def _setup(name, hidden, out_dim, n=13, seed=0):
+    enc, d = ENCODINGS[name]
+    model = CoordinateMLP(enc, hidden, out_dim)
+    x = jax.random.uniform(jax.random.PRNGKey(seed + 1), (n, d), jnp.float64)
+    x = x.at[0].set(1.0).at[1].set(0.0)  # domain edges
+    v = to64(model.init(jax.random.PRNGKey(seed), x))
+    return model, v, x
+
+
+@pytest.mark.parametrize("trace", [True, False])
+@pytest.mark.parametrize("name,hidden,out_dim", CASES)
+def test_structured_equals_jacobian_contraction(name, hidden, out_dim, trace):
+    with jax.enable_x64(True):
+        model, v, x = _setup(name, hidden, out_dim)
+        k = structured_ntk(model, v, x, trace=trace, block_size=8)  # blocks that do not divide N
+        ref = nt_ntk(model, v, x, method="jacobian", trace=trace)
+    assert k.dtype == np.float64
+    assert k.shape == ((13, 13) if trace else (13, 13, out_dim, out_dim))
+    assert rel_err(k, ref) <= 1e-10
+
+
+@pytest.mark.parametrize("name", ["multigrid_2d", "multigrid_3d", "hashgrid", "fourier"])
+def test_groups_sum_to_total(name):
+    with jax.enable_x64(True):
+        model, v, x = _setup(name, (16, 16), 3)
+        ks = structured_ntk(model, v, x, groups=True, block_size=5)
+    ops = [k for k in ks if k not in ("total", "mlp", "grid")]
+    assert ops and all(("/" in k) or k.startswith("dense_") for k in ops)
+    assert rel_err(sum(ks[k] for k in ops), ks["total"]) <= 1e-13
+    levels = [k for k in ops if k.startswith("encoding/")]
+    if levels:
+        assert rel_err(ks["mlp"] + ks["grid"], ks["total"]) <= 1e-13
+        assert rel_err(sum(ks[k] for k in levels), ks["grid"]) <= 1e-13
+        # The grid group is neural-tangents' kernel restricted to the grid parameters.
+        with jax.enable_x64(True):
+            ref = nt_ntk(model, v, x, param_filter=lambda p: p.startswith("encoding/"))
+        assert rel_err(ks["grid"], ref) <= 1e-10
+    else:
+        assert "grid" not in ks
+
+
+def test_structured_matches_independent_jacrev_float32_tolerance():
+    model, v, x = _setup("multigrid_2d", (16, 16), 3)
+    x32, v32 = x.astype(jnp.float32), jax.tree.map(lambda a: a.astype(jnp.float32), v)
+    k = empirical_ntk(model, v32, x32)
+    ref = jacobian_ntk(model.apply, v32, x32, trace=True)
+    assert k.dtype == np.float32
+    assert rel_err(k, ref) <= 1e-4
+
+
+def test_untapped_parameters_are_refused():
+    class WithPlainDense(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2)(CoordinateMLP(hidden=(4,), out_dim=3)(x))
+
+    model = WithPlainDense()
+    x = jnp.zeros((3, 2))
+    v = model.init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match="covers 27 of the model's 35 parameters"):
+        structured_ntk(model, v, x)
+
+
+def test_bad_inputs():
+    model, v, x = _setup("identity", (4,), 1)
+    with pytest.raises(ValueError, match=r"shape \(N, d\)"):
+        structured_ntk(model, v, x[None])
+    with pytest.raises(ValueError, match="method must be one of"):
+        empirical_ntk(model, v, x, method="nope")
+    with pytest.raises(ValueError, match="groups=True needs"):
+        empirical_ntk(model, v, x, method="jacobian", groups=True)
+
+
+def test_kernel_is_symmetric_psd_and_blocking_invariant():
+    with jax.enable_x64(True):
+        model, v, x = _setup("multigrid_2d", (16, 16), 3, n=40)
+        k1 = structured_ntk(model, v, x, block_size=40)
+        k2 = structured_ntk(model, v, x, block_size=7)
+    assert np.array_equal(k1, k1.T)
+    assert rel_err(k1, k2) <= 1e-14
+    eig = np.linalg.eigvalsh(k1)
+    assert eig.min() > -40 * np.finfo(np.float64).eps * eig.max()
