@@ -7,7 +7,8 @@
 * :class:`HashGrid` - Mueller et al.'s multiresolution hash encoding (tiny-cuda-nn).
 * :class:`MulFAGrid` - Zhao et al.'s multiplicative-filter Fourier-informed grid.
 
-Coordinates are expected in the unit cube ``[0, 1]^d``; grid encodings clamp to it.
+Coordinates are expected in the unit cube ``[0, 1]^d``. ``MultiGrid`` clamps to it (the
+encoding is constant outside); ``HashGrid`` follows tiny-cuda-nn and does not clamp.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ntkgrid.interpolate import dense_corners, gather_interpolate
 
 __all__ = [
     "FourierFeatures",
+    "HashGrid",
     "GaussianFourierFeatures",
     "Identity",
     "MultiGrid",
@@ -196,3 +198,7 @@ class MultiGrid(nn.Module):
         if self.include_input:
             feats.append(x)
         return jnp.concatenate(feats, axis=-1)
+
+
+# Re-exported last: these modules build on the helpers above.
+from ntkgrid.hashgrid import HashGrid  # noqa: E402

@@ -8,7 +8,7 @@ Every definition here mirrors tiny-cuda-nn (``include/tiny-cuda-nn/common_device
 * ``pos_fract``: ``pos = x * scale_l + 0.5``, ``pos_grid = floor(pos)`` (cast to uint32),
   ``frac = pos - pos_grid`` (then identity or smoothstep).
 * params per level (``GridEncodingTemplated`` constructor, hash grid):
-  ``P_l = min(next_multiple(R_l**d, 8), 2**log2_hashmap_size)``.
+  ``P_l = min(next_multiple(min(R_l**d, 2**31 - 1), 8), 2**log2_hashmap_size)``.
 * ``grid_index``: ``stride = R_l**d`` (``0xFFFFFFFF`` once ``R_l`` exceeds ``MAX_BASES[d]``);
   the dense index ``sum_i pos_grid_i * R_l**i`` unless ``P_l < stride``, then the
   ``coherent_prime_hash`` ``XOR_i pos_grid_i * prime_i``; both ``% P_l``. All index
@@ -42,8 +42,8 @@ _MAX_BASES = (0x0, 0xFFFFFFFF, 0xFFFF, 0x659, 0xFF, 0x54, 0x28, 0x17, 0xF, 0xB, 
 # tcnn's ``max_params`` (``uint32 max / 2``) caps ``R**d`` before rounding to a multiple of 8.
 _MAX_PARAMS = 0xFFFFFFFF // 2
 
-# Largest float32 below 2**31 (and exactly representable in float64): floor(pos) is
-# saturated to the int32 range before the cast, where tcnn's ``(int)`` would be undefined.
+# floor(pos) is saturated to the int32 range before the cast, where tcnn's ``(int)`` would
+# be undefined; 2**31 - 256 is exact in float32 and float64 and below 2**31.
 _INT32_LO, _INT32_HI = -(2.0**31), 2.0**31 - 256.0
 
 _INTERPOLATIONS = ("nearest", "linear", "smoothstep")
@@ -170,12 +170,13 @@ class HashGrid(nn.Module):
 
     **Half-cell offset.** Level ``l`` places vertex ``i`` at ``x = (i - 0.5) / scale_l``
     (tcnn's ``pos = x * scale + 0.5``, which staggers levels against each other), so
-    ``x = 0`` is the middle of cell 0 and ``x = 1`` the middle of cell
-    ``floor(scale + 0.5)``. :class:`~ntkgrid.encodings.MultiGrid` is node-aligned instead
-    (vertex ``i`` at ``i / (R - 1)``, vertices on 0 and 1), so equal resolutions do not
-    give equal interpolants. With an integer ``scale`` the upper vertex of ``x = 1`` is
-    ``R`` (one past the grid); on dense levels its index ``R + R * j`` runs into the next
-    row, i.e. tcnn's documented wrap-around, which we reproduce.
+    ``x = 0`` is the middle of cell 0 and ``x = 1`` lies in cell ``floor(scale + 0.5)``.
+    :class:`~ntkgrid.encodings.MultiGrid` is node-aligned instead (vertex ``i`` at
+    ``i / (R - 1)``, vertices on 0 and 1), so equal resolutions do not give equal
+    interpolants. Points with ``x * scale + 0.5 >= R - 1`` (``x = 1`` whenever ``scale``
+    is an integer or its fractional part is at least 0.5) use vertex ``R``, one past the
+    grid: on dense levels its index ``R + R * j`` aliases vertex ``(0, j + 1)``, a padding
+    row, or wraps modulo ``P_l``. This is tcnn's documented wrap-around; we reproduce it.
 
     **Outside [0, 1].** Like tcnn (and unlike the other grid encodings here) ``x`` is
     *not* clamped. Negative vertex coordinates wrap to uint32 as in tcnn's
@@ -200,8 +201,10 @@ class HashGrid(nn.Module):
       works (under ``jax.enable_x64``). Level scales are tcnn's float32 values in every
       precision. In float64, or where the compiler does not fuse ``x * scale + 0.5`` into
       one fma as tcnn's ``fmaf`` does, a point within one rounding error of a cell
-      boundary may fall in the neighbouring cell; the interpolant is continuous there
-      (except at tcnn's own dense wrap-around), so outputs differ by rounding only.
+      boundary may fall in the neighbouring cell; the linear and smoothstep interpolants
+      are continuous there (except at tcnn's own dense wrap-around), so outputs differ by
+      rounding only. Positions are computed in at least float32 (as tcnn) even when the
+      tables are half precision.
     * ``d = 1`` is allowed (tcnn compiles only d = 2, 3, 4 by default, but its formulas
       cover any d); d up to 7, the number of hash primes.
     * Only tcnn's default grid: hash grid type with the ``CoherentPrime`` hash,
@@ -244,10 +247,10 @@ class HashGrid(nn.Module):
         """tcnn's flat ``(n_params,)`` buffer -> this module's ``params`` dict."""
         if flat.shape != (self.n_params(),):
             raise ValueError(f"expected a flat buffer of shape ({self.n_params()},), got {tuple(flat.shape)}")
-        out, offset = {}, 0
+        out, offset, k = {}, 0, self.n_features_per_level
         for lv in self.levels():
-            size = lv.params_in_level * self.n_features_per_level
-            out[f"level_{lv.level}"] = flat[offset : offset + size].reshape(lv.params_in_level, self.n_features_per_level)
+            size = lv.params_in_level * k
+            out[f"level_{lv.level}"] = flat[offset : offset + size].reshape(lv.params_in_level, k)
             offset += size
         return out
 
@@ -259,6 +262,7 @@ class HashGrid(nn.Module):
             raise ValueError(f"interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}")
         dtype = jnp.result_type(x.dtype, self.param_dtype)
         x = x.astype(dtype)
+        x_pos = x.astype(jnp.promote_types(dtype, jnp.float32))  # tcnn: float32 positions
         init = nn.initializers.uniform(2.0 * self.init_scale)
         feats = []
         for lv in self.levels():
@@ -269,7 +273,7 @@ class HashGrid(nn.Module):
                 (lv.params_in_level, self.n_features_per_level),
                 self.param_dtype,
             )
-            idx, w = hash_corners(x, lv, self.interpolation)
+            idx, w = hash_corners(x_pos, lv, self.interpolation)
             feats.append(grid_level(self, name, table.astype(dtype), idx, w))
         if self.include_input:
             feats.append(x)

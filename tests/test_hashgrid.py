@@ -19,6 +19,7 @@ from jax.test_util import check_grads
 
 from ntkgrid.hashgrid import HashGrid, hash_corners, hash_levels
 from ntkgrid.models import CoordinateMLP
+from ntkgrid.ntk import structured_ntk
 
 M32 = 0xFFFFFFFF
 PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
@@ -102,9 +103,10 @@ def ref_encode(x, tables, levels, interpolation, dtype):
 
 # ----------------------------------------------------------------------------- helpers
 
-# (d, log2_hashmap_size): base 5, b = 2 gives integer scales 4, 9, 19, 39 (resolutions 5, 10,
-# 20, 40), so each case has dense levels (one padded to a multiple of 8) and hashed ones.
-CASES = {1: 4, 2: 8, 3: 8}
+# d -> log2_hashmap_size. With base 5 and b = 2 (integer scales 4, 9, 19; resolutions 5, 10,
+# 20) or b = 1.5 (scales 4, 6.5, 10.25; resolutions 5, 8, 12), each case has a dense level
+# 0 padded to a multiple of 8 (5^d -> 8, 32, 128 rows) and at least one hashed level.
+CASES = {1: 3, 2: 6, 3: 8}
 
 
 def make_points(d, rng, n_random=24, low=0.0, high=1.0):
@@ -128,7 +130,10 @@ def random_tables(module, dtype, seed=0):
 
 
 def tol(dtype):
-    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    # frac = pos - floor(pos) has an absolute error of ulp(pos) (up to ~8e-6 for the
+    # out-of-domain points in float32) depending on whether x * scale + 0.5 is fused into
+    # an fma; indices are compared exactly, so values need only this accuracy.
+    return dict(rtol=5e-5, atol=5e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- tcnn formulas
@@ -150,6 +155,19 @@ def test_instant_ngp_nerf_config_matches_tcnn_allocation():
     assert m.n_params() == 12_196_240
     for lv, ref in zip(levels, ref_levels(3, 16, 19, 16, b)):
         assert (lv.scale, lv.resolution, lv.params_in_level, lv.hashed) == (float(ref[0]), *ref[1:])
+
+
+def test_tcnn_unit_test_config():
+    # tiny-cuda-nn's tests/test_grid.cu ("GridEncoding sanity checks"): 3D, base 32,
+    # T = 2^16, F = 2, 20 levels, b = 1.5 -> level 0 dense 32^3, then 65536-row hash tables,
+    # n_params() == 2555904.
+    m = HashGrid(dim=3, n_levels=20, log2_hashmap_size=16, base_resolution=32, per_level_scale=1.5)
+    levels = m.levels()
+    assert m.output_dim() == 40
+    assert (levels[0].params_in_level, levels[0].hashed) == (32**3, False)
+    assert [lv.resolution for lv in levels[:3]] == [32, 48, 72]
+    assert all(lv.params_in_level == 65536 and lv.hashed for lv in levels[1:])
+    assert m.n_params() == 2555904
 
 
 def test_default_config_2d():
@@ -181,9 +199,9 @@ def test_param_count_edge_cases():
 
 def _check_against_reference(d, interpolation, dtype, b=2.0, low=0.0, high=1.0, seed=0):
     log2_t = CASES[d]
-    m = HashGrid(dim=d, n_levels=4, log2_hashmap_size=log2_t, base_resolution=5, per_level_scale=b,
+    m = HashGrid(dim=d, n_levels=3, log2_hashmap_size=log2_t, base_resolution=5, per_level_scale=b,
                  interpolation=interpolation, param_dtype=dtype)  # fmt: skip
-    levels = ref_levels(d, 4, log2_t, 5, b)
+    levels = ref_levels(d, 3, log2_t, 5, b)
     hashed = [lv[3] for lv in levels]
     assert any(hashed) and not all(hashed)
     x = make_points(d, np.random.default_rng(seed), low=low, high=high).astype(dtype)
@@ -200,8 +218,8 @@ def _check_against_reference(d, interpolation, dtype, b=2.0, low=0.0, high=1.0, 
         np.testing.assert_array_equal(np.asarray(idx), [[r for r, _ in pt] for pt in rows])
         np.testing.assert_allclose(np.asarray(w), [[v for _, v in pt] for pt in rows], **tol(dtype))
 
-    assert out.shape == (len(x), 4 * 2) and out.dtype == dtype
-    want = ref_encode(x, [params[f"level_{i}"] for i in range(4)], levels, interpolation, dtype)
+    assert out.shape == (len(x), 3 * 2) and out.dtype == dtype
+    want = ref_encode(x, [params[f"level_{i}"] for i in range(3)], levels, interpolation, dtype)
     np.testing.assert_allclose(np.asarray(out), want, **tol(dtype))
 
 
@@ -227,10 +245,10 @@ def test_matches_reference_non_integer_scales(d):
 def test_outside_unit_cube_wraps_like_tcnn(d):
     # No clamping: negative vertices wrap to uint32 and every index is taken mod P.
     _check_against_reference(d, "linear", np.float32, low=-2.5, high=3.5, seed=1)
-    m = HashGrid(dim=d, n_levels=4, log2_hashmap_size=CASES[d], base_resolution=5)
+    m = HashGrid(dim=d, n_levels=3, log2_hashmap_size=CASES[d], base_resolution=5)
     x = jnp.asarray(np.random.default_rng(2).uniform(-1e4, 1e4, (64, d)), jnp.float32)
-    for lv in m.levels():
-        idx, _ = hash_corners(x, lv)
+    all_idx = jax.jit(lambda y: [hash_corners(y, lv)[0] for lv in m.levels()])(x)
+    for lv, idx in zip(m.levels(), all_idx):
         assert int(idx.min()) >= 0 and int(idx.max()) < lv.params_in_level
 
 
@@ -250,8 +268,8 @@ def test_x_equal_one_wraps_on_dense_levels():
 
 
 def test_init_shapes_and_range():
-    m = HashGrid(dim=2, n_levels=5, log2_hashmap_size=9, base_resolution=6, per_level_scale=1.7)
-    variables = m.init(jax.random.PRNGKey(0), jnp.zeros((3, 2)))
+    m = HashGrid(dim=2, n_levels=3, log2_hashmap_size=9, base_resolution=6, per_level_scale=1.7)
+    variables = jax.jit(m.init)(jax.random.PRNGKey(0), jnp.zeros((3, 2)))
     assert set(variables) == {"params"}
     params = variables["params"]
     for lv in m.levels():
@@ -272,11 +290,11 @@ def test_init_shapes_and_range():
 def test_shapes_include_input_and_errors():
     m = HashGrid(dim=3, n_levels=3, log2_hashmap_size=8, base_resolution=4, include_input=True)
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 5, 3))
-    variables = m.init(jax.random.PRNGKey(0), x)
-    out = m.apply(variables, x)
+    variables = jax.jit(m.init)(jax.random.PRNGKey(0), x)
+    out = jax.jit(m.apply)(variables, x)
     assert out.shape == (2, 5, 3 * 2 + 3) == (2, 5, m.output_dim())
     np.testing.assert_array_equal(out[..., -3:], x)
-    assert m.apply(variables, x[0, 0]).shape == (9,)
+    assert jax.jit(m.apply)(variables, x[0, 0]).shape == (9,)
     with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
         m.apply(variables, x[..., :2])
     with pytest.raises(ValueError, match="interpolation"):
@@ -310,12 +328,15 @@ def test_jit_vmap_and_table_gradient_scatter():
 @pytest.mark.parametrize("interpolation", ["linear", "smoothstep"])
 def test_check_grads(interpolation):
     with jax.enable_x64(True):
-        m = HashGrid(dim=3, n_levels=3, log2_hashmap_size=8, base_resolution=5, interpolation=interpolation,
+        # Level 0 dense (5^2 vertices -> 32 rows), level 1 hashed (10^2 vertices, 64 rows).
+        m = HashGrid(dim=2, n_levels=2, log2_hashmap_size=6, base_resolution=5, interpolation=interpolation,
                      param_dtype=jnp.float64)  # fmt: skip
-        x = jnp.asarray(np.random.default_rng(5).uniform(0.05, 0.95, (16, 3)))
+        assert [lv.hashed for lv in m.levels()] == [False, True]
+        x = jnp.asarray(np.random.default_rng(5).uniform(0.05, 0.95, (16, 2)))
         params = jax.tree.map(jnp.asarray, random_tables(m, np.float64, 5))
-        f = jax.jit(lambda p, y: m.apply({"params": p}, y))
-        check_grads(lambda p: f(p, x), (params,), order=2, modes=("fwd", "rev"))
+        f = lambda p, y: m.apply({"params": p}, y)  # noqa: E731 (eager: cheaper than jit here)
+        # The encoding is linear in the tables, so first order says everything.
+        check_grads(lambda p: f(p, x), (params,), order=1, modes=("fwd", "rev"))
         # In x, within cells (autodiff of frac; equals tcnn's dy_dx).
         check_grads(lambda y: f(params, y), (x,), order=1, modes=("fwd", "rev"), eps=1e-7)
 
@@ -324,26 +345,33 @@ def test_nearest_has_zero_input_gradient():
     m = HashGrid(dim=2, n_levels=3, log2_hashmap_size=8, base_resolution=5, interpolation="nearest")
     x = jnp.asarray(np.random.default_rng(6).uniform(0, 1, (8, 2)), jnp.float32)
     params = random_tables(m, np.float32, 6)
-    g = jax.grad(lambda y: jnp.sum(m.apply({"params": params}, y)))(x)
+    g = jax.jit(jax.grad(lambda y: jnp.sum(m.apply({"params": params}, y))))(x)
     np.testing.assert_array_equal(g, 0.0)
 
 
-def test_ntk_structure_and_coordinate_mlp():
-    enc = HashGrid(dim=2, n_levels=4, log2_hashmap_size=8, base_resolution=5)
-    x = jax.random.uniform(jax.random.PRNGKey(2), (7, 2))
-    variables = enc.init(jax.random.PRNGKey(0), x)
-    _, state = enc.apply(variables, x, mutable=["ntk_structure"])
-    structure = state["ntk_structure"]
-    assert sorted(structure) == [f"level_{i}" for i in range(4)]
-    for lv in enc.levels():
-        s = structure[f"level_{lv.level}"]
-        assert s["kind"] == "sparse" and s["n_params"] == lv.params_in_level * 2
-        assert s["idx"].shape == s["w"].shape == (7, 4)
+def test_inside_coordinate_mlp_and_structured_ntk():
+    # Small tables (T = 2^6) so the hashed levels have collisions, which the structured
+    # kernel must count through equal row indices.
+    enc = HashGrid(dim=2, n_levels=3, log2_hashmap_size=6, base_resolution=5)
+    assert [lv.hashed for lv in enc.levels()] == [False, True, True]
+    model = CoordinateMLP(encoding=enc, hidden=(16,), out_dim=2)
+    x = jax.random.uniform(jax.random.PRNGKey(2), (12, 2))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(1), x)
+    assert sorted(variables["params"]["encoding"]) == [f"level_{i}" for i in range(3)]
+    assert variables["params"]["encoding"]["level_2"].shape == (64, 2)
 
-    model = CoordinateMLP(encoding=enc, hidden=(32, 32), out_dim=3)
-    mvars = model.init(jax.random.PRNGKey(1), x)
-    assert mvars["params"]["encoding"]["level_3"].shape == (enc.levels()[3].params_in_level, 2)
-    y = jax.jit(model.apply)(mvars, x)
-    assert y.shape == (7, 3) and bool(jnp.all(jnp.isfinite(y)))
-    g = jax.jit(jax.grad(lambda v: jnp.sum(model.apply(v, x) ** 2)))(mvars)
-    assert float(jnp.abs(g["params"]["encoding"]["level_0"]).sum()) > 0
+    kernels = structured_ntk(model, variables, x, groups=True)
+    assert {f"encoding/level_{i}" for i in range(3)} <= set(kernels)
+
+    @jax.jit
+    def jacobians(params):
+        j = jax.jacrev(lambda p: model.apply({"params": p}, x))(params)
+        flat = lambda tree: jnp.concatenate([a.reshape(12, 2, -1) for a in jax.tree.leaves(tree)], -1)  # noqa: E731
+        return model.apply({"params": params}, x), flat(j), flat(j["encoding"])
+
+    y, j_all, j_grid = jacobians(variables["params"])
+    assert y.shape == (12, 2) and bool(jnp.all(jnp.isfinite(y)))
+    assert float(jnp.abs(j_grid).sum()) > 0  # gradients reach the tables
+    ntk = lambda j: np.einsum("nop,mop->nm", j, j) / j.shape[1]  # noqa: E731 (mean over outputs)
+    np.testing.assert_allclose(kernels["total"], ntk(j_all), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(kernels["grid"], ntk(j_grid), rtol=1e-4, atol=1e-6)
