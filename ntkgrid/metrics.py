@@ -48,6 +48,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -141,28 +142,30 @@ def _gaussian_window(win_size: int, win_sigma: float, dtype) -> jax.Array:
 
 
 def _filter_valid(x: jax.Array, win: jax.Array) -> jax.Array:
-    """Separable valid correlation of ``(..., H, W, C)`` with ``win`` along H and W.
+    """Separable valid correlation of ``(..., H, W, C)`` with ``win`` along H then W.
 
-    Written as a sum of shifted slices rather than a convolution so that float32
-    results do not depend on the backend's convolution precision (e.g. TF32).
+    A sum of shifted slices, which XLA fuses into one pass per axis: on CPU it is
+    several times faster than a depthwise convolution, and float32 results do not
+    depend on an accelerator's convolution precision (e.g. TF32).
     """
     n = win.shape[0]
     for axis in (x.ndim - 3, x.ndim - 2):
         m = x.shape[axis] - n + 1
-        x = sum(win[k] * jax.lax.slice_in_dim(x, k, k + m, axis=axis) for k in range(n))
+        x = sum(win[i] * jax.lax.slice_in_dim(x, i, i + m, axis=axis) for i in range(n))
     return x
 
 
 def _ssim_cs(x, y, win, data_range, k) -> tuple[jax.Array, jax.Array]:
-    """Per-channel mean SSIM and contrast-structure maps, each shape ``(..., C)``."""
+    """Per-channel means of the SSIM and contrast-structure maps, each shape ``(..., C)``."""
     k1, k2 = k
+    data_range = jnp.asarray(data_range, x.dtype)
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
-    mu1, mu2 = _filter_valid(x, win), _filter_valid(y, win)
+    c = x.shape[-1]
+    filtered = _filter_valid(jnp.concatenate([x, y, x * x, y * y, x * y], axis=-1), win)
+    mu1, mu2, xx, yy, xy = (filtered[..., i * c : (i + 1) * c] for i in range(5))
     mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    sigma1_sq = _filter_valid(x * x, win) - mu1_sq
-    sigma2_sq = _filter_valid(y * y, win) - mu2_sq
-    sigma12 = _filter_valid(x * y, win) - mu1_mu2
+    sigma1_sq, sigma2_sq, sigma12 = xx - mu1_sq, yy - mu2_sq, xy - mu1_mu2
     cs_map = (2 * sigma12 + c2) / (sigma1_sq + sigma2_sq + c2)
     ssim_map = ((2 * mu1_mu2 + c1) / (mu1_sq + mu2_sq + c1)) * cs_map
     return jnp.mean(ssim_map, axis=(-3, -2)), jnp.mean(cs_map, axis=(-3, -2))
@@ -204,8 +207,20 @@ def ssim(
     """
     x, y = _prepare(x, y)
     _check_fits(x.shape, win_size)
-    win = _gaussian_window(win_size, win_sigma, x.dtype)
-    s, _ = _ssim_cs(x, y, win, data_range, k)
+    return _ssim_impl(x, y, data_range, win_size=win_size, win_sigma=float(win_sigma), k=_pair(k))
+
+
+def _pair(k) -> tuple[float, float]:
+    k1, k2 = k
+    return float(k1), float(k2)
+
+
+_STATIC = ("win_size", "win_sigma", "k", "weights")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC[:3])
+def _ssim_impl(x, y, data_range, *, win_size, win_sigma, k):
+    s, _ = _ssim_cs(x, y, _gaussian_window(win_size, win_sigma, x.dtype), data_range, k)
     return jnp.mean(s, axis=-1)
 
 
@@ -304,16 +319,23 @@ def ms_ssim(
             ReducedScalesWarning,
             stacklevel=2,
         )
+    return _ms_ssim_impl(
+        x, y, data_range, win_size=win_size, win_sigma=float(win_sigma), k=_pair(k), weights=scale_weights
+    )
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _ms_ssim_impl(x, y, data_range, *, win_size, win_sigma, k, weights):
     win = _gaussian_window(win_size, win_sigma, x.dtype)
     levels = []
-    for i in range(len(scale_weights)):
+    for i in range(len(weights)):
         s, cs = _ssim_cs(x, y, win, data_range, k)
-        if i < len(scale_weights) - 1:
+        if i < len(weights) - 1:
             levels.append(jax.nn.relu(cs))
             x, y = _avg_pool2(x), _avg_pool2(y)
     levels.append(jax.nn.relu(s))
     stacked = jnp.stack(levels)  # (scales, ..., C)
-    exps = jnp.asarray(scale_weights, x.dtype).reshape((-1,) + (1,) * (stacked.ndim - 1))
+    exps = jnp.asarray(weights, x.dtype).reshape((-1,) + (1,) * (stacked.ndim - 1))
     return jnp.mean(jnp.prod(stacked**exps, axis=0), axis=-1)
 
 

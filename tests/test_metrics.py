@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import re
 import warnings
 
 import jax
@@ -20,8 +22,12 @@ pytestmark = pytest.mark.filterwarnings("error::ntkgrid.metrics.ReducedScalesWar
 H, W = 192, 256  # short side > 160: all five MS-SSIM scales
 PHOTOS = ("astronaut", "chelsea", "coffee")
 
+# The public functions are jitted internally (eager calls compile once per shape and
+# dtype); these outer jits check that they also trace inside a user's jit.
 _ssim_jit = jax.jit(metrics.ssim)
 _ms_ssim_jit = jax.jit(metrics.ms_ssim)
+FNS = {"ssim": metrics.ssim, "ms_ssim": metrics.ms_ssim}
+JIT_FNS = {"ssim": _ssim_jit, "ms_ssim": _ms_ssim_jit}
 
 
 # ----------------------------------------------------------------------------- test images
@@ -63,13 +69,15 @@ def jpeg_like(img: np.ndarray, step: float = 0.03) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def low_rank(img: np.ndarray, rank: int = 12) -> np.ndarray:
-    """Per-channel truncated-SVD reconstruction."""
-    chans = []
-    for ch in np.moveaxis(img, -1, 0):
-        u, s, vt = np.linalg.svd(ch, full_matrices=False)
-        chans.append((u[:, :rank] * s[:rank]) @ vt[:rank])
-    return np.clip(np.stack(chans, -1), 0.0, 1.0)
+def low_pass(img: np.ndarray, keep: float = 0.15) -> np.ndarray:
+    """Keep the lowest spatial frequencies (|f| < keep * Nyquist): the band-limited
+    reconstruction a spectrally biased coordinate network produces early in training."""
+    h, w, _ = img.shape
+    fy = np.fft.fftfreq(h)[:, None] / 0.5
+    fx = np.fft.rfftfreq(w)[None, :] / 0.5
+    mask = (np.hypot(fy, fx) < keep)[..., None]
+    spec = np.fft.rfft2(img, axes=(0, 1)) * mask
+    return np.clip(np.fft.irfft2(spec, s=(h, w), axes=(0, 1)), 0.0, 1.0)
 
 
 def bilinear_reconstruction(img: np.ndarray, factor: int = 4) -> np.ndarray:
@@ -92,7 +100,7 @@ DEGRADATIONS = {
     "noise": lambda img: np.clip(img + 0.06 * np.random.default_rng(0).standard_normal(img.shape), 0, 1),
     "jpeg": jpeg_like,
     "bilinear": bilinear_reconstruction,
-    "svd": low_rank,
+    "lowpass": low_pass,
     "inverted": lambda img: 1.0 - img,  # negative CS: exercises the relu
 }
 
@@ -112,6 +120,19 @@ def pm():
     return pytest.importorskip("pytorch_msssim", reason="pytorch-msssim is the SSIM oracle")
 
 
+@contextlib.contextmanager
+def torch_one_thread():
+    """torch's CPU convolutions get very slow when their thread pool competes for cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def _nchw(a: np.ndarray, dtype):
     import torch
 
@@ -126,7 +147,8 @@ def torch_metric(pm, fn: str, x, y, dtype_name="float64", batch_shape=(), **kw):
     dtype = getattr(torch, dtype_name)
     if "win" in kw:
         kw["win"] = torch.tensor(np.asarray(kw["win"], np.float32)).reshape(1, 1, -1).repeat(x.shape[-1], 1, 1, 1)
-    out = getattr(pm, fn)(_nchw(x, dtype), _nchw(y, dtype), size_average=False, **kw)
+    with torch_one_thread():
+        out = getattr(pm, fn)(_nchw(x, dtype), _nchw(y, dtype), size_average=False, **kw)
     return out.double().numpy().reshape(batch_shape)
 
 
@@ -139,7 +161,7 @@ def torch_metric(pm, fn: str, x, y, dtype_name="float64", batch_shape=(), **kw):
 @pytest.mark.parametrize("name", PHOTOS)
 def test_matches_pytorch_msssim(pm, name, degradation, fn):
     x, y = pair(name, degradation)
-    ours = {"ssim": _ssim_jit, "ms_ssim": _ms_ssim_jit}[fn]
+    ours = FNS[fn]
     ref64 = torch_metric(pm, fn, x, y, data_range=1.0)
 
     with jax.enable_x64(True):
@@ -147,15 +169,10 @@ def test_matches_pytorch_msssim(pm, name, degradation, fn):
         assert got64.dtype == jnp.float64 and got64.shape == ()
         got64 = float(got64)
     assert abs(got64 - ref64) <= 1e-5
-    # Same window handed to torch explicitly: the algorithms agree to rounding.
-    win = np.asarray(metrics._gaussian_window(11, 1.5, jnp.float32))
-    assert abs(got64 - torch_metric(pm, fn, x, y, data_range=1.0, win=win)) <= 1e-10
 
     got32 = ours(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
     assert got32.dtype == jnp.float32
-    ref32 = torch_metric(pm, fn, x, y, "float32", data_range=1.0)
     assert abs(float(got32) - ref64) <= 1e-4
-    assert abs(float(got32) - ref32) <= 1e-4
     if degradation == "inverted" and fn == "ms_ssim":
         assert got64 == 0.0  # relu(cs) hit zero at some scale
 
@@ -163,22 +180,33 @@ def test_matches_pytorch_msssim(pm, name, degradation, fn):
 @pytest.mark.oracle
 @pytest.mark.parametrize("fn", ["ssim", "ms_ssim"])
 def test_batched_matches_pytorch_msssim(pm, fn):
-    xs, ys = zip(*(pair(n, d) for n in PHOTOS[:2] for d in ("blur", "noise", "jpeg")))
+    xs, ys = zip(*(pair(n, d) for n in PHOTOS[:2] for d in ("blur", "noise", "bilinear")))
     x = np.stack(xs).reshape(2, 3, H, W, 3)
     y = np.stack(ys).reshape(2, 3, H, W, 3)
-    ours = {"ssim": _ssim_jit, "ms_ssim": _ms_ssim_jit}[fn]
+    ours = JIT_FNS[fn]
     with jax.enable_x64(True):
         got = np.asarray(ours(jnp.asarray(x), jnp.asarray(y)))
-        loop = np.array([[float(ours(x[i, j], y[i, j])) for j in range(3)] for i in range(2)])
+        loop = np.array([[float(FNS[fn](x[i, j], y[i, j])) for j in range(3)] for i in range(2)])
     assert got.shape == (2, 3)
     np.testing.assert_allclose(got, loop, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(got, torch_metric(pm, fn, x, y, batch_shape=(2, 3), data_range=1.0), rtol=0, atol=1e-5)
+    ref = torch_metric(pm, fn, x, y, batch_shape=(2, 3), data_range=1.0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    # Our window handed to torch explicitly: identical up to float64 rounding.
+    win = np.asarray(metrics._gaussian_window(11, 1.5, jnp.float32))
+    ref_win = torch_metric(pm, fn, x, y, batch_shape=(2, 3), data_range=1.0, win=win)
+    np.testing.assert_allclose(got, ref_win, rtol=0, atol=1e-12)
+    # float32 on both sides.
+    got32 = ours(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
+    assert got32.dtype == jnp.float32 and got32.shape == (2, 3)
+    ref32 = torch_metric(pm, fn, x, y, "float32", batch_shape=(2, 3), data_range=1.0)
+    np.testing.assert_allclose(got32, ref32, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got32, ref, rtol=0, atol=1e-4)
 
 
 @pytest.mark.oracle
 @pytest.mark.parametrize(
     "data_range, weights",
-    [(255.0, None), (1.0, (0.2, 0.3, 0.5)), (255.0, (0.5, 0.5)), (1.0, (1.0,))],
+    [(255.0, None), (1.0, (0.2, 0.3, 0.5)), (255.0, (1.0,))],
 )
 def test_data_range_and_weights_match_pytorch_msssim(pm, data_range, weights):
     x, y = pair("chelsea", "jpeg")
@@ -200,21 +228,22 @@ def _torch_reduced_ms_ssim(x, y, weights):
     X, Y = _nchw(x, torch.float64), _nchw(y, torch.float64)
     win = _fspecial_gauss_1d(11, 1.5).repeat(X.shape[1], 1, 1, 1)
     levels = []
-    for i in range(len(weights)):
-        s, cs = _ssim(X, Y, data_range=1.0, win=win, size_average=False)
-        if i < len(weights) - 1:
-            levels.append(torch.relu(cs))
-            pad = [n % 2 for n in X.shape[2:]]
-            X, Y = F.avg_pool2d(X, kernel_size=2, padding=pad), F.avg_pool2d(Y, kernel_size=2, padding=pad)
-    stacked = torch.stack(levels + [torch.relu(s)])
-    w = torch.tensor(weights, dtype=torch.float64).view(-1, 1, 1)
-    return torch.prod(stacked**w, dim=0).mean(1).numpy()
+    with torch_one_thread():
+        for i in range(len(weights)):
+            s, cs = _ssim(X, Y, data_range=1.0, win=win, size_average=False)
+            if i < len(weights) - 1:
+                levels.append(torch.relu(cs))
+                pad = [n % 2 for n in X.shape[2:]]
+                X, Y = F.avg_pool2d(X, kernel_size=2, padding=pad), F.avg_pool2d(Y, kernel_size=2, padding=pad)
+        stacked = torch.stack(levels + [torch.relu(s)])
+        w = torch.tensor(weights, dtype=torch.float64).view(-1, 1, 1)
+        return torch.prod(stacked**w, dim=0).mean(1).numpy()
 
 
 @pytest.mark.oracle
 @pytest.mark.parametrize(
     "h, w, scales",
-    [(161, 171, 5), (160, 199, 4), (121, 97, 4), (81, 81, 4), (80, 95, 3), (45, 41, 3), (33, 40, 2), (20, 31, 1), (11, 11, 1)],
+    [(161, 171, 5), (160, 199, 4), (81, 97, 4), (45, 41, 3), (33, 40, 2), (11, 11, 1)],
 )
 def test_small_images(pm, h, w, scales):
     x, y = pair("coffee", "noise")
@@ -277,20 +306,14 @@ def test_ms_ssim_scales_respects_number_of_weights():
 def test_too_small_raises(shape):
     x = jnp.zeros(shape)
     hw = f"({shape[-3]}, {shape[-2]})"
-    with pytest.raises(ValueError, match=re_escape(hw)):
+    with pytest.raises(ValueError, match=re.escape(hw)):
         metrics.ms_ssim_scales(shape[-3], shape[-2])
-    with pytest.raises(ValueError, match=re_escape(hw)):
+    with pytest.raises(ValueError, match=re.escape(hw)):
         metrics.ms_ssim(x, x)
-    with pytest.raises(ValueError, match=re_escape(hw)):
+    with pytest.raises(ValueError, match=re.escape(hw)):
         metrics.ms_ssim_report(x, x)
     with pytest.raises(ValueError, match="too small"):
         metrics.ssim(x, x)
-
-
-def re_escape(s: str) -> str:
-    import re
-
-    return re.escape(s)
 
 
 def test_shape_mismatch_raises():
@@ -325,20 +348,20 @@ def test_psnr_and_mse_against_numpy(batch, data_range, dtype):
 def test_identical_images(dtype):
     x = photo("astronaut")
     with jax.enable_x64(dtype == "float64"):
-        xs = jnp.asarray(np.stack([x, x[::-1]]), dtype)
-        assert np.all(np.isposinf(np.asarray(metrics.psnr(xs, xs))))
+        xs = jnp.asarray(x, dtype)
+        assert np.isposinf(float(metrics.psnr(xs, xs)))
         np.testing.assert_array_equal(metrics.mse(xs, xs), 0.0)
-        np.testing.assert_allclose(_ssim_jit(xs, xs), 1.0, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(_ms_ssim_jit(xs, xs), 1.0, rtol=0, atol=1e-6)
-        assert _ms_ssim_jit(xs, xs).dtype == jnp.dtype(dtype)
+        np.testing.assert_allclose(metrics.ssim(xs, xs), 1.0, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(metrics.ms_ssim(xs, xs), 1.0, rtol=0, atol=1e-6)
+        assert metrics.ms_ssim(xs, xs).dtype == jnp.dtype(dtype)
 
 
 def test_jit_traced_data_range_and_integer_inputs():
     x, y = pair("chelsea", "blur")
     x8, y8 = (np.round(x * 255).astype(np.uint8), np.round(y * 255).astype(np.uint8))
-    for fn in (metrics.psnr, metrics.ssim, metrics.ms_ssim):
+    for fn, jitted in ((metrics.psnr, jax.jit(metrics.psnr)), (metrics.ssim, _ssim_jit), (metrics.ms_ssim, _ms_ssim_jit)):
         eager = fn(x8, y8, 255.0)
-        traced = jax.jit(fn)(jnp.asarray(x8), jnp.asarray(y8), jnp.float32(255.0))
+        traced = jitted(jnp.asarray(x8), jnp.asarray(y8), jnp.float32(255.0))
         assert eager.dtype == jnp.float32
         np.testing.assert_allclose(traced, eager, rtol=1e-5)
         np.testing.assert_allclose(fn(x8 / 255.0, y8 / 255.0), eager, rtol=1e-4)
