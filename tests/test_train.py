@@ -1,0 +1,269 @@
+"""Tests for ntkgrid.train: learning, determinism, divergence, resume, files, BCE, MS-SSIM oracle."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ntkgrid import train
+from ntkgrid.config import EncodingConfig, TrainConfig
+from ntkgrid.data.images import image_to_dataset
+
+MULTIGRID = EncodingConfig("multigrid", num_levels=2, features_per_level=2, min_res=8, max_res=32)
+SMALL = TrainConfig(hidden=(32, 32), learning_rate=10.0, epochs=6, batch_size=32, ntk_points=0)
+
+
+@functools.lru_cache(maxsize=None)
+def astronaut(size: int | None = None, crop: int | None = None):
+    """skimage's astronaut as (coords (H*W, 2), rgb (H*W, 3)) float32: resized to size x size,
+    or a crop x crop centre crop at full resolution."""
+    from skimage import data
+    from skimage.transform import resize
+
+    img = data.astronaut().astype(np.float64) / 255.0
+    if crop is not None:
+        h, w = img.shape[:2]
+        img = img[(h - crop) // 2:(h + crop) // 2, (w - crop) // 2:(w + crop) // 2]
+    else:
+        img = np.clip(resize(img, (size, size), anti_aliasing=True), 0.0, 1.0)
+    return image_to_dataset(img)
+
+
+def sphere(n: int, seed: int = 0, radius: float = 0.35):
+    """Uniform points in [0, 1]^3 and labels 1 inside the sphere of ``radius`` about the centre."""
+    x = np.random.default_rng(seed).random((n, 3)).astype(np.float32)
+    y = (np.linalg.norm(x - 0.5, axis=1) < radius).astype(np.float32)[:, None]
+    return x, y
+
+
+def tree_equal(a, b) -> bool:
+    return all(jax.tree.leaves(jax.tree.map(lambda u, v: bool(np.array_equal(np.asarray(u), np.asarray(v))), a, b)))
+
+
+# ----------------------------------------------------------------------------- learning + files
+
+
+def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
+    x, y = astronaut(32)
+    cfg = SMALL.replace(encoding=MULTIGRID, ntk_points=64)
+    train.make_epoch_fn.cache_clear()
+    traces = train.TRACE_COUNTS["epoch"]
+    r = train.fit(cfg, x, y, image_shape=(32, 32), out_dir=tmp_path, label="mg")
+    assert train.TRACE_COUNTS["epoch"] - traces == 1  # one trace for six epochs
+
+    assert [h["epoch"] for h in r.history] == [0, 3, 6] and r.params_epoch == 6 and not r.diverged
+    loss = [h["loss"] for h in r.history]
+    psnr = [h["psnr"] for h in r.history]
+    assert loss[0] > loss[1] > loss[2] and psnr[0] < psnr[1] < psnr[2]
+    assert psnr[2] > psnr[0] + 10.0
+    assert r.losses.shape == (6,) and r.losses[-1] < r.losses[0]
+    for h in r.history:
+        assert set(train.HISTORY_KEYS) <= set(h)
+        assert h["ms_ssim_scales"] == 2 and h["ms_ssim_reduced"]  # 32 px: metrics' small-image fallback
+        spectra = h["spectra"]
+        assert {"total", "mlp", "grid", "no_grid", "encoding/level_0", "encoding/level_1"} <= set(spectra)
+        assert h["spectrum"] is spectra["total"]
+        for s in spectra.values():
+            assert s.eigenvalues.shape == (64,) and s.floor > 0
+            assert np.all(np.diff(s.eigenvalues) <= 0) and 0 < s.n_above_floor <= 64
+    assert r.history[0]["train_loss"] is None and r.history[2]["train_loss"] == r.losses[5]
+
+    # Files and their keys.
+    assert json.loads((tmp_path / "run.json").read_text())["options"]["ntk_points"] == 64
+    lines = [json.loads(t) for t in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["epoch"] for ln in lines] == [0, 3, 6]
+    for ln, h in zip(lines, r.history):
+        assert {"epoch", "loss", "psnr", "ms_ssim", "ms_ssim_scales", "spectrum", "spectrum_file",
+                "checkpoint_file", "seconds"} <= set(ln)
+        assert set(ln["spectrum"]["total"]) == {"lambda_max", "lambda_min", "floor", "n_above_floor", "n_negative"}
+        assert ln["spectrum"]["no_grid"]["floor"] == h["spectra"]["no_grid"].floor
+        assert (tmp_path / ln["checkpoint_file"]).exists()
+        npz = np.load(tmp_path / ln["spectrum_file"])
+        np.testing.assert_array_equal(npz["eigenvalues/encoding/level_1"], h["spectra"]["encoding/level_1"].eigenvalues)
+    assert np.load(tmp_path / "spectra" / "ntk_x.npy").shape == (64, 2)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"config", "options", "complete", "diverged", "diverged_epoch", "seconds", "final", "losses",
+            "epochs_run", "params_epoch", "label"} <= set(summary)
+    assert TrainConfig.from_dict(summary["config"]) == cfg
+    assert summary["complete"] and not summary["diverged"] and summary["final"]["epoch"] == 6
+    assert summary["losses"] == pytest.approx(r.losses.tolist(), rel=0, abs=0)
+
+    # load_run gives back the same run; predict reproduces the recorded loss.
+    back = train.load_run(tmp_path)
+    assert back.config == cfg and back.label == "mg" and back.complete
+    np.testing.assert_array_equal(back.losses, r.losses)
+    assert tree_equal(back.params, r.params)
+    assert [h["loss"] for h in back.history] == loss
+    np.testing.assert_array_equal(back.history[1]["spectrum"].eigenvalues, r.history[1]["spectrum"].eigenvalues)
+    pred = train.predict(cfg, back.params, x, batch=300)  # 4 batches, the last one padded
+    np.testing.assert_allclose(pred, train.predict(cfg.model(2, 3), r.params, x), rtol=1e-6, atol=1e-6)
+    assert pred.shape == (1024, 3)
+    assert float(np.mean((pred.astype(np.float64) - y) ** 2)) == pytest.approx(loss[-1], rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- determinism, divergence
+
+
+def test_same_seed_same_numbers_and_quiet_without_terminal(capfd):
+    x, y = astronaut(16)
+    cfg = SMALL.replace(encoding=EncodingConfig("fourier", num_frequencies=4), epochs=4)
+    a = train.fit(cfg, x, y, image_shape=(16, 16))
+    train.make_epoch_fn.cache_clear()  # the second run compiles afresh
+    b = train.fit(cfg, x, y, image_shape=(16, 16))
+    c = train.fit(cfg.replace(seed=1), x, y, image_shape=(16, 16))
+    np.testing.assert_array_equal(a.losses, b.losses)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert tree_equal(a.params, b.params)
+    assert not np.array_equal(a.losses, c.losses)
+    assert capfd.readouterr().err == ""  # stderr is not a terminal: no progress bar
+
+
+@pytest.mark.parametrize("checkpoints, measured", [(None, [0]), ((4,), [])])
+def test_divergence_is_recorded_not_raised(tmp_path, checkpoints, measured):
+    x, y = astronaut(16)
+    cfg = SMALL.replace(learning_rate=1e6, epochs=4, checkpoints=checkpoints)
+    r = train.fit(cfg, x, y, image_shape=(16, 16), out_dir=tmp_path)
+    assert r.diverged and r.diverged_epoch == 1 and r.complete
+    assert r.losses.shape == (1,) and not np.isfinite(r.losses[0])
+    assert [h["epoch"] for h in r.history] == measured and r.params_epoch == 0  # the initial variables
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(r.params))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["diverged"] and summary["diverged_epoch"] == 1 and summary["losses"] == [None]
+    again = train.fit(cfg, x, y, image_shape=(16, 16), out_dir=tmp_path)  # stored: returned as is
+    assert again.diverged and again.diverged_epoch == 1 and tree_equal(again.params, r.params)
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(call: int, calls: list):
+    def eval_fn(apply, variables):
+        calls.append(1)
+        if len(calls) == call:
+            raise _Interrupt
+        return {"mean_output": float(jnp.mean(apply(variables, jnp.full((4, 2), 0.5))))}
+
+    return eval_fn
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path):
+    x, y = astronaut(16)
+    cfg = SMALL.replace(encoding=EncodingConfig("fourier", num_frequencies=4), epochs=4, checkpoints=(0, 2, 4))
+    ref = train.fit(cfg, x, y, eval_fn=_interrupt_at(0, []))
+
+    calls: list = []
+    with pytest.raises(_Interrupt):  # killed while measuring epoch 4: checkpoints 0 and 2 are on disk
+        train.fit(cfg, x, y, out_dir=tmp_path, eval_fn=_interrupt_at(3, calls))
+    assert not (tmp_path / "summary.json").exists()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    partial = train.load_run(tmp_path)
+    assert not partial.complete and partial.params_epoch == 2 and partial.losses.shape == (2,)
+
+    calls.clear()
+    r = train.fit(cfg, x, y, out_dir=tmp_path, eval_fn=_interrupt_at(0, calls))
+    assert len(calls) == 1  # resumed at epoch 2: only epoch 4 was measured
+    np.testing.assert_array_equal(r.losses, ref.losses)
+    assert tree_equal(r.params, ref.params)
+    assert [(h["epoch"], h["loss"], h["mean_output"]) for h in r.history] == \
+        [(h["epoch"], h["loss"], h["mean_output"]) for h in ref.history]
+
+    calls.clear()
+    (tmp_path / "summary.json").unlink()  # lost summary: resumes at epoch 4, trains nothing
+    r2 = train.fit(cfg, x, y, out_dir=tmp_path, eval_fn=_interrupt_at(0, calls))
+    assert calls == [] and (tmp_path / "summary.json").exists()
+    np.testing.assert_array_equal(r2.losses, ref.losses)
+    assert [h["loss"] for h in r2.history] == [h["loss"] for h in ref.history]
+
+    with pytest.raises(ValueError, match=r"different run.*learning_rate"):
+        train.fit(cfg.replace(learning_rate=5.0), x, y, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"different run.*data_hash"):
+        train.fit(cfg, x, 1.0 - y, out_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------- epoch semantics, BCE
+
+
+class _Constant(nn.Module):
+    """f(x) = c (one scalar parameter), so a zero-learning-rate epoch's loss reveals its indices."""
+
+    @nn.compact
+    def __call__(self, x):
+        return jnp.broadcast_to(self.param("c", nn.initializers.zeros, ()), x.shape[:-1] + (1,))
+
+
+@pytest.mark.parametrize("n, batch, epoch_size", [(12, 4, None), (10, 4, None), (10, 16, None), (50, 8, 20)])
+def test_epoch_draws_a_permutation_padded_by_wrapping(n, batch, epoch_size):
+    x = np.zeros((n, 1), np.float32)
+    y = np.arange(n, dtype=np.float32)[:, None]
+    epoch = train.make_epoch_fn(_Constant(), "mse", batch, n, epoch_size)
+    key = jax.random.PRNGKey(3)
+    e = epoch_size or n
+    steps = -(-e // batch)
+    for index in (0, 1):
+        variables = {"params": {"c": jnp.zeros(())}}
+        _, _, loss = epoch(variables, optax.sgd(0.0).init(variables["params"]), key, np.int32(index),
+                           np.float32(0.0), x, y)
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, index), n))[:e]
+        idx = np.resize(order, steps * batch)
+        assert float(loss) == pytest.approx(np.mean(y[idx, 0] ** 2), rel=1e-6)
+
+
+def test_bce_occupancy_improves_accuracy():
+    x, y = sphere(4096)
+    cfg = TrainConfig(encoding=EncodingConfig("multigrid", num_levels=1, min_res=8, max_res=8), hidden=(32, 32),
+                      loss="bce", learning_rate=10.0, epochs=8, batch_size=64, ntk_points=0)
+    r = train.fit(cfg, x, y, epoch_size=1024)
+    first, last = r.history[0], r.history[-1]
+    assert r.losses.shape == (8,) and last["loss"] < first["loss"]
+    assert last["accuracy"] >= 0.95 and last["accuracy"] > first["accuracy"] + 0.3
+    assert last["psnr"] is None and last["ms_ssim"] is None
+    logits = train.predict(cfg, r.params, x)
+    assert float(np.mean((logits > 0) == (y > 0.5))) == last["accuracy"]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(targets=np.zeros((5, 3))), "same N"),
+    (dict(image_shape=(8, 8)), "image_shape"),
+    (dict(epoch_size=300), "epoch_size"),
+    (dict(cfg=SMALL.replace(loss="bce"), targets=np.full((256, 1), 2.0)), r"\[0, 1\]"),
+    (dict(ntk_x=np.zeros((4, 3))), "ntk_x"),
+])
+def test_bad_inputs_are_refused(kwargs, match):
+    x, y = astronaut(16)
+    args = dict(cfg=SMALL, coords=x, targets=y) | kwargs
+    with pytest.raises(ValueError, match=match):
+        train.fit(args.pop("cfg"), args.pop("coords"), args.pop("targets"), **args)
+
+
+# ----------------------------------------------------------------------------- MS-SSIM oracle
+
+
+@pytest.mark.oracle
+def test_ms_ssim_matches_pytorch_msssim_on_trained_model_output():
+    torch = pytest.importorskip("torch", reason="torch is needed for the pytorch-msssim oracle")
+    pytorch_msssim = pytest.importorskip("pytorch_msssim", reason="pytorch-msssim is not installed")
+    x, y = astronaut(crop=176)  # > 160 px: all five scales
+    cfg = SMALL.replace(encoding=EncodingConfig("multigrid", num_levels=1, min_res=64, max_res=64),
+                        epochs=2, batch_size=256, checkpoints=(2,))
+    r = train.fit(cfg, x, y, image_shape=(176, 176))
+    ours = r.history[-1]
+    assert ours["ms_ssim_scales"] == 5 and not ours["ms_ssim_reduced"]
+    pred = np.clip(train.predict(cfg, r.params, x).astype(np.float64), 0.0, 1.0)
+    to_t = lambda a: torch.from_numpy(a.reshape(176, 176, 3).transpose(2, 0, 1)[None].copy())  # noqa: E731
+    ref = float(pytorch_msssim.ms_ssim(to_t(pred), to_t(y.astype(np.float64)), data_range=1.0))
+    assert 0.2 < ref < 0.99  # a partly trained model: neither noise nor a copy of the image
+    assert abs(ours["ms_ssim"] - ref) <= 1e-5
