@@ -81,9 +81,13 @@ def run_jacobian(n: int, mem_gb: float):
     q = ctx.Queue()
     p = ctx.Process(target=_jacobian_child, args=(n, mem_gb, q))
     p.start()
+    try:  # read before join: a child blocks on exit until its queued kernel is consumed
+        result = q.get(timeout=3600)
+    except Exception:  # noqa: BLE001 - the child died without reporting
+        result = None
     p.join()
-    if not q.empty():
-        return q.get()
+    if result is not None:
+        return result
     return ("killed (out of memory)" if p.exitcode in (-9, 137) else "failed", None,
             f"child exited with code {p.exitcode}")
 
