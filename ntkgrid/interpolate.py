@@ -19,14 +19,38 @@ Conventions (shared by every grid encoding and by the structured NTK):
 Every interpolant here is ``sum_c w_c(x) * table[idx_c(x)]``: linear in the table, which is
 why the grid part of the NTK reduces to a Gram matrix of these sparse weights
 (:mod:`ntkgrid.ntk`).
+
+Performance (XLA on CPU; ``python -m benchmarks.bench_interpolate`` measures it against
+``torch.nn.functional.grid_sample``). Everything is plain JAX, so ``jit``, ``vmap``,
+``grad``, ``jvp`` and higher derivatives all apply. :func:`gather_interpolate` has a custom
+JVP (:func:`jax.custom_jvp`, so forward mode keeps working) whose tangent is written so
+that its *transpose*, i.e. the backward pass, is a program XLA:CPU runs well:
+
+* The table tangent gathers all ``2**d`` corner rows with ONE gather in corner-major order
+  (corner 0 of every point, then corner 1, ...) and splits the result into per-corner
+  blocks with ``lax.split``. Its transpose is ONE scatter-add whose indices and updates
+  are plain concatenations. Autodiff of per-corner gathers gives ``2**d`` scatter-adds
+  into ``2**d`` zero-filled tables; a point-major ``(n, 2**d)`` index array flattened for
+  a single scatter makes XLA recompute the index arithmetic element by element in a
+  scalar loop. Either is 1.5-3x slower.
+* The weight tangent (the path to ``d/dx``) is summed corner by corner and feature by
+  feature, so its transpose has no reduction over the tiny feature axis (XLA:CPU runs such
+  reductions as a separate, slow kernel) and assembles the ``(..., 2**d)`` weight
+  cotangent with one concatenate.
+* The primal output uses one gather per corner, which XLA fuses into the weighted sum.
+* Cells are found with int32 arithmetic (truncation of the non-negative position, then a
+  ``min``): no ``floor``, no int64.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 __all__ = [
     "corner_bits",
@@ -37,6 +61,10 @@ __all__ = [
     "gather_interpolate",
     "interpolate_dense",
 ]
+
+# Up to this many features per node the weight tangent is unrolled feature by feature;
+# beyond, it broadcasts (fewer ops to compile; a reduction over the features in reverse).
+_MAX_UNROLLED_FEATURES = 8
 
 
 def corner_bits(d: int) -> np.ndarray:
@@ -60,13 +88,17 @@ def corner_weights(frac: jnp.ndarray, interpolation: str = "linear") -> jnp.ndar
         frac = frac * frac * (3.0 - 2.0 * frac)
     elif interpolation != "linear":
         raise ValueError(f"interpolation must be 'linear' or 'smoothstep', got {interpolation!r}")
-    d = frac.shape[-1]
-    bits = corner_bits(d)
-    w = jnp.ones(frac.shape[:-1] + (2**d,), frac.dtype)
-    for a in range(d):  # d <= 3 factors; each is one fused elementwise op
-        fa = frac[..., a : a + 1]
-        w = w * jnp.where(bits[:, a] == 1, fa, 1.0 - fa)
-    return w
+    # Built corner by corner from (...,)-shaped factors: after axis a the list holds corners
+    # 0 .. 2**(a+1) - 1 in order (bit a of c set: upper factor t_a). Broadcasting the factors
+    # along the corner axis instead would make reverse mode reduce over that tiny axis.
+    weights = None
+    for a in range(frac.shape[-1]):
+        t = frac[..., a]
+        u = 1.0 - t
+        weights = [u, t] if weights is None else [p * u for p in weights] + [p * t for p in weights]
+    if weights is None:  # d = 0: a single corner
+        return jnp.ones(frac.shape[:-1] + (1,), frac.dtype)
+    return jnp.stack(weights, axis=-1)
 
 
 def dense_strides(res: Sequence[int]) -> np.ndarray:
@@ -89,8 +121,9 @@ def dense_cells(x: jnp.ndarray, res: Sequence[int]) -> tuple[jnp.ndarray, jnp.nd
     if np.any(r < 2):
         raise ValueError(f"every grid axis needs at least 2 nodes, got {tuple(res)}")
     pos = jnp.clip(x, 0.0, 1.0) * (r - 1).astype(x.dtype)
-    base = jnp.clip(jnp.floor(pos), 0, r - 2)
-    return base.astype(jnp.int32), pos - base
+    # pos >= 0, so truncation is floor; x = 1 falls in the last cell, with fraction 1.
+    base = jnp.minimum(pos.astype(jnp.int32), (r - 2).astype(np.int32))
+    return base, pos - base.astype(x.dtype)
 
 
 def dense_corners(
@@ -111,10 +144,94 @@ def dense_corners(
     if len(res) != d:
         raise ValueError(f"grid has {len(res)} axes but points have d={d}")
     base, frac = dense_cells(x, res)
-    strides = jnp.asarray(dense_strides(res))
-    flat_base = jnp.sum(base * strides, axis=-1, keepdims=True)
-    offsets = jnp.asarray(corner_bits(d) @ dense_strides(res))  # (2**d,)
-    return flat_base + offsets, corner_weights(frac, interpolation)
+    strides = dense_strides(res)
+    flat_base = base[..., 0]
+    for a in range(1, d):  # int32: any table that fits in memory has prod(res) < 2**31
+        flat_base = flat_base + base[..., a] * strides[a]
+    offsets = corner_bits(d) @ strides  # (2**d,) corner offsets
+    return flat_base[..., None] + jnp.asarray(offsets, jnp.int32), corner_weights(frac, interpolation)
+
+
+# ----------------------------------------------------------------------------- gathers
+
+
+def _take_rows(table: jnp.ndarray, idx: jnp.ndarray) -> jnp.ndarray:
+    """``table[idx]``, ``idx.shape + (k,)``, for in-range integer ``idx`` of any shape."""
+    return lax.gather(
+        table,
+        idx[..., None],
+        lax.GatherDimensionNumbers(offset_dims=(idx.ndim,), collapsed_slice_dims=(0,), start_index_map=(0,)),
+        slice_sizes=(1, table.shape[1]),
+        mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
+
+
+def _corner_blocks(table: jnp.ndarray, idx: jnp.ndarray) -> list[jnp.ndarray]:
+    """``[table[idx[..., c]] for c]``, each ``(n, k)`` with ``n = prod(idx.shape[:-1])``.
+
+    One gather in corner-major order, split into blocks: the transpose (reverse mode) is a
+    concatenation of per-corner updates and a single scatter-add.
+    """
+    n_corners = idx.shape[-1]
+    flat = idx.reshape(-1, n_corners)
+    corner_major = jnp.concatenate([flat[:, c] for c in range(n_corners)])
+    return lax.split(_take_rows(table, corner_major), [flat.shape[0]] * n_corners, axis=0)
+
+
+def _weighted_blocks(w: jnp.ndarray, blocks: list[jnp.ndarray]) -> jnp.ndarray:
+    """``sum_c w[..., c] * blocks[c]`` -> ``(n, k)``; ``w`` is the primal ``(..., C)`` weight."""
+    w = w.reshape(-1, w.shape[-1])
+    out = w[:, 0, None] * blocks[0]
+    for c in range(1, len(blocks)):
+        out = out + w[:, c, None] * blocks[c]
+    return out
+
+
+def _weighted_rows(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    """Primal ``sum_c w[..., c] * table[idx[..., c]]``: a gather per corner, fused by XLA."""
+    out = w[..., 0, None] * _take_rows(table, idx[..., 0])
+    for c in range(1, idx.shape[-1]):
+        out = out + w[..., c, None] * _take_rows(table, idx[..., c])
+    return out
+
+
+@jax.custom_jvp
+def _interpolate(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    return _weighted_rows(table, idx, w)
+
+
+def _interpolate_jvp(primals, tangents):
+    table, idx, w = primals
+    dtable, _, dw = tangents  # idx is integer: no tangent
+    out_shape = idx.shape[:-1] + (table.shape[1],)
+    tangent = None
+    if isinstance(dw, SymbolicZero):
+        out = _weighted_rows(table, idx, w)
+    else:  # x is differentiated: the corner rows are needed for the weight tangent too
+        blocks = _corner_blocks(table, idx)
+        out = _weighted_blocks(w, blocks).reshape(out_shape)
+        n_corners = idx.shape[-1]
+        # lax.split (not slicing) so that the transpose concatenates instead of padding.
+        dws = [v[:, 0] for v in lax.split(dw.reshape(-1, n_corners), [1] * n_corners, axis=1)]
+        if table.shape[1] <= _MAX_UNROLLED_FEATURES:
+            cols = []
+            for j in range(table.shape[1]):
+                col = dws[0] * blocks[0][:, j]
+                for c in range(1, n_corners):
+                    col = col + dws[c] * blocks[c][:, j]
+                cols.append(col)
+            tangent = jnp.stack(cols, axis=-1).reshape(out_shape)
+        else:
+            tangent = sum(dws[c][:, None] * blocks[c] for c in range(n_corners)).reshape(out_shape)
+    if not isinstance(dtable, SymbolicZero):
+        t = _weighted_blocks(w, _corner_blocks(dtable, idx)).reshape(out_shape)
+        tangent = t if tangent is None else tangent + t
+    if tangent is None:
+        tangent = jnp.zeros_like(out)
+    return out, tangent
+
+
+_interpolate.defjvp(_interpolate_jvp, symbolic_zeros=True)
 
 
 def gather_interpolate(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
@@ -122,18 +239,16 @@ def gather_interpolate(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> 
 
     Args:
       table: ``(T, k)`` node values.
-      idx: ``(..., C)`` int indices into ``table``'s first axis.
+      idx: ``(..., C)`` int indices into ``table``'s first axis; out-of-range indices are
+        clamped to ``[0, T - 1]``.
       w: ``(..., C)`` weights.
 
     Returns:
-      ``(..., k)`` interpolated features, in ``table``'s dtype.
+      ``(..., k)`` interpolated features, in ``table``'s dtype. Differentiable in ``table``
+      and ``w`` in forward and reverse mode (see the module docstring for how).
     """
     w = w.astype(table.dtype)
-    out = None
-    for c in range(idx.shape[-1]):  # one flat gather per corner, weight fused into the sum
-        term = w[..., c : c + 1] * jnp.take(table, idx[..., c], axis=0, mode="clip")
-        out = term if out is None else out + term
-    return out
+    return _interpolate(table, jnp.clip(idx, 0, table.shape[0] - 1), w)
 
 
 def interpolate_dense(

@@ -10,7 +10,7 @@ from ntkgrid import CoordinateMLP, FourierFeatures, GaussianFourierFeatures, Ide
 from ntkgrid.hashgrid import HashGrid
 from ntkgrid.ntk import empirical_ntk, nt_ntk, structured_ntk
 
-from ._cases import jacobian_ntk, rel_err, to64
+from ._cases import jacobian_ntk, rel_err
 
 # name -> (encoding, d). Every encoding, with grids in 1D, 2D and 3D.
 ENCODINGS = {
@@ -37,9 +37,10 @@ CASES = [(name, (16,), 3) for name in ENCODINGS] + [
 def _setup(name, hidden, out_dim, n=13, seed=0):
     enc, d = ENCODINGS[name]
     model = CoordinateMLP(enc, hidden, out_dim)
-    x = jax.random.uniform(jax.random.PRNGKey(seed + 1), (n, d), jnp.float64)
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless inside enable_x64
+    x = jax.random.uniform(jax.random.PRNGKey(seed + 1), (n, d), dtype)
     x = x.at[0].set(1.0).at[1].set(0.0)  # domain edges
-    v = to64(model.init(jax.random.PRNGKey(seed), x))
+    v = jax.tree.map(lambda a: a.astype(dtype), model.init(jax.random.PRNGKey(seed), x))
     return model, v, x
 
 

@@ -1,0 +1,81 @@
+"""The paper's experiments as thin command-line programs: ``python -m experiments.<name>``.
+
+* ``imagenet_sweep`` - Table 1 (ImageNet columns) and Fig. 5a: Table 2's encodings on one
+  image per synset; resumable, shardable, mergeable.
+* ``scaling`` - Table 3, Figs. 3, 4 and 6 on one image.
+* ``grid_ablation`` - Fig. 2: the multigrid NTK with and without its grid term, Theorem 1.
+* ``ntk_evolution`` - Appendix B, Fig. 11: how far the kernel moves during training.
+* ``inspect_grid`` - Appendix C, Figs. 12 and 13: learned grids and ReLU activation regions.
+* ``tune`` - Appendix D: Optuna search that writes a config JSON for ``--config-json``.
+* ``occupancy`` - Appendix E and Fig. 5b (3-D).
+
+See ``experiments/README.md``. The helpers below are the options the 2D programs share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str | None = "quick") -> None:
+    """``--preset --seed --out`` and the per-run overrides every 2D experiment takes."""
+    preset_help = ("paper: the paper's table; quick: a few minutes on a 2-core CPU (64 px images, "
+                   "hand-tuned short runs, see ntkgrid.presets)")
+    if default_preset is None:
+        ap.add_argument("--preset", choices=("paper", "quick"), default=None,
+                        help=preset_help + " (default: quick without --data-root, paper with one)")
+    else:
+        ap.add_argument("--preset", choices=("paper", "quick"), default=default_preset,
+                        help=preset_help + f" (default: {default_preset})")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the initialisation and minibatch order (and of the image choice)")
+    ap.add_argument("--out", type=Path, default=None, help=f"output folder (default: runs/{name})")
+    g = ap.add_argument_group("overrides (applied to every configuration; for tests and experiments)")
+    g.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
+    g.add_argument("--epochs", type=int, default=None, help="epochs (checkpoints scale along)")
+    g.add_argument("--batch-size", type=int, default=None, help="SGD minibatch size")
+    g.add_argument("--lr", type=float, default=None, help="SGD step size")
+    g.add_argument("--ntk-points", type=int, default=None, help="points of the NTK spectra (0: none)")
+    ap.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    """Keyword arguments for :func:`ntkgrid.sweep.apply_overrides` from :func:`add_run_args`."""
+    return {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+            "ntk_points": args.ntk_points, "seed": args.seed}
+
+
+def check_overrides(args: argparse.Namespace) -> None:
+    """Reject impossible override values with a ``ValueError`` naming the option."""
+    for opt, val, low in (("--size", args.size, 11), ("--epochs", args.epochs, 1),
+                          ("--batch-size", args.batch_size, 1), ("--ntk-points", args.ntk_points, 0)):
+        if val is not None and val < low:
+            raise ValueError(f"{opt} must be >= {low}, got {val}")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+
+
+def configs_for(table: Mapping, preset: str, names, args: argparse.Namespace) -> dict:
+    """``{name: TrainConfig}`` of ``table`` for ``preset`` with the overrides of ``args``."""
+    from ntkgrid import presets
+    from ntkgrid.sweep import apply_overrides
+
+    return {n: apply_overrides(presets.get(table, preset, n), **overrides(args)) for n in names}
+
+
+def image_side(args: argparse.Namespace, preset: str) -> int:
+    from ntkgrid import presets
+
+    return args.size if args.size is not None else presets.image_size(preset)
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print ``error: message`` to stderr and return ``code`` (for ``main``'s return)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def log(message: str) -> None:
+    print(message, flush=True)

@@ -1,0 +1,164 @@
+"""3-D occupancy (the paper's Appendix E and Fig. 5b): baseline vs Fourier vs multigrid.
+
+    python -m experiments.occupancy [--mesh PATH [PATH ...]] [--download NAME [NAME ...]]
+        [--preset quick|paper] [--encodings baseline fourier multigrid] [--seed 0]
+        [--out runs/occupancy] [--epochs N] [--pool-size N] [--eval-size N]
+        [--resolution PX] [--mc-resolution N] [--ntk-points N] [--view AZ EL] [--hidden W ...]
+
+With neither ``--mesh`` nor ``--download`` the procedural default shape
+(:func:`ntkgrid.data.meshes.default_shape`) is used (``--mesh default`` adds it to a list). Each mesh is scaled so its longest
+axis spans [0, 1]; its Table 4 row is picked by name (armadillo / happy_buddha / dragon,
+otherwise armadillo's). Several meshes: their spectra are averaged (Fig. 5b). A mesh that
+cannot be used is reported (file and problem) and the others still run; the exit status
+is then 1. Outputs (see experiments/OCCUPANCY.md): ``<out>/<mesh>/{render.png,
+surface_<enc>.ply, metrics.json, <enc>/...}``, ``<out>/spectra.png``,
+``<out>/results.{json,md}``, labelled pools cached in ``<out>/pools/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from ntkgrid import occupancy as occ
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ntkgrid.data.meshes import STANFORD_MODELS
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.occupancy", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mesh", nargs="+", default=[], metavar="PATH",
+                    help="mesh files (.ply .off .obj .stl, anything trimesh reads); 'default': the procedural shape")
+    ap.add_argument("--download", nargs="+", default=[], metavar="NAME", choices=sorted(STANFORD_MODELS),
+                    help="Stanford scans to fetch (cached under --cache) and use")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="where downloads go (default: $NTKGRID_CACHE or ~/.cache/ntkgrid, then meshes/)")
+    ap.add_argument("--preset", choices=("quick", "paper"), default="quick",
+                    help="quick: minutes on a CPU (default); paper: Table 4, 4000 epochs")
+    ap.add_argument("--encodings", nargs="+", default=list(occ.ENCODINGS), choices=occ.ENCODINGS)
+    ap.add_argument("--seed", type=int, default=0, help="initialisation, minibatches and pools")
+    ap.add_argument("--out", type=Path, default=Path("runs/occupancy"), help="output directory")
+    ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    ap.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    ap.add_argument("--pool-size", type=int, default=None,
+                    help="training pool size (split uniform/near-surface as in the preset)")
+    ap.add_argument("--eval-size", type=int, default=None, help="size of each held-out pool")
+    ap.add_argument("--resolution", type=int, default=None, help="rendered image side in pixels")
+    ap.add_argument("--render-steps", type=int, default=None, help="ray-marching samples per box diagonal")
+    ap.add_argument("--mc-resolution", type=int, default=None, help="marching-cubes grid nodes per axis")
+    ap.add_argument("--ntk-points", type=int, default=None, help="points of the NTK spectra (0: none)")
+    ap.add_argument("--hidden", type=int, nargs="+", default=None, metavar="WIDTH",
+                    help="override the 8x256 hidden widths (for tiny test runs)")
+    ap.add_argument("--view", type=float, nargs=2, default=None, metavar=("AZ", "EL"),
+                    help="camera azimuth and elevation in degrees (y is up)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def _setup(args) -> occ.OccupancySetup:
+    s = occ.QUICK_SETUP if args.preset == "quick" else occ.PAPER_SETUP
+    ch = {}
+    if args.pool_size is not None:
+        total = s.pool_uniform + s.pool_surface
+        ch["pool_surface"] = round(args.pool_size * s.pool_surface / total)
+        ch["pool_uniform"] = args.pool_size - ch["pool_surface"]
+    if args.eval_size is not None:
+        ch["eval_uniform"] = ch["eval_surface"] = args.eval_size
+    for arg, field in (("resolution", "render_size"), ("render_steps", "render_steps"),
+                       ("mc_resolution", "mc_resolution")):
+        if getattr(args, arg) is not None:
+            ch[field] = getattr(args, arg)
+    if args.view is not None:
+        ch["view"] = tuple(args.view)
+    return s.replace(**ch)
+
+
+def _sources(args) -> list[tuple[str, str, object]]:
+    """``[(name, kind, what)]``: kind "file" (path), "download" (model name) or "default"."""
+    out = [("default_shape", "default", None) if p == "default" and not Path(p).exists() else (Path(p).stem, "file", p)
+           for p in args.mesh]
+    out += [(n, "download", n) for n in args.download]
+    if not out:
+        out.append(("default_shape", "default", None))
+    names: dict[str, int] = {}
+    unique = []
+    for name, kind, what in out:
+        base = occ.safe_name(name)
+        names[base] = names.get(base, 0) + 1
+        unique.append((base if names[base] == 1 else f"{base}_{names[base]}", kind, what))
+    return unique
+
+
+def _load(kind: str, what, cache: Path | None):
+    from ntkgrid.data import meshes as M
+
+    if kind == "default":
+        return M.default_shape()
+    if kind == "download":
+        root = cache if cache is not None else M.default_cache_dir()
+        return M.load_mesh(M.download_stanford(what, root / "meshes"))
+    return M.load_mesh(what)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiment; returns the exit status (0 = every mesh ran, 1 = some failed)."""
+    from ntkgrid.data import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        setup = _setup(args)
+        overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "ntk_points": args.ntk_points,
+                     "hidden": tuple(args.hidden) if args.hidden else None}
+        occ.configs_for("default_shape", args.preset, args.encodings, args.seed, **overrides)  # validate early
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    t_start = time.perf_counter()
+    results, errors = [], []
+    for name, kind, what in _sources(args):
+        label = what if kind == "file" else (f"--download {what}" if kind == "download" else "default shape")
+        print(f"== {name} ({label})", flush=True)
+        try:
+            t_load = time.perf_counter()
+            mesh = _load(kind, what, args.cache)
+            t_load = time.perf_counter() - t_load
+            configs = occ.configs_for(name, args.preset, args.encodings, args.seed, **overrides)
+            key, matched = occ.mesh_preset_key(name)
+            print(f"[{name}] Table 4 row: {key}" + ("" if matched else " (name not recognised: armadillo's)"),
+                  flush=True)
+            res = occ.run_mesh(mesh, name, configs, setup, out / name, seed=args.seed, cache_dir=out / "pools",
+                               progress=not args.no_progress, log=lambda m: print(m, flush=True),
+                               load_seconds=t_load)
+            results.append(res)
+        except DataError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            errors.append({"mesh": name, "source": err.source, "error": str(err)})
+        except Exception as err:  # noqa: BLE001 - one mesh's failure must not lose the others
+            traceback.print_exc()
+            print(f"error: {name}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            errors.append({"mesh": name, "source": str(what), "error": f"{type(err).__name__}: {err}"})
+    total = time.perf_counter() - t_start
+    if results:
+        summary = occ.plot_mean_spectra(results, out / "spectra.png")
+        counts = {e: {w: v.get("count") for w, v in s.items()} for e, s in summary.items()}
+        print(f"spectra: {out / 'spectra.png'} (meshes averaged: {counts})")
+    if results or errors:
+        meta = {"preset": args.preset, "seed": args.seed, "encodings": args.encodings, "setup": setup.__dict__,
+                "argv": sys.argv[1:] if argv is None else list(argv), "seconds": total}
+        jpath, mpath = occ.write_results(results, errors, out, meta)
+        if results:
+            print(mpath.read_text().split("\n\n")[0].rstrip())
+        print(f"results: {jpath}, {mpath}  ({total:.0f} s)")
+    if errors:
+        print(f"{len(errors)} of {len(errors) + len(results)} mesh(es) failed: "
+              + ", ".join(e["mesh"] for e in errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

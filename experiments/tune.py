@@ -1,0 +1,158 @@
+"""Hyper-parameter search with Optuna (the paper's Appendix D, how Table 2 was found).
+
+    python -m experiments.tune [--encoding baseline|fourier|multigrid] [--image NAME|PATH]
+        [--trials 30] [--timeout S] [--preset quick|paper] [--seed 0] [--out runs/tune]
+        [--lr-range LO HI] [--batch-range LO HI] [--size PX] [--epochs N] [--no-progress]
+
+Maximises the final PSNR of one encoding on one image over the learning rate (log
+scale), the batch size (log scale) and the encoding's parameters (fourier: L in 2..12;
+multigrid: k in 1..3, L in 1..3 levels, coarsest and finest resolutions in 8..320), as
+the paper's 30 Optuna trials did. Each trial is a full training run of the preset
+(Table 2 for ``paper``) without NTK spectra; diverged runs score 0 dB.
+
+Writes to ``--out``: ``best_<encoding>.json``, the best trial as ``TrainConfig.to_dict()``
+(load it in the sweep with ``--config-json <encoding>=<path>``), ``trials_<encoding>.csv``
+/ ``.json``, ``history_<encoding>.png`` / ``.json`` (PSNR per trial and the best so far)
+and ``report_<encoding>.md``. The study is stored in ``study.db`` (SQLite): rerunning
+continues it up to ``--trials`` trials in all.
+
+Needs Optuna, an optional extra: ``pip install 'ntkgrid[tune]'`` (or ``uv sync --extra tune``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from experiments import add_run_args, check_overrides, fail, image_side, log
+
+ENCODINGS = ("baseline", "fourier", "multigrid")
+MISSING = "experiments.tune needs Optuna, an optional extra: pip install 'ntkgrid[tune]' (or: uv sync --extra tune)"
+
+#: Default search ranges of the step size and batch size per preset.
+LR_RANGE = {"paper": (0.01, 10.0), "quick": (1.0, 60.0)}
+BATCH_RANGE = {"paper": (8, 256), "quick": (16, 256)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m experiments.tune", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--encoding", default="multigrid", choices=ENCODINGS, help="what to tune (default multigrid)")
+    ap.add_argument("--image", default="chelsea", help="a bundled photo's name or an image file (default chelsea)")
+    ap.add_argument("--trials", type=int, default=30, help="trials in all, counting earlier runs (default 30)")
+    ap.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    ap.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="step-size range (default: paper 0.01-10, quick 1-60)")
+    ap.add_argument("--batch-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="batch-size range (default: paper 8-256, quick 16-256)")
+    add_run_args(ap, name="tune")
+    return ap
+
+
+def suggest(trial, base, encoding: str, lr_range, batch_range):
+    """The :class:`~ntkgrid.config.TrainConfig` of one trial: ``base`` with the sampled
+    step size, batch size and encoding parameters."""
+    lr = trial.suggest_float("learning_rate", *lr_range, log=True)
+    batch = trial.suggest_int("batch_size", *batch_range, log=True)
+    enc: dict = {}
+    if encoding == "fourier":
+        enc["num_frequencies"] = trial.suggest_int("num_frequencies", 2, 12)
+    elif encoding == "multigrid":
+        enc["features_per_level"] = trial.suggest_int("features_per_level", 1, 3)
+        enc["num_levels"] = trial.suggest_int("num_levels", 1, 3)
+        lo = trial.suggest_int("min_res", 8, 160, log=True)
+        hi = trial.suggest_int("max_res", lo, 320, log=True) if enc["num_levels"] > 1 else lo
+        enc["min_res"], enc["max_res"] = lo, hi
+    return base.replace(learning_rate=lr, batch_size=batch, encoding=enc or None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or continue) the study; 0 on success, 2 for bad arguments, a missing Optuna or input."""
+    args = build_parser().parse_args(argv)
+    try:
+        import optuna
+    except ImportError:
+        return fail(MISSING)
+    from ntkgrid import plots, presets, sweep
+    from ntkgrid.data import DataError
+    from ntkgrid.data.images import image_to_dataset
+    from ntkgrid.train import fit
+
+    try:
+        check_overrides(args)
+        if args.trials < 1:
+            raise ValueError(f"--trials must be >= 1, got {args.trials}")
+        lr_range = tuple(args.lr_range or LR_RANGE[args.preset])
+        batch_range = tuple(args.batch_range or BATCH_RANGE[args.preset])
+        if not 0 < lr_range[0] < lr_range[1] or not 1 <= batch_range[0] < batch_range[1]:
+            raise ValueError(f"bad ranges: --lr-range {lr_range}, --batch-range {batch_range}")
+        base = sweep.apply_overrides(presets.get(presets.IMAGENET, args.preset, args.encoding),
+                                     epochs=args.epochs, ntk_points=args.ntk_points, seed=args.seed)
+        src, image = sweep.resolve_image(args.image, image_side(args, args.preset))
+    except (ValueError, KeyError, DataError) as err:
+        return fail(str(err).strip("'\""))
+    out = args.out or Path("runs/tune")
+    out.mkdir(parents=True, exist_ok=True)
+    coords, values = image_to_dataset(image)
+    search_base = base.replace(ntk_points=0, checkpoints=(base.epochs,))
+
+    def objective(trial) -> float:
+        cfg = suggest(trial, search_base, args.encoding, lr_range, batch_range)
+        t0 = time.perf_counter()
+        res = fit(cfg, coords, values, image_shape=image.shape[:2], progress=not args.no_progress,
+                  label=f"trial {trial.number}")
+        psnr = res.final.get("psnr")
+        trial.set_user_attr("diverged", bool(res.diverged))
+        trial.set_user_attr("ms_ssim", res.final.get("ms_ssim"))
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        score = 0.0 if res.diverged or psnr is None or not math.isfinite(psnr) else float(psnr)
+        log(f"trial {trial.number}: {trial.params} -> PSNR {score:.2f} dB"
+            + (" (diverged)" if res.diverged else ""))
+        return score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study_name = f"{args.encoding}-{args.preset}-{src.image_id}-{image.shape[0]}px-e{base.epochs}-s{args.seed}"
+    study = optuna.create_study(study_name=study_name, storage=f"sqlite:///{(out / 'study.db').resolve()}",
+                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed),
+                                load_if_exists=True)
+    done = len([t for t in study.trials if t.state.is_finished()])
+    log(f"tune: {args.encoding} on {src.source} ({image.shape[0]} px, preset {args.preset}), "
+        f"{done} trial(s) done before, running {max(0, args.trials - done)} more")
+    if args.trials > done:
+        study.optimize(objective, n_trials=args.trials - done, timeout=args.timeout)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not trials:
+        return fail("no trial completed", 1)
+    best = study.best_trial
+    best_cfg = suggest(optuna.trial.FixedTrial(best.params), base, args.encoding, lr_range, batch_range)
+    path = sweep.write_json(out / f"best_{args.encoding}.json", best_cfg.to_dict())
+    rows = [{"trial": t.number, "psnr": t.value, **t.params, "diverged": t.user_attrs.get("diverged"),
+             "ms_ssim": t.user_attrs.get("ms_ssim"), "seconds": t.user_attrs.get("seconds")} for t in trials]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{k: r.get(k) for k in keys} for r in rows]
+    sweep.write_csv(out / f"trials_{args.encoding}.csv", rows)
+    sweep.write_json(out / f"trials_{args.encoding}.json", {"study": study_name, "image": src.source, "trials": rows,
+                                                            "best": {"trial": best.number, "psnr": best.value,
+                                                                     "params": best.params}})
+    xs = [r["trial"] for r in rows]
+    ys = [r["psnr"] for r in rows]
+    best_so_far = [max(ys[: i + 1]) for i in range(len(ys))]
+    plots.curves_figure(out / f"history_{args.encoding}", [(f"Optuna search: {args.encoding}", "PSNR dB", [
+        {"name": args.encoding, "x": xs, "y": ys, "linestyle": "none", "marker": "o", "label": "trial"},
+        {"name": args.encoding, "x": xs, "y": best_so_far, "label": "best so far"}])])
+    report = [f"# Optuna search for {args.encoding} on {src.source}", "",
+              f"- preset `{args.preset}`, {image.shape[0]} px, {base.epochs} epochs per trial, {len(rows)} trials, "
+              f"lr in {lr_range}, batch in {batch_range}", "",
+              f"Best: trial {best.number}, PSNR {best.value:.2f} dB with {best.params}.", "",
+              f"Use it: `python -m experiments.imagenet_sweep --config-json {args.encoding}={path}`", "",
+              "![history](history_" + args.encoding + ".png)", "",
+              sweep.markdown_table(keys, [[r[k] if isinstance(r[k], str) else r[k] for k in keys] for r in rows])]
+    sweep.write_text(out / f"report_{args.encoding}.md", "\n".join(report))
+    log(f"best trial {best.number}: PSNR {best.value:.2f} dB, {best.params}; config: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""The 2D experiments end to end on tiny settings (16 px, 2 epochs, 16 NTK points), plus the
+sweep library's pieces: resume, shard + merge, bad input, config JSON, analyses."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import grid_ablation, imagenet_sweep, inspect_grid, ntk_evolution, scaling, tune
+from ntkgrid import presets, sweep
+from ntkgrid.config import TrainConfig
+
+TINY = ["--size", "16", "--epochs", "2", "--ntk-points", "16", "--no-progress"]
+SWEEP = ["--num-synsets", "2", "--encodings", "baseline", "multigrid", *TINY]
+
+
+def _json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def _is_png(path: Path) -> bool:
+    return path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    assert imagenet_sweep.main([*SWEEP, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def scaling_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scaling")
+    assert scaling.main(["--configs", "baseline", "multigrid_coarse", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+# ----------------------------------------------------------------------------- imagenet_sweep
+
+
+def test_sweep_outputs(sweep_dir):
+    for name in ("summary.csv", "summary.md", "report.md", "results.json", "spectra.json", "manifest.json"):
+        assert (sweep_dir / name).exists(), name
+    assert _is_png(sweep_dir / "spectra.png")
+    res = _json(sweep_dir / "results.json")
+    assert len(res["images"]) == 2 and res["skipped"] == [] and res["failed"] == []
+    for img in res["images"]:
+        for enc in ("baseline", "multigrid"):
+            run = img["runs"][enc]
+            assert 5 < run["psnr"] < 80 and 0 <= run["ms_ssim"] <= 1 and not run["diverged"]
+            assert run["checkpoints"] == {"start": None, "middle": 1, "end": 2}
+            assert run["ntk_points"] == 16 and run["floor"] < run["lambda_max"]
+    rows = {r["encoding"]: r for r in res["summary"]}
+    for enc in ("baseline", "multigrid"):
+        ps = [i["runs"][enc]["psnr"] for i in res["images"]]
+        assert rows[enc]["psnr_mean"] == pytest.approx(np.mean(ps))
+        assert rows[enc]["psnr_std"] == pytest.approx(np.std(ps))
+        assert rows[enc]["psnr_min"] == min(ps) and rows[enc]["psnr_max"] == max(ps)
+        assert rows[enc]["paper_psnr"] == presets.PAPER_PSNR["imagenet"][enc][0]
+    spectra = _json(sweep_dir / "spectra.json")
+    for enc in ("baseline", "multigrid"):
+        for cp in ("middle", "end"):
+            m = spectra["means"][enc]["total"][cp]
+            assert len(m["mean"]) == sweep.SPECTRUM_LENGTH and m["count"] == 2
+            assert m["mean"][0] >= m["mean"][-1] and m["floor"] > 0
+    report = (sweep_dir / "report.md").read_text()
+    assert "![mean spectra](spectra.png)" in report and "Paper's ordering multigrid > baseline" in report
+    assert all(i["image_id"] in report for i in res["images"])
+    assert "| multigrid | 2 | 0 |" in (sweep_dir / "summary.md").read_text()
+    csv = (sweep_dir / "summary.csv").read_text().splitlines()
+    assert csv[0].startswith("encoding,n,n_diverged,psnr_mean") and len(csv) == 3
+
+
+def test_sweep_resume_skips_finished_images(sweep_dir, capsys):
+    before = {p: p.stat().st_mtime_ns for p in (sweep_dir / "results").glob("*.json")}
+    runs_before = {p: p.stat().st_mtime_ns for p in (sweep_dir / "runs").rglob("summary.json")}
+    assert imagenet_sweep.main([*SWEEP, "--out", str(sweep_dir)]) == 0
+    assert "done before, skipped" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert {p: p.stat().st_mtime_ns for p in runs_before} == runs_before
+
+
+def test_sweep_refuses_other_settings_in_same_folder(sweep_dir, capsys):
+    n = len(list(sweep_dir.rglob("*")))
+    assert imagenet_sweep.main([*SWEEP[:-7], "--size", "16", "--epochs", "3", "--ntk-points", "16",
+                                "--no-progress", "--out", str(sweep_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json" in err and "epochs" in err and "Traceback" not in err
+    assert len(list(sweep_dir.rglob("*"))) == n  # nothing removed or added
+
+
+def test_shards_and_merge_equal_unsharded(sweep_dir, tmp_path):
+    root = tmp_path / "sharded"
+    for i in range(2):
+        assert imagenet_sweep.main([*SWEEP, "--shard", f"{i}/2", "--out", str(root / f"shard-{i}-of-2")]) == 0
+        assert len(list((root / f"shard-{i}-of-2" / "results").glob("*.json"))) == 1
+    assert imagenet_sweep.main(["merge", "--out", str(root)]) == 0
+    a, b = _json(root / "results.json"), _json(sweep_dir / "results.json")
+    assert [i["image_id"] for i in a["images"]] == [i["image_id"] for i in b["images"]]
+    for ia, ib in zip(a["images"], b["images"]):
+        for enc in ("baseline", "multigrid"):
+            for key in ("psnr", "ms_ssim", "loss", "lambda_min", "lambda_max"):
+                assert ia["runs"][enc][key] == pytest.approx(ib["runs"][enc][key], rel=1e-6), key
+    for ra, rb in zip(a["summary"], b["summary"]):
+        for key in ("psnr_mean", "psnr_std", "ms_ssim_mean", "n"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-6)
+    sa, sb = _json(root / "spectra.json"), _json(sweep_dir / "spectra.json")
+    np.testing.assert_allclose(sa["means"]["multigrid"]["total"]["end"]["mean"],
+                               sb["means"]["multigrid"]["total"]["end"]["mean"], rtol=1e-6)
+    assert "merged from 2 folders" in (root / "report.md").read_text()
+
+
+def test_merge_rejects_foreign_shards(sweep_dir, tmp_path, capsys):
+    other = tmp_path / "other"  # a shard of another sweep: another seed
+    manifest = _json(sweep_dir / "manifest.json")
+    sweep.write_json(other / "manifest.json", {**manifest, "seed": manifest["seed"] + 1})
+    assert imagenet_sweep.main(["merge", "--out", str(tmp_path / "m"), str(sweep_dir), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "only shards of one sweep can be merged" in err and "Traceback" not in err
+    assert imagenet_sweep.main(["merge", "--out", str(tmp_path / "empty")]) == 2
+    assert "no shard folders" in capsys.readouterr().err
+
+
+def _imagenet_tree(root: Path) -> dict[str, str]:
+    """One file per synset, so the draw is forced; returns {synset: what it holds}."""
+    rng = np.random.default_rng(0)
+    kinds = {}
+
+    def put(syn, name, kind):
+        (root / syn).mkdir(parents=True)
+        kinds[syn] = kind
+        return root / syn / name
+
+    Image.fromarray((rng.random((24, 30, 3)) * 255).astype(np.uint8)).save(put("n001", "ok.jpg", "rgb"))
+    buf = root / "full.jpg"
+    Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(buf, quality=95)
+    put("n002", "cut.jpg", "truncated").write_bytes(buf.read_bytes()[:300])
+    buf.unlink()
+    put("n003", "notes.jpg", "text").write_text("this is not an image\n")
+    Image.fromarray((rng.random((20, 20)) * 255).astype(np.uint8), "L").save(put("n004", "grey.png", "grey"))
+    Image.fromarray((rng.random((20, 20, 4)) * 255).astype(np.uint8), "RGBA").save(put("n005", "alpha.png", "rgba"))
+    Image.fromarray((rng.random((20, 20)) * 65535).astype(np.uint16)).save(put("n006", "deep.png", "16bit"))
+    Image.fromarray((rng.random((8, 8, 3)) * 255).astype(np.uint8)).save(put("n007", "tiny.png", "small"))
+    (root / "n008").mkdir()  # no images: skipped while choosing, with a warning
+    return kinds
+
+
+def test_bad_input_files_are_skipped_and_reported(tmp_path, capsys):
+    root = tmp_path / "imagenet"
+    _imagenet_tree(root)
+    out = tmp_path / "out"
+    code = imagenet_sweep.main(["--data-root", str(root), "--preset", "quick", "--encodings", "baseline",
+                                "--size", "16", "--epochs", "1", "--ntk-points", "0", "--no-progress",
+                                "--out", str(out)])
+    cap = capsys.readouterr()
+    assert code == 1 and "Traceback" not in cap.err
+    assert "n008" in cap.err  # the empty synset folder is warned about
+    res = _json(out / "results.json")
+    assert sorted(i["synset"] for i in res["images"]) == ["n001", "n004", "n005", "n006"]
+    reasons = {s["synset"]: s["reason"] for s in res["skipped"]}
+    assert sorted(reasons) == ["n002", "n003", "n007"]
+    for syn, reason in reasons.items():
+        assert str(root / syn) in reason
+    assert "smaller than the requested 16x16" in reasons["n007"]
+    report = (out / "report.md").read_text()
+    assert "## Skipped files" in report and "cut.jpg" in report and "notes.jpg" in report and "tiny.png" in report
+    for i in res["images"]:
+        assert np.isfinite(i["runs"]["baseline"]["psnr"]) and i["size"] == [16, 16]
+
+
+def test_a_failing_run_is_reported_and_the_rest_kept(tmp_path, capsys):
+    (src,), _ = sweep.select_sources(None, 1, 0)
+    out = tmp_path / "o"
+    stale = out / "runs" / src.image_id / "baseline"
+    stale.mkdir(parents=True)
+    sweep.write_json(stale / "run.json", {"config": {"learning_rate": 123.0}, "options": {}})
+    assert imagenet_sweep.main(["--num-synsets", "1", "--encodings", "baseline", *TINY, "--out", str(out)]) == 1
+    (failed,) = _json(out / "failed.json")
+    assert failed["image_id"] == src.image_id and "run.json" in failed["errors"]["baseline"]
+    assert "## Failed runs" in (out / "report.md").read_text()
+    assert (stale / "run.json").exists()  # the foreign run is left alone
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "file"])
+def test_unusable_data_root_is_a_clear_error(tmp_path, capsys, make):
+    root = tmp_path / "root"
+    if make == "empty":
+        root.mkdir()
+    elif make == "file":
+        root.write_text("x")
+    code = imagenet_sweep.main(["--data-root", str(root), *TINY, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(root) in err and err.startswith("error:") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--shard", "3/2"], "shard index"),
+    (["--size", "4"], "--size must be >= 11"),
+    (["--config-json", "multigrid"], "NAME=PATH"),
+    (["--config-json", "hashgrid=x.json"], "unknown name"),
+    (["--config-json", "multigrid=/nonexistent/best.json"], "/nonexistent/best.json"),
+])
+def test_bad_arguments(tmp_path, capsys, argv, needle):
+    assert imagenet_sweep.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_config_json_replaces_a_preset(tmp_path):
+    cfg = presets.IMAGENET_QUICK["baseline"].replace(learning_rate=7.5, hidden=(64, 64))
+    path = sweep.write_json(tmp_path / "best.json", cfg.to_dict())
+    out = tmp_path / "o"
+    assert imagenet_sweep.main(["--num-synsets", "1", "--encodings", "baseline", *TINY, "--ntk-points", "0",
+                                "--config-json", f"baseline={path}", "--out", str(out)]) == 0
+    used = TrainConfig.from_dict(_json(out / "manifest.json")["configs"]["baseline"])
+    assert used.learning_rate == 7.5 and used.hidden == (64, 64) and used.epochs == 2 and used.ntk_points == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"encoding": {"kind": "nope"}}')
+    with pytest.raises(ValueError, match=str(bad)):
+        sweep.load_config_json(f"baseline={bad}", ["baseline"])
+
+
+# ----------------------------------------------------------------------------- single-image experiments
+
+
+def test_scaling_outputs(scaling_dir):
+    for name in ("regressed", "spectra", "curves"):
+        assert _is_png(scaling_dir / f"{name}.png"), name
+    table = _json(scaling_dir / "table.json")
+    rows = {r["config"]: r for r in table["rows"]}
+    assert set(rows) == {"baseline", "multigrid_coarse"}
+    assert rows["baseline"]["paper_psnr"] == 20.0 and rows["multigrid_coarse"]["paper_ms_ssim"] == 0.37
+    for r in rows.values():
+        assert 5 < r["psnr"] < 80 and 0 <= r["ms_ssim"] <= 1 and r["epochs"] == 2
+    assert "| multigrid_coarse | k=2, L=1, x=12 |" in (scaling_dir / "table.md").read_text()
+    spectra = _json(scaling_dir / "spectra.json")
+    assert [len(p["curves"]) for p in spectra["panels"]] == [2, 4, 2]  # middle + end per config shown
+    assert (scaling_dir / "images" / "baseline.png").exists()
+
+
+def test_scaling_paper_step_size_diverges_and_is_reported(tmp_path):
+    """Table 3's lr 100 (batch 32) is beyond the stable step of our MSE (see experiments/README.md):
+    the run stops at epoch 1, and the table says so instead of failing."""
+    out = tmp_path / "paper"
+    assert scaling.main(["--preset", "paper", "--configs", "baseline", *TINY, "--out", str(out)]) == 0
+    (row,) = _json(out / "table.json")["rows"]
+    assert row["lr"] == 100.0 and row["diverged"] and row["diverged_epoch"] == 1
+    assert "diverged at epoch 1" in (out / "table.md").read_text()
+
+
+def test_ntk_evolution_reuses_scaling_runs(scaling_dir, tmp_path, capsys):
+    runs = scaling_dir / "runs"
+    stamp = {p: p.stat().st_mtime_ns for p in runs.rglob("summary.json")}
+    out = tmp_path / "evo"
+    assert ntk_evolution.main(["--configs", "baseline", "multigrid_coarse", *TINY, "--runs-dir", str(runs),
+                               "--out", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # nothing retrained
+    ev = _json(out / "evolution.json")
+    for name in ("baseline", "multigrid_coarse"):
+        ch = ev["configs"][name]["kernel_change"]
+        assert set(ch) == {"start->end", "start->middle", "middle->end"}
+        assert all(0 < v < 10 for v in ch.values())
+        assert ev["configs"][name]["epochs"] == {"start": 0, "middle": 1, "end": 2}
+    assert _is_png(out / "spectra.png") and _is_png(out / "kernel_change.png")
+
+
+def test_inspect_grid_outputs(scaling_dir, tmp_path):
+    out = tmp_path / "grid"
+    assert inspect_grid.main(["--configs", "baseline", "multigrid_coarse", *TINY,
+                              "--runs-dir", str(scaling_dir / "runs"), "--out", str(out)]) == 0
+    assert _is_png(out / "grid_multigrid_coarse.png") and _is_png(out / "activation_regions.png")
+    stats = _json(out / "grid_multigrid_coarse.json")["levels"]
+    assert [(s["level"], s["feature"], s["resolution"]) for s in stats] == [(0, 0, 12), (0, 1, 12)]
+    with np.load(out / "grid_multigrid_coarse.npz") as z:
+        assert z["level_0"].shape == (12, 12, 2) and z["unused_0"].shape == (12, 12)
+    regions = _json(out / "activation_regions.json")["regions"]
+    for r in regions.values():
+        assert 1 <= r["count"] <= 256 and len(r["per_layer"]) == 2 and max(r["per_layer"]) <= r["count"]
+
+
+def test_missing_image_is_a_clear_error(tmp_path, capsys):
+    assert scaling.main(["--image", "no_such_photo", *TINY, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_photo" in err and "bundled photos" in err and "Traceback" not in err
+    assert scaling.main(["--image", str(tmp_path / "x.png"), *TINY, "--out", str(tmp_path / "o")]) == 2
+    assert "x.png" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- grid ablation, tune
+
+
+def test_grid_ablation_on_a_sweep(sweep_dir, tmp_path):
+    out = tmp_path / "abl"
+    assert grid_ablation.main(["--sweep-dir", str(sweep_dir), "--out", str(out)]) == 0
+    assert _is_png(out / "ablation.png") and _is_png(out / "levels.png")
+    th = _json(out / "theorem.json")
+    for cp in ("middle", "end"):
+        s = th["summary"][cp]
+        assert s["images"] == 2 and s["weyl_holds"] == 2 and s["lambda_min_grid_median"] > 0
+        assert 0 <= s["baseline_below_total_fraction_mean"] <= 1
+    groups = _json(out / "levels.json")["groups"]
+    assert {"total", "no_grid", "grid", "mlp", "encoding/level_0", "encoding/level_1"} <= set(groups)
+    assert "Theorem 1" in (out / "report.md").read_text()
+
+
+def test_tune_without_optuna_says_how_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # makes `import optuna` raise ImportError
+    assert tune.main(["--trials", "1", *TINY, "--out", str(tmp_path)]) == 2
+    assert "pip install 'ntkgrid[tune]'" in capsys.readouterr().err
+
+
+def test_tune_writes_a_config_the_sweep_loads(tmp_path):
+    pytest.importorskip("optuna")
+    out = tmp_path / "tune"
+    assert tune.main(["--encoding", "fourier", "--trials", "2", *TINY, "--out", str(out)]) == 0
+    best = TrainConfig.from_dict(_json(out / "best_fourier.json"))
+    assert best.encoding.kind == "fourier" and 2 <= best.encoding.num_frequencies <= 12
+    assert len(_json(out / "trials_fourier.json")["trials"]) == 2
+    assert tune.main(["--encoding", "fourier", "--trials", "3", *TINY, "--out", str(out)]) == 0  # continues
+    assert len(_json(out / "trials_fourier.json")["trials"]) == 3
+    name, cfg = sweep.load_config_json(f"fourier={out / 'best_fourier.json'}", ["fourier"])
+    assert cfg == TrainConfig.from_dict(_json(out / "best_fourier.json"))
+
+
+# ----------------------------------------------------------------------------- library pieces
+
+
+def test_apply_overrides_scales_checkpoints():
+    cfg = presets.IMAGENET_QUICK["baseline"]  # epochs 30, checkpoints (15, 30)
+    assert sweep.apply_overrides(cfg, epochs=4).checkpoint_epochs() == (2, 4)
+    assert sweep.apply_overrides(cfg) is cfg
+    assert sweep.apply_overrides(presets.IMAGENET["baseline"], epochs=4).checkpoint_epochs() == (0, 2, 4)
+    with pytest.raises(ValueError):
+        sweep.apply_overrides(cfg, epochs=0)
+
+
+def test_middle_and_end():
+    h = [{"epoch": e} for e in (0, 3, 5, 10)]
+    assert sweep.middle_and_end(h, 10) == {"start": 0, "middle": 5, "end": 10}
+    assert sweep.middle_and_end(h[:2], 10) == {"start": 0, "middle": None, "end": 3}  # diverged early
+    assert sweep.middle_and_end([], 10) == {"start": None, "middle": None, "end": None}
+
+
+def test_summary_rows_leave_diverged_runs_out():
+    recs = [{"runs": {"a": {"psnr": p, "ms_ssim": 0.5, "diverged": d, "seconds": 1.0}}}
+            for p, d in ((10.0, False), (20.0, False), (99.0, True))]
+    (row,) = sweep.summary_rows(recs, ["a"], {"a": (1.0, 0.1)})
+    assert (row["n"], row["n_diverged"], row["psnr_mean"], row["psnr_std"]) == (3, 1, 15.0, 5.0)
+    assert (row["psnr_min"], row["psnr_max"], row["paper_psnr"], row["paper_ms_ssim"]) == (10.0, 20.0, 1.0, 0.1)
+
+
+def test_grid_tables_orientation_matches_the_encoding():
+    """grid_tables' (r, r, k) image has rows = y, columns = x: the encoding evaluated at the
+    node (x = col / (r-1), y = row / (r-1)) returns exactly table_image[row, col]."""
+    import jax
+
+    cfg = TrainConfig(hidden=(4,), encoding=presets.SCALING["multigrid_coarse"].encoding).replace(
+        encoding={"min_res": 5, "max_res": 5})
+    model = cfg.model(2, 3)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 2), np.float32))
+    ((_, img),) = sweep.grid_tables(cfg, variables)
+    r = img.shape[0]
+    rows, cols = np.meshgrid(np.arange(r), np.arange(r), indexing="ij")
+    x = np.stack([cols.ravel() / (r - 1), rows.ravel() / (r - 1)], -1).astype(np.float32)
+    enc = cfg.encoding.build(2)
+    feats = np.asarray(jax.jit(enc.apply)({"params": variables["params"]["encoding"]}, x))[:, :2]
+    np.testing.assert_allclose(feats.reshape(r, r, 2), img, rtol=1e-6)
+
+
+def test_unused_nodes_of_a_finer_grid():
+    """A 4x4-pixel image on a 7x7 grid lands exactly on the even nodes; odd ones are never used."""
+    from ntkgrid.data.images import image_to_dataset
+
+    coords, _ = image_to_dataset(np.zeros((4, 4, 3), np.float32))
+    unused = sweep.unused_nodes(7, coords)
+    even = (np.arange(7) % 2 == 0)
+    np.testing.assert_array_equal(unused, ~(even[:, None] & even[None, :]))
+    assert not sweep.unused_nodes(4, coords).any()
+
+
+def test_activation_regions_match_a_brute_force_count():
+    import jax
+
+    cfg = TrainConfig(hidden=(6, 5))
+    model = cfg.model(2, 3)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(1), np.zeros((1, 2), np.float32))
+    x = np.random.default_rng(0).random((300, 2)).astype(np.float32)
+    ar = sweep.activation_regions(cfg, variables, x, batch=64)
+    feats = [np.asarray(f) > 0 for f in jax.jit(lambda v, x: model.apply(v, x, method=model.features))(variables, x)]
+    patterns = [tuple(np.concatenate([f[i] for f in feats])) for i in range(len(x))]
+    assert 1 < ar["count"] == len(set(patterns)) < len(x)
+    first = {}
+    for i, p in enumerate(patterns):
+        first.setdefault(p, len(first))
+        assert ar["ids"][i] == first[p]
+    assert ar["per_layer"] == [len({tuple(f[i]) for i in range(len(x))}) for f in feats]

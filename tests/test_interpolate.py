@@ -1,0 +1,317 @@
+"""ntkgrid.interpolate against independent references.
+
+* A brute-force NumPy interpolant written from the formula (one Python loop per point,
+  per axis and per corner); it shares no code with :mod:`ntkgrid.interpolate`.
+* ``torch.nn.functional.grid_sample(..., align_corners=True)`` for values and gradients.
+* ``jax.test_util.check_grads`` (finite differences, forward and reverse mode).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from ntkgrid.interpolate import (
+    corner_bits,
+    corner_weights,
+    dense_cells,
+    dense_corners,
+    dense_strides,
+    gather_interpolate,
+    interpolate_dense,
+)
+
+# One table of tolerances (relative to the scale of the values compared) per dtype.
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+DTYPES = [np.float32, np.float64]
+INTERPOLATIONS = ["linear", "smoothstep"]
+# Dense grids: 1D, 2D, 3D, square and non-square.
+RESOLUTIONS = [(2,), (9,), (2, 2), (5, 3), (4, 7), (3, 3, 3), (4, 2, 5)]
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def ref_interpolate(table, x, res, interpolation):
+    """Brute force: clamp, find the cell, weight its 2**d corners by the tensor-product formula."""
+    table = np.asarray(table, np.float64)
+    x = np.asarray(x, np.float64).reshape(-1, len(res))
+    out = np.zeros((x.shape[0], table.shape[1]))
+    for p in range(x.shape[0]):
+        lower, frac = [], []
+        for a, r in enumerate(res):
+            xa = min(max(x[p, a], 0.0), 1.0)
+            pos = xa * (r - 1)  # node i sits at i / (r - 1)
+            i = min(int(math.floor(pos)), r - 2)  # x = 1 lies in the last cell, fraction 1
+            t = pos - i
+            if interpolation == "smoothstep":
+                t = t * t * (3.0 - 2.0 * t)
+            lower.append(i)
+            frac.append(t)
+        for upper in itertools.product((0, 1), repeat=len(res)):
+            weight, flat, stride = 1.0, 0, 1
+            for a, r in enumerate(res):
+                weight *= frac[a] if upper[a] else 1.0 - frac[a]
+                flat += (lower[a] + upper[a]) * stride  # axis 0 fastest
+                stride *= r
+            out[p] += weight * table[flat]
+    return out
+
+
+def make_points(res, n_random, seed):
+    """Random points, every cell boundary on each axis, the cube's corners and points outside."""
+    rng = np.random.default_rng(seed)
+    d = len(res)
+    pts = [rng.random((n_random, d))]
+    for a, r in enumerate(res):  # points exactly on node planes of axis a (incl. 0 and 1)
+        p = rng.random((r, d))
+        p[:, a] = np.arange(r) / (r - 1)
+        pts.append(p)
+    pts.append(np.array(list(itertools.product((0.0, 1.0), repeat=d))))  # corners of the cube
+    pts.append(rng.uniform(-0.7, 1.7, (8, d)))  # mostly outside: clamped
+    pts.append(np.full((1, d), -3.0))
+    pts.append(np.full((1, d), 5.0))
+    return np.concatenate(pts)
+
+
+def assert_close(actual, expected, dtype, scale=None):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = np.max(np.abs(expected)) if scale is None else scale
+    np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * max(scale, 1e-300))
+
+
+# ----------------------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("res", RESOLUTIONS, ids=str)
+def test_matches_bruteforce(res, interpolation, dtype):
+    with jax.enable_x64(dtype == np.float64):
+        rng = np.random.default_rng(len(res) * 100 + sum(res))
+        k = 3
+        table = rng.normal(size=(int(np.prod(res)), k)).astype(dtype)
+        x = make_points(res, 40, seed=sum(res)).astype(dtype)
+        out = jax.jit(interpolate_dense, static_argnums=(2, 3))(jnp.asarray(table), jnp.asarray(x), res, interpolation)
+        assert out.dtype == dtype and out.shape == (x.shape[0], k)
+        assert_close(out, ref_interpolate(table, x, res, interpolation), dtype, scale=np.max(np.abs(table)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: t.__name__)
+def test_nodes_reproduce_table_and_batch_shapes(dtype):
+    """At a node the interpolant is that node's value; leading batch axes are preserved."""
+    with jax.enable_x64(dtype == np.float64):
+        res = (5, 3, 4)
+        table = np.random.default_rng(0).normal(size=(60, 2)).astype(dtype)
+        grid = np.stack(np.meshgrid(*[np.arange(r) / (r - 1) for r in res], indexing="ij"), -1)  # (5, 3, 4, 3)
+        grid = np.transpose(grid, (2, 1, 0, 3)).astype(dtype)  # axis 0 fastest when flattened
+        out = interpolate_dense(jnp.asarray(table), jnp.asarray(grid), res)
+        assert out.shape == (4, 3, 5, 2)
+        assert_close(out.reshape(-1, 2), table, dtype)
+        for interpolation in INTERPOLATIONS:
+            single = interpolate_dense(jnp.asarray(table), jnp.asarray(grid[1, 2, 3]), res, interpolation)
+            assert single.shape == (2,)
+
+
+def test_docstring_example():
+    out = interpolate_dense(jnp.arange(4.0).reshape(4, 1), jnp.array([[0.5, 0.5], [1.0, 0.0]]), (2, 2))
+    np.testing.assert_array_equal(np.asarray(out[:, 0]), [1.5, 1.0])
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def test_corner_bits_order():
+    np.testing.assert_array_equal(corner_bits(1), [[0], [1]])
+    np.testing.assert_array_equal(corner_bits(2), [[0, 0], [1, 0], [0, 1], [1, 1]])
+    bits = corner_bits(3)
+    assert bits.shape == (8, 3)
+    np.testing.assert_array_equal(bits @ [1, 2, 4], np.arange(8))  # bit a of corner c is axis a
+
+
+def test_dense_cells_and_corners_edges():
+    res = (5, 3)
+    x = jnp.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.5], [-1.0, 2.0], [0.3, 0.75]])
+    base, frac = dense_cells(x, res)
+    assert base.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(base), [[0, 0], [3, 1], [2, 1], [0, 1], [1, 1]])
+    np.testing.assert_allclose(np.asarray(frac), [[0, 0], [1, 1], [0, 0], [0, 1], [0.2, 0.5]], atol=1e-6)
+    np.testing.assert_array_equal(dense_strides((5, 3, 4)), [1, 5, 15])
+    idx, w = dense_corners(x, res)
+    assert idx.shape == w.shape == (5, 4) and idx.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(idx[1]), [3 + 5, 4 + 5, 3 + 10, 4 + 10])
+    np.testing.assert_allclose(np.asarray(w.sum(-1)), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(w[1]), [0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_corner_weights_formula(interpolation):
+    with jax.enable_x64(True):
+        frac = np.random.default_rng(1).random((6, 3))
+        w = np.asarray(corner_weights(jnp.asarray(frac), interpolation))
+        t = frac * frac * (3 - 2 * frac) if interpolation == "smoothstep" else frac
+        for c in range(8):
+            expect = np.prod([t[:, a] if (c >> a) & 1 else 1 - t[:, a] for a in range(3)], axis=0)
+            np.testing.assert_allclose(w[:, c], expect, rtol=TOL[np.float64])
+
+
+def test_gather_interpolate_generic_indices_and_clip():
+    """Arbitrary (e.g. hashed) indices: a weighted sum of rows; out-of-range indices are clipped."""
+    table = jnp.asarray(np.random.default_rng(2).normal(size=(7, 2)), jnp.float32)
+    idx = jnp.array([[0, 6, 3], [2, 2, 2], [-4, 9, 1]])
+    w = jnp.array([[0.5, 0.25, 0.25], [1.0, 2.0, -1.0], [1.0, 1.0, 1.0]], jnp.float32)
+    out = gather_interpolate(table, idx, w)
+    t = np.asarray(table)
+    expect = np.stack([0.5 * t[0] + 0.25 * t[6] + 0.25 * t[3], 2.0 * t[2], t[0] + t[6] + t[1]])
+    np.testing.assert_allclose(np.asarray(out), expect, rtol=1e-6)
+    # One corner (C = 1, "nearest") and a float64 weight on a float32 table.
+    with jax.enable_x64(True):
+        out = gather_interpolate(table, jnp.array([[5]]), jnp.array([[1.0]], jnp.float64))
+        assert out.dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(out), t[5:6])
+
+
+def test_errors():
+    table = jnp.zeros((6, 1))
+    with pytest.raises(ValueError, match="at least 2 nodes"):
+        interpolate_dense(jnp.zeros((3, 1)), jnp.zeros((1, 2)), (3, 1))
+    with pytest.raises(ValueError, match="table has 6 rows"):
+        interpolate_dense(table, jnp.zeros((1, 2)), (3, 3))
+    with pytest.raises(ValueError, match="grid has 2 axes but points have d=3"):
+        interpolate_dense(table, jnp.zeros((1, 3)), (3, 2))
+    with pytest.raises(ValueError, match="interpolation must be"):
+        interpolate_dense(table, jnp.zeros((1, 2)), (3, 2), "cubic")
+
+
+# ----------------------------------------------------------------------------- derivatives
+
+
+def interior_points(res, n, seed):
+    """Points in random cells, at least 0.2 of a cell away from every cell boundary."""
+    rng = np.random.default_rng(seed)
+    r = np.asarray(res)
+    return (rng.integers(0, r - 1, (n, len(res))) + rng.uniform(0.2, 0.8, (n, len(res)))) / (r - 1)
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("res", [(6,), (4, 5), (3, 4, 3)], ids=str)
+def test_check_grads(res, interpolation):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        table = jnp.asarray(rng.normal(size=(int(np.prod(res)), 2)))
+        x = jnp.asarray(interior_points(res, 7, 4))
+        # Forward and reverse mode against central differences.
+        check_grads(lambda t: interpolate_dense(t, x, res, interpolation), (table,), order=1, modes=("fwd", "rev"))
+        check_grads(
+            lambda p: interpolate_dense(table, p, res, interpolation), (x,), order=1, modes=("fwd", "rev"), eps=1e-5
+        )
+
+
+def test_second_order_and_generic_weights():
+    """The custom JVP of gather_interpolate: mixed second derivatives in (table, x), and
+    derivatives w.r.t. generic weights (as HashGrid / arbitrary indices use it)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(9)
+        res = (4, 3)
+        table = jnp.asarray(rng.normal(size=(12, 3)))
+        x = jnp.asarray(interior_points(res, 4, 10))
+        check_grads(lambda t, p: interpolate_dense(t, p, res), (table, x), order=2, modes=("rev",), eps=1e-5)
+        idx = jnp.asarray(rng.integers(-2, 14, (5, 3)))  # some out of range: clamped
+        w = jnp.asarray(rng.normal(size=(5, 3)))
+        check_grads(lambda t, v: gather_interpolate(t, idx, v), (table, w), order=1, modes=("fwd", "rev"))
+        # jvp / vjp with one argument held fixed (symbolic-zero tangents inside the rule)
+        dt = jnp.asarray(rng.normal(size=table.shape))
+        _, tan = jax.jvp(lambda t: interpolate_dense(t, x, res), (table,), (dt,))
+        np.testing.assert_allclose(tan, interpolate_dense(dt, x, res), rtol=1e-12)  # linear in the table
+        gw = jax.grad(lambda v: gather_interpolate(table, idx, v).sum())(w)
+        expect = np.asarray(table)[np.clip(np.asarray(idx), 0, 11)].sum(-1)
+        np.testing.assert_allclose(gw, expect, rtol=1e-12)
+
+
+def test_vmap_and_empty_batch():
+    res = (5, 4)
+    rng = np.random.default_rng(11)
+    tables = jnp.asarray(rng.normal(size=(3, 20, 2)), jnp.float32)
+    x = jnp.asarray(rng.random((3, 6, 2)), jnp.float32)
+    batched = jax.jit(jax.vmap(lambda t, p: interpolate_dense(t, p, res)))(tables, x)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], interpolate_dense(tables[i], x[i], res), rtol=1e-6, atol=1e-6)
+    gt = jax.jit(jax.vmap(jax.grad(lambda t, p: interpolate_dense(t, p, res).sum())))(tables, x)
+    assert gt.shape == tables.shape
+    empty = jnp.zeros((0, 2), jnp.float32)
+    assert interpolate_dense(tables[0], empty, res).shape == (0, 2)
+    g = jax.grad(lambda t, p: interpolate_dense(t, p, res).sum(), argnums=(0, 1))(tables[0], empty)
+    assert g[0].shape == (20, 2) and not np.any(np.asarray(g[0])) and g[1].shape == (0, 2)
+
+
+def test_gradients_exact_and_zero_outside():
+    """d/dtable is the corner weights; d/dx is zero where x is clamped."""
+    with jax.enable_x64(True):
+        res = (4, 3)
+        table = jnp.asarray(np.random.default_rng(5).normal(size=(12, 1)))
+        x = jnp.array([[0.4, 0.3], [-0.5, 0.7], [0.2, 1.5]])
+        jac = jax.jit(jax.jacrev(lambda t: interpolate_dense(t, x, res)[:, 0]))(table)[..., 0]  # (3, 12)
+        idx, w = dense_corners(x, res)
+        dense = np.zeros((3, 12))
+        for n, c in itertools.product(range(3), range(4)):
+            dense[n, int(idx[n, c])] += float(w[n, c])
+        np.testing.assert_allclose(np.asarray(jac), dense, rtol=1e-12, atol=1e-15)
+        gx = jax.jit(jax.grad(lambda p: interpolate_dense(table, p, res).sum()))(x)
+        assert float(gx[1, 0]) == 0.0 and float(gx[2, 1]) == 0.0
+        assert float(gx[0, 0]) != 0.0
+
+
+# ----------------------------------------------------------------------------- torch oracle
+
+
+def torch_layout(table, res):
+    """(T, k) table, axis 0 fastest -> grid_sample's (1, k, r_{d-1}, ..., r_0) input."""
+    k = table.shape[1]
+    return np.ascontiguousarray(np.asarray(table).T.reshape((1, k) + tuple(res[::-1])))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("res", [(7,), (5, 3), (6, 9), (4, 3, 5)], ids=str)
+def test_torch_grid_sample_values_and_grads(res):
+    torch = pytest.importorskip("torch", reason="torch (CPU wheel) is the grid_sample oracle; not installed")
+    F = torch.nn.functional
+    d, k = len(res), 3
+    rng = np.random.default_rng(6)
+    table = rng.normal(size=(int(np.prod(res)), k))
+    x = np.concatenate([make_points(res, 30, seed=7), interior_points(res, 30, 8)])
+    n = x.shape[0]
+    cot = rng.normal(size=(n, k))
+
+    # torch: x_0 is grid_sample's first coordinate (the last, fastest input axis); [0, 1] -> [-1, 1].
+    # 1D is 2D with a single row; "border" padding clamps outside points like ntkgrid does.
+    tres = res if d > 1 else (res[0], 1)
+    tx = np.concatenate([x, np.zeros((n, 1))], -1) if d == 1 else x
+    inp = torch.tensor(torch_layout(table, tres), dtype=torch.float64, requires_grad=True)
+    grid = torch.tensor((2.0 * tx - 1.0).reshape((1,) * len(tres) + (n, len(tres))), requires_grad=True)
+    out_t = F.grid_sample(inp, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out_t.backward(torch.tensor(cot.T.reshape(out_t.shape)))
+    vals_t = out_t.detach().numpy().reshape(k, n).T
+    gtab_t = inp.grad.numpy().reshape(k, -1).T  # back to (T, k), axis 0 fastest
+    gx_t = 2.0 * grid.grad.numpy().reshape(n, len(tres))[:, :d]  # d/dx = 2 d/dgrid
+
+    @jax.jit
+    def ours(t, p, c):
+        f = lambda t, p: interpolate_dense(t, p, res)  # noqa: E731
+        vals, vjp = jax.vjp(f, t, p)
+        gtab_grad = jax.grad(lambda t: jnp.vdot(f(t, p), c))(t)
+        return vals, *vjp(c), gtab_grad
+
+    with jax.enable_x64(True):
+        vals, gtab, gx, gtab_grad = ours(jnp.asarray(table), jnp.asarray(x), jnp.asarray(cot))
+    assert_close(vals, vals_t, np.float64)
+    assert_close(gtab, gtab_t, np.float64)
+    assert_close(gtab_grad, gtab_t, np.float64)
+    inner = slice(n - 30, n)  # d/dx only where the interpolant is differentiable
+    assert_close(np.asarray(gx)[inner], gx_t[inner], np.float64)
