@@ -11,7 +11,7 @@ and imports neural-tangents only when one of its kernels is asked for.
     (5, 3)
 """
 
-from ntkgrid.encodings import FourierFeatures, GaussianFourierFeatures, HashGrid, Identity, MultiGrid
+from ntkgrid.encodings import FourierFeatures, GaussianFourierFeatures, HashGrid, Identity, MulFAGrid, MultiGrid
 from ntkgrid.models import CoordinateMLP, NTKDense
 
 __version__ = "0.1.0"
@@ -22,6 +22,7 @@ __all__ = [
     "GaussianFourierFeatures",
     "HashGrid",
     "Identity",
+    "MulFAGrid",
     "MultiGrid",
     "NTKDense",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "HashGrid",
     "GaussianFourierFeatures",
     "Identity",
+    "MulFAGrid",
     "MultiGrid",
     "check_dim",
     "grid_level",
@@ -202,3 +203,4 @@ class MultiGrid(nn.Module):
 
 # Re-exported last: these modules build on the helpers above.
 from ntkgrid.hashgrid import HashGrid  # noqa: E402
+from ntkgrid.mulfagrid import MulFAGrid  # noqa: E402
