@@ -66,6 +66,7 @@ class GTKSetup:
     image_batch: int = 256  # fits: pixels per SGD step
     image_lrs: tuple = (("multigrid", 30.0), ("hashgrid", 100.0), ("mulfagrid", 100.0),
                         ("mulfagrid_learnt", 100.0))  # fits: SGD step per model (sweep in GTK.md)
+    occ_shape_resolution: int = 128  # occupancy: marching-cubes grid of the procedural default shape
     occ_res: tuple = (8, 32)  # occupancy: nodes per axis of the coarsest and finest level
     occ_hash_log2_size: int = 14  # occupancy: log2 of the hash table rows per level
     occ_pool: int = 100_000  # occupancy: training points (half uniform, half near the surface)
@@ -434,7 +435,7 @@ def fit_occupancy(setup: GTKSetup, seed: int, cache: Path) -> dict:
     from ntkgrid.occupancy import OccupancySetup, occupancy_metrics, prepare_data
     from ntkgrid.train import predict
 
-    mesh = default_shape()
+    mesh = default_shape(setup.occ_shape_resolution)
     half = setup.occ_pool // 2
     occ_setup = OccupancySetup(pool_uniform=setup.occ_pool - half, pool_surface=half,
                                eval_uniform=setup.occ_eval, eval_surface=setup.occ_eval)

@@ -53,11 +53,11 @@ def test_gtk_is_the_grid_part_of_the_ntk_and_neural_tangents_restricted_to_grid_
         # A bare encoding is the grid model g(x) = sum_f enc(x)_f.
         ve = {"params": v["params"]["encoding"]}
         g_enc = gtk(enc, ve, x)
-        ref_enc = gtk(enc, ve, x, method="jacobian")
+        if name == "mulfagrid":  # the bare-encoding path is the same for every encoding
+            assert rel_err(g_enc, nt_ntk(grid_model(enc), {"params": {"encoding": ve["params"]}}, x)) <= 1e-10
     assert g.dtype == np.float64 and g.shape == (12, 12)
     assert rel_err(g, grid) <= 1e-10
     assert rel_err(g, ref) <= 1e-10
-    assert rel_err(g_enc, ref_enc) <= 1e-10
     assert rel_err(g_enc, g) > 1e-3  # the MLP's cotangents weight the grid term
 
 
@@ -105,17 +105,15 @@ def test_multi_output_gd_follows_the_full_kernel():
 
 
 def test_gtk_moves_when_the_model_is_not_linear_in_the_grid():
+    """The grid term of a CoordinateMLP's NTK depends on the MLP, which trains; MulFAGrid with
+    learnt filters is checked in tests/test_mulfagrid.py."""
     with jax.enable_x64(True):
         x = _x(16)
         y = np.cos(4 * x[:, :1])
         mlp = CoordinateMLP(GRIDS["multigrid"].clone(param_dtype=jnp.float64, init_std=0.3), (8,), 1)
         v = to64(jax.jit(mlp.init)(jax.random.PRNGKey(0), x))
         _, v1 = gradient_descent(mlp, v, x, y, 0.05, (20,))
-        learnt = grid_model(GRIDS["mulfagrid"].clone(param_dtype=jnp.float64, learn_filters=True, init_std=0.3))
-        w = jax.jit(learnt.init)(jax.random.PRNGKey(0), x)
-        _, w1 = gradient_descent(learnt, w, x, y, 0.05, (20,))
-        changes = gtk_change(mlp, v, v1, x, method="structured"), gtk_change(learnt, w, w1, x)
-    assert min(changes) > 1e-4
+        assert gtk_change(mlp, v, v1, x, method="structured") > 1e-4
 
 
 def test_ode_prediction_matches_expm():
@@ -201,9 +199,9 @@ def test_experiment_main_tiny(tmp_path):
     sets = ["spectrum_points=48", "spectrum_res=6", "lattice=10", "lattice_res=4", "bound_res=4", "bound_labels=9",
             "bound_random_pairs=4", "check_points=12", "check_steps=(0, 5, 30)", "check_models=('mulfagrid',)",
             "check_contrast=False", "image_size=16", "grid_levels=2", "image_res=(3, 5)", "image_epochs=2",
-            "occ_res=(3, 4)", "occ_pool=1000", "occ_eval=200", "occ_epochs=1", "occ_steps=1", "occ_batch=128",
-            "occ_slice=8", "hidden=(4,)", "models=('mulfagrid',)", "image_lrs=(('mulfagrid', 1.0),)",
-            "occ_lrs=(('mulfagrid', 1.0),)"]
+            "occ_shape_resolution=48", "occ_res=(3, 4)", "occ_pool=1000", "occ_eval=200", "occ_epochs=1",
+            "occ_steps=1", "occ_batch=128", "occ_slice=8", "hidden=(4,)", "models=('mulfagrid',)",
+            "image_lrs=(('mulfagrid', 1.0),)", "occ_lrs=(('mulfagrid', 1.0),)"]
     res = exp.main(["--out", str(tmp_path), "--seed", "3", *[a for s in sets for a in ("--set", s)]])
     for name in ("spectrum_1d.png", "spectrum_2d.png", "bounds.png", "error_maps.png", "occupancy_slices.png",
                  "results.json", "results.md"):

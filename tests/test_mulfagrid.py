@@ -9,6 +9,7 @@ from jax.test_util import check_grads
 
 from ntkgrid import CoordinateMLP, MultiGrid
 from ntkgrid.config import EncodingConfig
+from ntkgrid.gtk import gradient_descent, grid_model, gtk_change
 from ntkgrid.mulfagrid import MulFAGrid, fourier_features, mfn_filters
 from ntkgrid.ntk import nt_ntk, structured_ntk
 
@@ -147,6 +148,12 @@ def test_learn_filters_trains_the_mfn_and_is_refused_by_the_structured_ntk():
     model = CoordinateMLP(learnt, (8,), 1)
     with pytest.raises(ValueError, match="covers"):
         structured_ntk(model, jax.jit(model.init)(jax.random.PRNGKey(0), x), x)
+    with jax.enable_x64(True):  # training the kernel moves the GTK: Theorem 2 needs a fixed kernel
+        x64 = x.astype(jnp.float64)
+        gm = grid_model(learnt.clone(param_dtype=jnp.float64, init_std=0.3))
+        w = jax.jit(gm.init)(jax.random.PRNGKey(0), x64)
+        _, w1 = gradient_descent(gm, w, x64, np.cos(4 * np.asarray(x64[:, :1])), 0.05, (20,))
+        assert gtk_change(gm, w, w1, x64) > 1e-4  # neural-tangents Jacobians w.r.t. the grid tables
 
 
 @pytest.mark.parametrize("name,trace", [("2d", False), ("2d_shared", True), ("3d", True)])
