@@ -2,7 +2,7 @@
 
     python -m experiments.occupancy [--mesh PATH [PATH ...]] [--download NAME [NAME ...]]
         [--preset quick|paper] [--encodings baseline fourier multigrid] [--seed 0]
-        [--out runs/occupancy] [--epochs N] [--pool-size N] [--eval-size N]
+        [--out runs/occupancy] [--epochs N] [--batch-size N] [--lr LR] [--pool-size N] [--eval-size N]
         [--resolution PX] [--mc-resolution N] [--ntk-points N] [--view AZ EL] [--hidden W ...]
 
 With neither ``--mesh`` nor ``--download`` the procedural default shape
@@ -11,13 +11,15 @@ axis spans [0, 1]; its Table 4 row is picked by name (armadillo / happy_buddha /
 otherwise armadillo's). Several meshes: their spectra are averaged (Fig. 5b). A mesh that
 cannot be used is reported (file and problem) and the others still run; the exit status
 is then 1. Outputs (see experiments/OCCUPANCY.md): ``<out>/<mesh>/{render.png,
-surface_<enc>.ply, metrics.json, <enc>/...}``, ``<out>/spectra.png``,
-``<out>/results.{json,md}``, labelled pools cached in ``<out>/pools/``.
+surface_<enc>.ply, metrics.json, <enc>/...}``, ``<out>/spectra.{png,json}``,
+``<out>/results.json``, ``<out>/report.md``; labelled pools cached in ``<out>/pools/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 import traceback
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=Path("runs/occupancy"), help="output directory")
     ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     ap.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    ap.add_argument("--lr", type=float, default=None, help="override the learning rate (every encoding)")
     ap.add_argument("--pool-size", type=int, default=None,
                     help="training pool size (split uniform/near-surface as in the preset)")
     ap.add_argument("--eval-size", type=int, default=None, help="size of each held-out pool")
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         setup = _setup(args)
-        overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "ntk_points": args.ntk_points,
+        overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+                     "ntk_points": args.ntk_points,
                      "hidden": tuple(args.hidden) if args.hidden else None}
         occ.configs_for("default_shape", args.preset, args.encodings, args.seed, **overrides)  # validate early
     except ValueError as err:
@@ -144,14 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t_start
     if results:
         summary = occ.plot_mean_spectra(results, out / "spectra.png")
+        (out / "spectra.json").write_text(json.dumps(summary) + "\n")
         counts = {e: {w: v.get("count") for w, v in s.items()} for e, s in summary.items()}
         print(f"spectra: {out / 'spectra.png'} (meshes averaged: {counts})")
     if results or errors:
-        meta = {"preset": args.preset, "seed": args.seed, "encodings": args.encodings, "setup": setup.__dict__,
-                "argv": sys.argv[1:] if argv is None else list(argv), "seconds": total}
+        meta = {"preset": args.preset, "seed": args.seed, "encodings": args.encodings,
+                "setup": dataclasses.asdict(setup), "argv": sys.argv[1:] if argv is None else list(argv),
+                "seconds": total}
         jpath, mpath = occ.write_results(results, errors, out, meta)
         if results:
-            print(mpath.read_text().split("\n\n")[0].rstrip())
+            print(occ.results_table(results))
         print(f"results: {jpath}, {mpath}  ({total:.0f} s)")
     if errors:
         print(f"{len(errors)} of {len(errors) + len(results)} mesh(es) failed: "

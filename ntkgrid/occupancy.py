@@ -14,7 +14,8 @@ pictures. :mod:`experiments.occupancy` is the command line around :func:`run_mes
 * **Network.** :class:`~ntkgrid.config.TrainConfig` from :data:`ntkgrid.presets.OCCUPANCY`
   (Table 4: 8x256 ReLU MLP, sigmoid + binary cross-entropy, plain SGD, per-mesh MPE
   settings): :func:`configs_for`.
-* **Measured.** At the checkpoints (0, middle, end): training-pool loss and accuracy,
+* **Measured.** At the checkpoints (middle and end; paper runs also 0): training-pool
+  loss and accuracy,
   the float64 NTK spectrum on ``ntk_points`` held-out uniform points, and volumetric IoU
   and accuracy on both held-out pools (:func:`occupancy_metrics`).
 * **Pictures.** A ray-marched render of each network's 0.5 level set beside the
@@ -58,6 +59,7 @@ __all__ = [
     "plot_mean_spectra",
     "prepare_data",
     "quick_config",
+    "results_table",
     "run_mesh",
     "safe_name",
     "write_results",
@@ -115,7 +117,7 @@ PAPER_SETUP = OccupancySetup(
 #: thousand points are enough to place the surface; 8 steps of 256 points per epoch.
 QUICK_SETUP = OccupancySetup(
     pool_uniform=100_000, pool_surface=100_000, eval_uniform=25_000, eval_surface=25_000,
-    sigma=0.01, steps_per_epoch=8, render_size=160, render_steps=96, mc_resolution=64,
+    sigma=0.01, steps_per_epoch=8, render_size=160, render_steps=80, mc_resolution=64,
 )
 
 #: Quick runs change only these fields of Table 4's configurations (our choice, measured
@@ -150,7 +152,8 @@ def configs_for(mesh_name: str, preset: str, encodings: Sequence[str] = ENCODING
                 **overrides: Any) -> dict[str, TrainConfig]:
     """``{encoding: TrainConfig}`` for a mesh: Table 4 (``preset="paper"``) or its quick
     version (:func:`quick_config`), with ``seed`` and any ``overrides`` (TrainConfig fields,
-    e.g. ``epochs=2``) applied."""
+    e.g. ``epochs=2``) applied. Quick runs measure at the middle and the end of training
+    only (paper runs also at epoch 0), unless ``checkpoints`` is overridden."""
     from ntkgrid.presets import OCCUPANCY
 
     key, _ = mesh_preset_key(mesh_name)
@@ -164,7 +167,10 @@ def configs_for(mesh_name: str, preset: str, encodings: Sequence[str] = ENCODING
             cfg = quick_config(cfg)
         elif preset != "paper":
             raise ValueError(f"preset must be 'paper' or 'quick', got {preset!r}")
-        out[enc] = cfg.replace(seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+        cfg = cfg.replace(seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+        if preset == "quick" and cfg.checkpoints is None:  # Fig. 5b needs the middle and the end only
+            cfg = cfg.replace(checkpoints=(cfg.epochs // 2, cfg.epochs))
+        out[enc] = cfg
     return out
 
 
@@ -474,12 +480,30 @@ def plot_mean_spectra(results: Sequence[MeshResult], path: str | os.PathLike, *,
 def write_results(results: Sequence[MeshResult], errors: Sequence[dict], out_dir: str | os.PathLike,
                   meta: Mapping[str, Any]) -> tuple[Path, Path]:
     """``results.json`` (``meta``, per-mesh :meth:`MeshResult.to_json`, ``errors``) and
-    ``results.md`` (one table row per mesh and encoding) in ``out_dir``."""
+    ``report.md`` (one table row per mesh and encoding, the figures, the failures) in
+    ``out_dir``. Returns both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"meta": dict(meta), "meshes": [r.to_json() for r in results], "errors": list(errors)}
     jpath = out / "results.json"
     jpath.write_text(json.dumps(_json_safe(doc), indent=1) + "\n")
+    lines = [results_table(results)]
+    if results:
+        lines.append(f"\nMean NTK spectra over {len(results)} mesh(es) (Fig. 5b): `spectra.png` "
+                     "(numbers: `spectra.json`).")
+        lines += [f"\n{r.name} ({r.source}; Table 4 row {r.preset_key}"
+                  f"{'' if r.preset_matched else ', name not recognised'}): `{r.name}/render.png`, "
+                  + ", ".join(f"`{r.name}/surface_{e}.ply`" for e in r.runs) for r in results]
+    if errors:
+        lines.append("\nFailed:\n")
+        lines += [f"* {e['mesh']}: {e['error']}" for e in errors]
+    mpath = out / "report.md"
+    mpath.write_text("\n".join(lines) + "\n")
+    return jpath, mpath
+
+
+def results_table(results: Sequence[MeshResult]) -> str:
+    """Markdown table: final held-out IoU/accuracy, training loss and time per mesh and encoding."""
     header = ("| mesh | encoding | IoU uniform | IoU near-surface | acc. uniform | acc. near-surface | "
               "train loss | train s |")
     lines = [header, "|---|---|---|---|---|---|---|---|"]
@@ -489,8 +513,4 @@ def write_results(results: Sequence[MeshResult], errors: Sequence[dict], out_dir
             lines.append(f"| {r.name} | {enc} | {_fmt(f.get('iou_uniform'))} | {_fmt(f.get('iou_surface'))} | "
                          f"{_fmt(f.get('accuracy_uniform'))} | {_fmt(f.get('accuracy_surface'))} | "
                          f"{_fmt(f.get('loss'), 4)} | {run['seconds']['train']:.0f} |")
-    for e in errors:
-        lines.append(f"\nfailed: {e['mesh']}: {e['error']}")
-    mpath = out / "results.md"
-    mpath.write_text("\n".join(lines) + "\n")
-    return jpath, mpath
+    return "\n".join(lines)

@@ -73,7 +73,9 @@ def test_configs_for_paper_quick_and_overrides():
     q = quick["multigrid"]
     assert q.encoding == OCCUPANCY["armadillo"]["multigrid"].encoding
     assert (q.epochs, q.seed, q.hidden, q.ntk_points) == (7, 3, (4,), occ.QUICK_TRAIN["ntk_points"])
+    assert q.checkpoint_epochs() == (3, 7) and paper["baseline"].checkpoint_epochs() == (0, 2000, 4000)
     assert q.learning_rate == pytest.approx(OCCUPANCY["armadillo"]["multigrid"].learning_rate * occ.QUICK_LR_SCALE)
+    assert occ.configs_for("x", "paper", ["fourier"], learning_rate=3.0)["fourier"].learning_rate == 3.0
     with pytest.raises(ValueError, match="unknown encoding"):
         occ.configs_for("x", "quick", ["hashgridd"])
     with pytest.raises(ValueError, match="preset"):
@@ -145,18 +147,19 @@ def test_main_tiny_run_writes_outputs_and_reports_bad_meshes(tmp_path, capsys):
     for f in ["render.png", "metrics.json", "surface_baseline.ply", "surface_fourier.ply", "surface_multigrid.ply",
               "baseline/summary.json", "fourier/metrics.jsonl", "multigrid/spectra/epoch_000002.npz"]:
         assert (mdir / f).is_file(), f
-    for f in ["spectra.png", "results.json", "results.md"]:
+    for f in ["spectra.png", "spectra.json", "results.json", "report.md"]:
         assert (out / f).is_file(), f
     assert list((out / "pools").glob("pools_*.npz"))
     res = json.loads((out / "results.json").read_text())
     assert [m["name"] for m in res["meshes"]] == ["blob"]
     assert sorted(e["mesh"] for e in res["errors"]) == ["degenerate", "empty", "notes", "sheet"]
     run = res["meshes"][0]["runs"]["multigrid"]
-    assert [h["epoch"] for h in run["history"]] == [0, 1, 2]
+    assert [h["epoch"] for h in run["history"]] == [1, 2]  # quick: middle and end
     for key in ("iou_uniform", "iou_surface", "accuracy_uniform", "accuracy_surface"):
         assert 0.0 <= run["final"][key] <= 1.0
     assert run["config"]["hidden"] == [16, 16] and run["config"]["epochs"] == 2
-    assert "| blob | multigrid |" in (out / "results.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| blob | multigrid |" in report and "* sheet: " in report
 
 
 def test_download_offline_is_a_clear_error(tmp_path, capsys, monkeypatch):
