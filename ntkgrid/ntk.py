@@ -47,7 +47,7 @@ from flax import traverse_util
 
 from ntkgrid._taps import STRUCTURE, TAPS
 
-__all__ = ["METHODS", "TapStructure", "empirical_ntk", "nt_ntk", "structured_ntk", "tap_structure"]
+__all__ = ["METHODS", "RefusedMethodError", "TapStructure", "empirical_ntk", "nt_ntk", "structured_ntk", "tap_structure"]
 
 METHODS = ("structured", "jacobian", "ntvp")
 
@@ -61,6 +61,10 @@ _REFUSED = {
         "much faster) or 'jacobian'."
     ),
 }
+
+
+class RefusedMethodError(RuntimeError):
+    """A kernel method that exists upstream but cannot give correct results on current JAX."""
 
 
 class TapStructure(dict):
@@ -267,7 +271,7 @@ def nt_ntk(
     from ntkgrid._nt_compat import import_nt
 
     if method in _REFUSED:
-        raise NotImplementedError(_REFUSED[method])
+        raise RefusedMethodError(_REFUSED[method])
     nt = import_nt()
     impl = {"jacobian": nt.NtkImplementation.JACOBIAN_CONTRACTION, "ntvp": nt.NtkImplementation.NTK_VECTOR_PRODUCTS}
     if method not in impl:
@@ -309,7 +313,7 @@ def empirical_ntk(
     if method == "structured":
         return structured_ntk(model, variables, x, trace=trace, groups=groups, block_size=block_size)
     if method in _REFUSED:
-        raise NotImplementedError(_REFUSED[method])
+        raise RefusedMethodError(_REFUSED[method])
     if groups:
         raise ValueError("groups=True needs method='structured'")
     return np.asarray(nt_ntk(model, variables, x, method=method, trace=trace))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 from ntkgrid import CoordinateMLP, MultiGrid
-from ntkgrid.ntk import empirical_ntk, nt_ntk
+from ntkgrid.ntk import RefusedMethodError, empirical_ntk, nt_ntk
 
 from ._cases import jacobian_ntk, rel_err, to64
 
@@ -79,7 +79,7 @@ def test_structured_derivatives_refused_with_reason():
     model, d = MODELS["flax_dense"]
     x = jnp.zeros((2, d))
     v = model.init(jax.random.PRNGKey(0), x)
-    with pytest.raises(NotImplementedError, match="implementation 3"):
+    with pytest.raises(RefusedMethodError, match="implementation 3"):
         empirical_ntk(model, v, x, method="structured_derivatives")
 
 
