@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,3 +35,12 @@ def jacobian_ntk(apply, variables, x, trace: bool):
 
 def to64(tree):
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
+
+
+def write_off(path: Path, v, f) -> Path:
+    """Write vertices ``(V, 3)`` and triangles ``(F, 3)`` as an OFF file."""
+    lines = ["OFF", f"{len(v)} {len(f)} 0"]
+    lines += [" ".join(repr(float(c)) for c in row) for row in v]
+    lines += ["3 " + " ".join(str(int(i)) for i in row) for row in f]
+    path.write_text("\n".join(lines) + "\n")
+    return path

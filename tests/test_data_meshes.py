@@ -15,17 +15,11 @@ import pytest
 import trimesh
 
 from ntkgrid.data import DataError
+
+from ._cases import write_off
 from ntkgrid.data import meshes as M
 
 RNG = np.random.default_rng(7)
-
-
-def write_off(path: Path, v, f) -> Path:
-    lines = ["OFF", f"{len(v)} {len(f)} 0"]
-    lines += [" ".join(repr(float(c)) for c in row) for row in v]
-    lines += ["3 " + " ".join(str(int(i)) for i in row) for row in f]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,11 @@ from ntkgrid.data import DataError
 from ntkgrid.data import meshes as M
 from ntkgrid.presets import OCCUPANCY
 
+from ._cases import write_off
+
 TINY = ["--epochs", "2", "--pool-size", "3000", "--eval-size", "500", "--resolution", "24",
         "--render-steps", "24", "--mc-resolution", "16", "--ntk-points", "16", "--hidden", "16", "16",
         "--no-progress"]
-
-
-def write_off(path: Path, v, f) -> Path:
-    lines = ["OFF", f"{len(v)} {len(f)} 0"]
-    lines += [" ".join(repr(float(c)) for c in row) for row in v]
-    lines += ["3 " + " ".join(str(int(i)) for i in row) for row in f]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 # ----------------------------------------------------------------------------- metrics
