@@ -13,7 +13,7 @@ Both see the same points, the same grid values (each in its native layout: ours
 cotangent; the outputs and gradients are checked against each other before timing.
 
     python -m benchmarks.bench_interpolate [--points 262144 1048576] [--cases 2d-512-k2 ...]
-                                           [--grad-points] [--threads N] [--json OUT]
+                                           [--grad-points] [--block N] [--threads N] [--json OUT]
 
 Threads: both libraries get the same CPU cores. The process is pinned to ``--threads``
 cores (default: every core it may use; both cores on a 2-core machine) with
@@ -24,18 +24,23 @@ parallelises over the batch dimension only, which is 1 here (one grid shared by 
 points), so in practice its backward runs on one thread; XLA's scatter-add is serial too,
 while the elementwise parts of both run on all threads.
 
-Allocator: XLA:CPU allocates one temporary buffer per call for all of a program's
-intermediates. Above glibc's mmap threshold (at most 32 MiB by default; the backward pass
-at 2^20 points needs about 56 MiB: corner-major indices and updates of the scatter-add)
-that buffer is mmap-ed and its pages are faulted in afresh on every call, which on a VM
-costs as much as the computation. torch's ``grid_sample`` has no such intermediates. The
-default run measures this as it is; ``--keep-freed-memory`` re-runs the benchmark with
-``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` set so that glibc recycles freed
-memory (for both libraries), which shows the cost of the computation alone.
+Allocator: XLA:CPU allocates one scratch buffer per call for all of a program's
+intermediates. Above glibc's mmap threshold (at most 32 MiB by default) that buffer is
+mmap-ed and its pages are faulted in afresh on every call, which on a VM costs as much as
+the computation; :func:`ntkgrid.interpolate.interpolate_dense` therefore accumulates the
+table gradient over chunks of points (scratch about 24 MiB, plus the forward's integer
+cells, ``4 d`` bytes per point). torch's ``grid_sample`` has no such intermediates.
+``--keep-freed-memory`` re-runs the benchmark with ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_`` set so that glibc recycles freed memory (for both libraries),
+which shows the cost of the computation alone.
 
-Each measurement is warmed up, then repeated ``--repeats`` times with ours and torch
-interleaved (so that load from other processes affects both alike); the table reports
-medians. On a GPU (``jax.default_backend() == "gpu"``) the achieved bandwidth is printed
+Each measurement is warmed up, then timed in ``--repeats`` rounds; a round runs one untimed
+call and then ``--block`` timed calls back to back of ours, then the same of torch (so that
+load from other processes affects both alike). Blocks, not single calls, alternate: on a
+virtual machine a thread pool left idle while the other library runs (torch's backward is
+serial here) is slow to wake, and timing single alternating calls measured that wake-up
+rather than the throughput. The table reports the median over rounds of the per-call time
+in a block. On a GPU (``jax.default_backend() == "gpu"``) the achieved bandwidth is printed
 as well: bytes moved (points, cotangent and output once, the ``2**d`` corner rows read in
 the forward and read-modify-written by the scatter-add, and the zero-filled gradient
 table) over the median time.
@@ -63,11 +68,14 @@ CASES = {  # name: (resolution per axis, dimension, features per node)
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--points", type=int, nargs="+", default=[2**18, 2**20], help="numbers of points (default 2^18 2^20)")
+    p.add_argument("--points", type=int, nargs="+", default=[2**18, 2**20],
+                   help="numbers of points (default 2^18 2^20)")
     p.add_argument("--cases", nargs="+", default=["2d-512-k2", "2d-512-k4", "3d-128-k2"], choices=sorted(CASES))
     p.add_argument("--grad-points", action="store_true", help="also time the gradient w.r.t. the points")
     p.add_argument("--repeats", type=int, default=9, help="timed repetitions per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (after compilation)")
+    p.add_argument("--block", type=int, default=5,
+                   help="back-to-back calls timed together in each round (1: alternate single calls)")
     p.add_argument("--threads", type=int, default=None, help="CPU cores for both libraries (default: all available)")
     p.add_argument("--no-torch", action="store_true", help="time ours only")
     p.add_argument("--impl", default="ntkgrid.interpolate:interpolate_dense",
@@ -192,16 +200,21 @@ def check_agreement(ours: dict, theirs: dict, x: np.ndarray, res, tol: float = 2
     return worst
 
 
-def time_interleaved(fns: dict, repeats: int, warmup: int) -> dict:
+def time_interleaved(fns: dict, repeats: int, warmup: int, block: int = 5) -> dict:
+    """Per-call seconds of each function: ``repeats`` rounds, each timing ``block`` calls
+    of every function in turn (back to back within a block), so that throughput is measured
+    in steady state while load from other processes still affects all alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            fn()  # untimed: wakes this library's threads after the other library ran
             t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
+            for _ in range(block):
+                fn()
+            times[name].append((time.perf_counter() - t) / block)
     return times
 
 
@@ -231,7 +244,7 @@ def main(argv=None) -> int:
           f"{threads} thread(s) each, {platform.processor() or platform.machine()}"
           f"{', glibc keeps freed memory' if keep else ''}")
     print(f"forward + backward w.r.t. the table{' and the points' if args.grad_points else ''}; "
-          f"median of {args.repeats}, points/s")
+          f"median of {args.repeats} rounds of {args.block} calls, points/s")
 
     rows = []
     rng = np.random.default_rng(args.seed)
@@ -251,7 +264,7 @@ def main(argv=None) -> int:
             if torch is not None:
                 fns["torch"] = Torch(table, x, cot, res, args.grad_points, device)
                 agreement = check_agreement(fns["ours"].results(), fns["torch"].results(), x, res)
-            times = time_interleaved(fns, args.repeats, args.warmup)
+            times = time_interleaved(fns, args.repeats, args.warmup, args.block)
             med = {name: statistics.median(t) for name, t in times.items()}
             row = {
                 "case": case, "resolution": r, "dim": d, "features": k, "points": n,

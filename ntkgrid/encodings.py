@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid._taps import tap
-from ntkgrid.interpolate import dense_corners, gather_interpolate
+from ntkgrid.interpolate import dense_corners, gather_interpolate, interpolate_dense
 
 __all__ = [
     "FourierFeatures",
@@ -127,7 +127,14 @@ def level_resolutions(num_levels: int, min_res: int, max_res: int, spacing: str 
     return [int(v) for v in np.round(r)]
 
 
-def grid_level(module: nn.Module, name: str, table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+def grid_level(
+    module: nn.Module,
+    name: str,
+    table: jnp.ndarray,
+    idx: jnp.ndarray,
+    w: jnp.ndarray,
+    feats: jnp.ndarray | None = None,
+) -> jnp.ndarray:
     """Interpolate one grid level and tap it for the structured NTK.
 
     Args:
@@ -136,11 +143,15 @@ def grid_level(module: nn.Module, name: str, table: jnp.ndarray, idx: jnp.ndarra
       table: ``(T, k)`` node features.
       idx: ``(..., C)`` node indices of each point's corners.
       w: ``(..., C)`` interpolation weights.
+      feats: ``sum_c w[..., c] table[idx[..., c]]`` when the caller computed it already
+        (dense grids use :func:`~ntkgrid.interpolate.interpolate_dense`, whose backward
+        pass is faster than the generic gather's).
 
     Returns:
       ``(..., k)`` features.
     """
-    feats = gather_interpolate(table, idx, w)
+    if feats is None:
+        feats = gather_interpolate(table, idx, w)
     structure = {"kind": "sparse", "idx": idx, "w": w.astype(feats.dtype), "n_params": table.size}
     return tap(module, name, feats, structure)
 
@@ -194,8 +205,10 @@ class MultiGrid(nn.Module):
                 (int(np.prod(res)), self.features_per_level),
                 self.param_dtype,
             )
+            table = table.astype(dtype)
             idx, w = dense_corners(x, res, self.interpolation)
-            feats.append(grid_level(self, f"level_{level}", table.astype(dtype), idx, w))
+            values = interpolate_dense(table, x, res, self.interpolation)
+            feats.append(grid_level(self, f"level_{level}", table, idx, w, feats=values))
         if self.include_input:
             feats.append(x)
         return jnp.concatenate(feats, axis=-1)

@@ -22,9 +22,35 @@ why the grid part of the NTK reduces to a Gram matrix of these sparse weights
 
 Performance (XLA on CPU; ``python -m benchmarks.bench_interpolate`` measures it against
 ``torch.nn.functional.grid_sample``). Everything is plain JAX, so ``jit``, ``vmap``,
-``grad``, ``jvp`` and higher derivatives all apply. :func:`gather_interpolate` has a custom
-JVP (:func:`jax.custom_jvp`, so forward mode keeps working) whose tangent is written so
-that its *transpose*, i.e. the backward pass, is a program XLA:CPU runs well:
+``grad``, ``jvp`` and higher derivatives all apply. Both interpolants have custom JVPs
+(:func:`jax.custom_jvp`, so forward mode keeps working) whose tangents are written so that
+their *transposes*, i.e. the backward passes, are programs XLA:CPU runs well.
+
+:func:`interpolate_dense` (dense grids, what :class:`~ntkgrid.encodings.MultiGrid` uses):
+
+* Corner-stacked table. When the batch is large next to the table (``_use_stacked``), the
+  table tangent reads the ``2**d`` corners of a cell as ONE row of the ``(T, 2**d k)``
+  table whose row ``j`` stacks ``table[j + o_c]`` (``o_c``: the corner offsets). Its
+  transpose is one scatter-add of ``2**d k``-wide rows at each point's lower corner, then
+  ``2**d`` shifted adds of the accumulator: a quarter (2D) of the scatter indices of the
+  per-corner form, which is what a scatter on CPU pays for. Otherwise the corner-major
+  form of :func:`gather_interpolate` (below) is used.
+* Chunks. The table tangent is a ``lax.scan`` over chunks of points whose body
+  (checkpointed) recomputes the cells from ``x``; the backward pass is then a scan that
+  scatter-adds chunk by chunk into one carried accumulator. On CPU chunks are sized so that
+  one chunk's updates and the accumulator stay within about 24 MiB (``chunk=`` overrides
+  it; off CPU the batch is one chunk).
+* Memory. XLA:CPU allocates a program's intermediates as one scratch buffer per call.
+  glibc serves requests above 32 MiB with fresh ``mmap`` pages, and faulting those pages
+  in on every call cost as much as the arithmetic (a one-shot backward at 2^20 points
+  needed 56 MiB). Chunking keeps the scratch below that whatever the batch size, and it
+  must be a scan: unrolled chunks are reordered by XLA's default (concurrency-optimised)
+  scheduler, which computes every chunk's updates before the first scatter.
+* The gradient w.r.t. the points gathers each corner separately, so that XLA can fuse
+  the gathers into the weighted sums; for large batches (over 12 MiB of corner rows) it is
+  checkpointed, so that the backward pass regathers the rows instead of storing them.
+
+:func:`gather_interpolate` (any indices, e.g. hashed):
 
 * The table tangent gathers all ``2**d`` corner rows with ONE gather in corner-major order
   (corner 0 of every point, then corner 1, ...) and splits the result into per-corner
@@ -37,13 +63,15 @@ that its *transpose*, i.e. the backward pass, is a program XLA:CPU runs well:
   feature, so its transpose has no reduction over the tiny feature axis (XLA:CPU runs such
   reductions as a separate, slow kernel) and assembles the ``(..., 2**d)`` weight
   cotangent with one concatenate.
-* The primal output uses one gather per corner, which XLA fuses into the weighted sum.
-* Cells are found with int32 arithmetic (truncation of the non-negative position, then a
-  ``min``): no ``floor``, no int64.
+
+Both: the primal output uses one gather per corner, which XLA fuses into the weighted sum;
+cells are found with int32 arithmetic (truncation of the non-negative position, then a
+``min``): no ``floor``, no int64.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -57,6 +85,7 @@ __all__ = [
     "corner_weights",
     "dense_cells",
     "dense_corners",
+    "dense_offsets",
     "dense_strides",
     "gather_interpolate",
     "interpolate_dense",
@@ -65,6 +94,11 @@ __all__ = [
 # Up to this many features per node the weight tangent is unrolled feature by feature;
 # beyond, it broadcasts (fewer ops to compile; a reduction over the features in reverse).
 _MAX_UNROLLED_FEATURES = 8
+# On CPU the table gradient of a dense grid runs over chunks of points, sized so that one
+# chunk's scatter updates plus the gradient accumulator stay within _TEMP_BYTES (and each
+# chunk's updates are at least _MIN_CHUNK_BYTES). See "Memory" in the module docstring.
+_TEMP_BYTES = 24 * 2**20
+_MIN_CHUNK_BYTES = 4 * 2**20
 
 
 def corner_bits(d: int) -> np.ndarray:
@@ -200,6 +234,26 @@ def _interpolate(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> jnp.nd
     return _weighted_rows(table, idx, w)
 
 
+def _weight_tangent(blocks: list[jnp.ndarray], dw: jnp.ndarray) -> jnp.ndarray:
+    """``sum_c dw[..., c] * blocks[c]`` -> ``(n, k)``: the tangent through the weights.
+
+    Summed corner by corner and, for few features, feature by feature: the transpose then
+    has no reduction over the tiny feature axis (see the module docstring).
+    """
+    n_corners = len(blocks)
+    # lax.split (not slicing) so that the transpose concatenates instead of padding.
+    dws = [v[:, 0] for v in lax.split(dw.reshape(-1, n_corners), [1] * n_corners, axis=1)]
+    if blocks[0].shape[1] > _MAX_UNROLLED_FEATURES:
+        return sum(dws[c][:, None] * blocks[c] for c in range(n_corners))
+    cols = []
+    for j in range(blocks[0].shape[1]):
+        col = dws[0] * blocks[0][:, j]
+        for c in range(1, n_corners):
+            col = col + dws[c] * blocks[c][:, j]
+        cols.append(col)
+    return jnp.stack(cols, axis=-1)
+
+
 def _interpolate_jvp(primals, tangents):
     table, idx, w = primals
     dtable, _, dw = tangents  # idx is integer: no tangent
@@ -210,19 +264,7 @@ def _interpolate_jvp(primals, tangents):
     else:  # x is differentiated: the corner rows are needed for the weight tangent too
         blocks = _corner_blocks(table, idx)
         out = _weighted_blocks(w, blocks).reshape(out_shape)
-        n_corners = idx.shape[-1]
-        # lax.split (not slicing) so that the transpose concatenates instead of padding.
-        dws = [v[:, 0] for v in lax.split(dw.reshape(-1, n_corners), [1] * n_corners, axis=1)]
-        if table.shape[1] <= _MAX_UNROLLED_FEATURES:
-            cols = []
-            for j in range(table.shape[1]):
-                col = dws[0] * blocks[0][:, j]
-                for c in range(1, n_corners):
-                    col = col + dws[c] * blocks[c][:, j]
-                cols.append(col)
-            tangent = jnp.stack(cols, axis=-1).reshape(out_shape)
-        else:
-            tangent = sum(dws[c][:, None] * blocks[c] for c in range(n_corners)).reshape(out_shape)
+        tangent = _weight_tangent(blocks, dw).reshape(out_shape)
     if not isinstance(dtable, SymbolicZero):
         t = _weighted_blocks(w, _corner_blocks(dtable, idx)).reshape(out_shape)
         tangent = t if tangent is None else tangent + t
@@ -251,8 +293,154 @@ def gather_interpolate(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> 
     return _interpolate(table, jnp.clip(idx, 0, table.shape[0] - 1), w)
 
 
+# ----------------------------------------------------------------------------- dense grids
+
+
+def dense_offsets(res: Sequence[int]) -> tuple[int, ...]:
+    """Flat-index offset of each of the ``2**d`` corners from its cell's lower corner."""
+    return tuple(int(o) for o in corner_bits(len(res)) @ dense_strides(res))
+
+
+def _dense_base_weights(
+    x: jnp.ndarray, res: tuple[int, ...], interpolation: str, dtype
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(n,)`` int32 flat index of each point's lower corner and ``(n, 2**d)`` weights."""
+    base, frac = dense_cells(x, res)
+    strides = dense_strides(res)
+    flat = base[:, 0]
+    for a in range(1, len(res)):
+        flat = flat + base[:, a] * strides[a]
+    return flat, corner_weights(frac, interpolation).astype(dtype)
+
+
+def _dense_corner_idx(base: jnp.ndarray, res: tuple[int, ...]) -> jnp.ndarray:
+    return base[:, None] + jnp.asarray(dense_offsets(res), jnp.int32)
+
+
+def _stack_shifted(table: jnp.ndarray, offsets: Sequence[int]) -> jnp.ndarray:
+    """``(T, k) -> (T, C k)``: row ``j`` holds ``table[j + o_c]`` for every corner ``c``.
+
+    Rows past the end are zero-padded; they are never read, since a cell's lower corner
+    ``j`` always has ``j + o_c < T``.
+    """
+    k = table.shape[1]
+    shifted = [table if o == 0 else jnp.concatenate([table[o:], jnp.zeros((o, k), table.dtype)]) for o in offsets]
+    return jnp.concatenate(shifted, axis=1)
+
+
+def _use_stacked(n_rows: int, n_points: int, n_corners: int, k: int) -> bool:
+    """Interpolate the table tangent from the corner-stacked table (module docstring)?
+
+    Stacking saves ``C - 1`` scatter indices per point and costs about a quarter of an
+    index's time per accumulator value (zero-fill and the shifted adds), ``T C k`` of them
+    (measured on XLA:CPU for 2D grids with ``k`` = 2 and 4).
+    """
+    return 4 * (n_corners - 1) * n_points >= n_rows * n_corners * k
+
+
+def _default_chunk(n_rows: int, n_corners: int, k: int, stacked: bool, itemsize: int) -> int | None:
+    """Points per chunk of the table-tangent scan; ``None`` (a single chunk) off CPU.
+
+    The largest power of two whose scatter updates (``C k`` values of ``itemsize`` bytes
+    per point) fit beside the gradient accumulator in ``_TEMP_BYTES``.
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    accumulator = n_rows * (n_corners * k if stacked else k) * itemsize
+    budget = max(_MIN_CHUNK_BYTES, _TEMP_BYTES - accumulator)
+    return 1 << max(0, (budget // (n_corners * k * itemsize)).bit_length() - 1)
+
+
+def _dense_table_tangent(
+    dtable: jnp.ndarray, x: jnp.ndarray, res: tuple[int, ...], interpolation: str, chunk: int | None
+) -> jnp.ndarray:
+    """``sum_c w_c(x) dtable[idx_c(x)]``, ``(n, k)``: linear in ``dtable``.
+
+    Written as a scan over chunks of points whose body recomputes the cells from ``x``, so
+    that its transpose, the table gradient, scatter-adds chunk by chunk into one carried
+    accumulator and holds no per-point intermediates of the whole batch.
+    """
+    n, d = x.shape
+    rows, k = dtable.shape
+    offsets = dense_offsets(res)
+    n_corners = len(offsets)
+    stacked = _use_stacked(rows, n, n_corners, k)
+    source = _stack_shifted(dtable, offsets) if stacked else dtable
+
+    def one_chunk(xc):
+        base, w = _dense_base_weights(xc, res, interpolation, dtable.dtype)
+        if not stacked:
+            return _weighted_blocks(w, _corner_blocks(source, _dense_corner_idx(base, res)))
+        # One gather of C k contiguous values per point; its transpose is ONE scatter-add of
+        # (C k)-wide rows at the lower corner into the stacked accumulator.
+        ws = lax.split(w, [1] * n_corners, axis=1)
+        vals = lax.split(_take_rows(source, base), [k] * n_corners, axis=1)
+        out = ws[0] * vals[0]
+        for c in range(1, n_corners):
+            out = out + ws[c] * vals[c]
+        return out
+
+    if chunk is None:
+        chunk = _default_chunk(rows, n_corners, k, stacked, jnp.dtype(dtable.dtype).itemsize)
+    if chunk is None or n <= chunk:
+        return one_chunk(x)
+    # Recompute the cells of each chunk in the backward pass instead of saving them all.
+    one_chunk = jax.checkpoint(one_chunk)
+    n_chunks = n // chunk
+    m = n_chunks * chunk
+    head = x if m == n else x[:m]
+    _, out = lax.scan(lambda carry, xc: (carry, one_chunk(xc)), None, head.reshape(n_chunks, chunk, d))
+    out = out.reshape(m, k)
+    if m < n:
+        out = jnp.concatenate([out, one_chunk(x[m:])])
+    return out
+
+
+def _dense_point_tangent(
+    table: jnp.ndarray, x: jnp.ndarray, dx: jnp.ndarray, res: tuple[int, ...], interpolation: str
+) -> jnp.ndarray:
+    """``sum_c (dw_c(x) . dx) table[idx_c(x)]``, ``(n, k)``: the lower corner is piecewise
+    constant in ``x``, so only the weights vary. One gather per corner, which XLA fuses
+    into the weighted sums (and into their transpose) instead of storing the rows."""
+    base, _ = _dense_base_weights(x, res, interpolation, table.dtype)
+    _, dw = jax.jvp(lambda p: _dense_base_weights(p, res, interpolation, table.dtype)[1], (x,), (dx,))
+    idx = _dense_corner_idx(base, res)
+    return _weight_tangent([_take_rows(table, idx[:, c]) for c in range(idx.shape[1])], dw)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _interpolate_dense(table, x, res, interpolation, chunk):
+    """``(T, k), (n, d) -> (n, k)``; see :func:`interpolate_dense`."""
+    base, w = _dense_base_weights(x, res, interpolation, table.dtype)
+    return _weighted_rows(table, _dense_corner_idx(base, res), w)
+
+
+def _interpolate_dense_jvp(res, interpolation, chunk, primals, tangents):
+    table, x = primals
+    dtable, dx = (None if isinstance(t, SymbolicZero) else t for t in tangents)
+    out = _interpolate_dense(table, x, res, interpolation, chunk)
+    parts = []
+    if dx is not None:
+        point_tangent = _dense_point_tangent
+        corner_rows = x.shape[0] * 2 ** len(res) * table.shape[1] * jnp.dtype(table.dtype).itemsize
+        if corner_rows > _TEMP_BYTES // 2:  # recompute the corner rows in the backward pass
+            point_tangent = jax.checkpoint(point_tangent, static_argnums=(3, 4))
+        parts.append(point_tangent(table, x, dx, res, interpolation))
+    if dtable is not None:
+        parts.append(_dense_table_tangent(dtable, x, res, interpolation, chunk))
+    return out, sum(parts[1:], parts[0]) if parts else jnp.zeros_like(out)
+
+
+_interpolate_dense.defjvp(_interpolate_dense_jvp, symbolic_zeros=True)
+
+
 def interpolate_dense(
-    table: jnp.ndarray, x: jnp.ndarray, res: Sequence[int], interpolation: str = "linear"
+    table: jnp.ndarray,
+    x: jnp.ndarray,
+    res: Sequence[int],
+    interpolation: str = "linear",
+    *,
+    chunk: int | None = None,
 ) -> jnp.ndarray:
     """Linear / bilinear / trilinear interpolation of a dense node table.
 
@@ -261,9 +449,12 @@ def interpolate_dense(
       x: ``(..., d)`` coordinates in ``[0, 1]`` (clamped).
       res: nodes per axis.
       interpolation: ``"linear"`` or ``"smoothstep"``.
+      chunk: points per chunk of the table-gradient scan (default on CPU: sized to keep
+        the backward pass's scratch memory near 24 MiB; elsewhere one chunk). Affects speed
+        and memory only, never the result.
 
     Returns:
-      ``(..., k)`` values.
+      ``(..., k)`` values, in ``table``'s dtype.
 
     Example:
       >>> import jax.numpy as jnp
@@ -271,7 +462,18 @@ def interpolate_dense(
       >>> interpolate_dense(table, jnp.array([[0.5, 0.5], [1.0, 0.0]]), (2, 2))[:, 0]
       Array([1.5, 1. ], dtype=float32)
     """
+    res = tuple(int(r) for r in res)
     if table.shape[0] != int(np.prod(res)):
-        raise ValueError(f"table has {table.shape[0]} rows, grid {tuple(res)} needs {int(np.prod(res))}")
-    idx, w = dense_corners(x, res, interpolation)
-    return gather_interpolate(table, idx, w)
+        raise ValueError(f"table has {table.shape[0]} rows, grid {res} needs {int(np.prod(res))}")
+    d = x.shape[-1]
+    if len(res) != d:
+        raise ValueError(f"grid has {len(res)} axes but points have d={d}")
+    if interpolation not in ("linear", "smoothstep"):
+        raise ValueError(f"interpolation must be 'linear' or 'smoothstep', got {interpolation!r}")
+    if np.any(np.asarray(res) < 2):
+        raise ValueError(f"every grid axis needs at least 2 nodes, got {res}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be a positive number of points, got {chunk}")
+    lead = x.shape[:-1]
+    out = _interpolate_dense(table, x.reshape(-1, d), res, interpolation, chunk)
+    return out.reshape(lead + (table.shape[1],))

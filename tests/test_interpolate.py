@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+import ntkgrid.interpolate as interp
 from ntkgrid.interpolate import (
     corner_bits,
     corner_weights,
     dense_cells,
     dense_corners,
+    dense_offsets,
     dense_strides,
     gather_interpolate,
     interpolate_dense,
@@ -268,6 +270,125 @@ def test_gradients_exact_and_zero_outside():
         assert float(gx[0, 0]) != 0.0
 
 
+# ----------------------------------------------------------------------------- chunked backward
+
+
+def test_dense_offsets():
+    assert dense_offsets((9,)) == (0, 1)
+    assert dense_offsets((5, 3)) == (0, 1, 5, 6)
+    assert dense_offsets((4, 2, 5)) == (0, 1, 4, 5, 8, 9, 12, 13)
+    idx, _ = dense_corners(jnp.array([[0.3, 0.6, 0.9]]), (4, 2, 5))
+    np.testing.assert_array_equal(np.asarray(idx[0]) - int(idx[0, 0]), dense_offsets((4, 2, 5)))
+
+
+# (grid, points): 1D, 2D and 3D; with k = 3 the first, second and fourth use the
+# corner-stacked table, the others the corner-major form.
+TANGENT_CASES = [((9,), 40), ((5, 4), 37), ((6, 5), 9), ((3, 4, 3), 50), ((4, 3, 5), 23)]
+
+
+@pytest.mark.parametrize("res, n", TANGENT_CASES, ids=str)
+def test_chunked_table_tangent_matches_bruteforce(res, n):
+    """Table and point derivatives through the chunked scan (with a ragged last chunk)
+    equal the brute-force weight matrix and the single-chunk evaluation, in both forms."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(sum(res) + n)
+        rows, k = int(np.prod(res)), 3
+        corners = 2 ** len(res)
+        assert interp._use_stacked(rows, n, corners, k) == (4 * (corners - 1) * n >= rows * corners * k)
+        table = jnp.asarray(rng.normal(size=(rows, k)))
+        x = jnp.asarray(rng.uniform(-0.1, 1.1, (n, len(res))))  # a few clamped points
+        cot = jnp.asarray(rng.normal(size=(n, k)))
+        dtable, dx = jnp.asarray(rng.normal(size=(rows, k))), jnp.asarray(rng.normal(size=(n, len(res))))
+        weights = ref_interpolate(np.eye(rows), x, res, "linear")  # (n, rows): out = weights @ table
+        results = {}
+        for chunk in (1, 4, 7, None):
+            f = jax.jit(lambda t, p, chunk=chunk: interpolate_dense(t, p, res, chunk=chunk))
+            out, vjp = jax.vjp(f, table, x)
+            g_table, g_x = vjp(cot)
+            _, tangent = jax.jvp(f, (table, x), (dtable, dx))
+            assert_close(out, weights @ np.asarray(table), np.float64)
+            assert_close(g_table, weights.T @ np.asarray(cot), np.float64)
+            results[chunk] = (g_x, tangent)
+        for chunk in (1, 4, 7):
+            for a, b in zip(results[chunk], results[None]):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_second_order_and_vmap():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(12)
+        res = (4, 3)
+        table = jnp.asarray(rng.normal(size=(12, 2)))
+        x = jnp.asarray(interior_points(res, 9, 13))
+        f = lambda t, p: interpolate_dense(t, p, res, chunk=4)  # noqa: E731
+        check_grads(f, (table, x), order=2, modes=("fwd", "rev"), eps=1e-5)
+        tables = jnp.asarray(rng.normal(size=(3, 12, 2)))
+        g = jax.vmap(jax.grad(lambda t: interpolate_dense(t, x, res, chunk=2).sum()))(tables)
+        expect = jax.grad(lambda t: interpolate_dense(t, x, res).sum())(tables[1])
+        np.testing.assert_allclose(np.asarray(g[1]), np.asarray(expect))
+
+
+def test_large_batch_matches_generic_gather():
+    """A batch large enough for the rematerialised point tangent (over 12 MiB of corner rows)
+    and a ragged chunked scan: value, table and point gradients equal the generic
+    corner-major gather (:func:`gather_interpolate` on :func:`dense_corners`)."""
+    res, n, k = (33, 17), 200_000, 4
+    rng = np.random.default_rng(14)
+    table = jnp.asarray(rng.normal(size=(33 * 17, k)), jnp.float32)
+    x = jnp.asarray(rng.random((n, 2)), jnp.float32)
+    cot = jnp.asarray(rng.normal(size=(n, k)), jnp.float32)
+    assert n * 4 * k * 4 > interp._TEMP_BYTES // 2
+
+    def fwd_bwd(f):
+        out, vjp = jax.vjp(f, table, x)
+        return (out, *vjp(cot))
+
+    ours = jax.jit(lambda: fwd_bwd(lambda t, p: interpolate_dense(t, p, res, chunk=3 * 2**14)))()
+    generic = jax.jit(lambda: fwd_bwd(lambda t, p: gather_interpolate(t, *dense_corners(p, res))))()
+    for a, b in zip(ours, generic):
+        assert_close(a, b, np.float32)
+
+
+def test_default_chunk_fits_the_scratch_budget(monkeypatch):
+    mib = 2**20
+    # The paper-scale benchmark grid: 512^2 nodes, k = 2, float32, stacked (8 MiB accumulator).
+    assert interp._default_chunk(512 * 512, 4, 2, True, 4) == 2**19
+    for rows, corners, k, stacked, itemsize in itertools.product(
+        (16, 512 * 512, 128**3), (2, 4, 8), (1, 2, 4, 16), (True, False), (4, 8)
+    ):
+        chunk = interp._default_chunk(rows, corners, k, stacked, itemsize)
+        per_point = corners * k * itemsize
+        budget = max(interp._MIN_CHUNK_BYTES, interp._TEMP_BYTES - rows * (corners * k if stacked else k) * itemsize)
+        assert chunk & (chunk - 1) == 0 and chunk * per_point <= budget < 2 * chunk * per_point
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert interp._default_chunk(512 * 512, 4, 2, True, 4) is None  # off CPU: one chunk
+    assert 4 * mib == interp._MIN_CHUNK_BYTES
+
+
+@pytest.mark.parametrize("n", [2**20, 2**22], ids=["2^20", "2^22"])
+def test_backward_scratch_does_not_grow_with_the_batch(n):
+    """The compiled forward + backward of a 512^2 grid accumulates the table gradient chunk
+    by chunk: besides the forward's integer cells (d int32 per point) its scratch stays
+    within the 24 MiB budget, where a one-shot scatter would need 32 bytes of updates per
+    point (128 MiB at 2^22 points)."""
+    res, k = (512, 512), 2
+    table = jax.ShapeDtypeStruct((512 * 512, k), jnp.float32)
+    x = jax.ShapeDtypeStruct((n, 2), jnp.float32)
+
+    def fwd_bwd(t, p):
+        out, vjp = jax.vjp(lambda t: interpolate_dense(t, p, res), t)
+        return out, vjp(out)[0]
+
+    scratch = jax.jit(fwd_bwd).lower(table, x).compile().memory_analysis().temp_size_in_bytes
+    budget = interp._TEMP_BYTES + n * 2 * 4 + 2**20
+    assert scratch <= budget, f"{scratch / 2**20:.1f} MiB of scratch for {n} points"
+
+
+def test_chunk_must_be_positive():
+    with pytest.raises(ValueError, match="chunk must be a positive number of points, got 0"):
+        interpolate_dense(jnp.zeros((4, 1)), jnp.zeros((3, 2)), (2, 2), chunk=0)
+
+
 # ----------------------------------------------------------------------------- torch oracle
 
 
@@ -278,8 +399,9 @@ def torch_layout(table, res):
 
 
 @pytest.mark.oracle
+@pytest.mark.parametrize("chunk", [None, 16], ids=["one-chunk", "chunk16"])
 @pytest.mark.parametrize("res", [(7,), (5, 3), (6, 9), (4, 3, 5)], ids=str)
-def test_torch_grid_sample_values_and_grads(res):
+def test_torch_grid_sample_values_and_grads(res, chunk):
     torch = pytest.importorskip("torch", reason="torch (CPU wheel) is the grid_sample oracle; not installed")
     F = torch.nn.functional
     d, k = len(res), 3
@@ -303,7 +425,7 @@ def test_torch_grid_sample_values_and_grads(res):
 
     @jax.jit
     def ours(t, p, c):
-        f = lambda t, p: interpolate_dense(t, p, res)  # noqa: E731
+        f = lambda t, p: interpolate_dense(t, p, res, chunk=chunk)  # noqa: E731
         vals, vjp = jax.vjp(f, t, p)
         gtab_grad = jax.grad(lambda t: jnp.vdot(f(t, p), c))(t)
         return vals, *vjp(c), gtab_grad
