@@ -35,6 +35,14 @@ class EncodingConfig:
     base_resolution: int = 16  # hashgrid: N_min
     per_level_scale: float = 2.0  # hashgrid: growth factor b between levels
     interpolation: str = "linear"  # grids: "linear" or "smoothstep"
+    mfn_frequencies: int = 4  # mulfagrid: J, Fourier features sin/cos(2^j pi u) of the filter MFN
+    mfn_width: int = 16  # mulfagrid: hidden width of the filter MFN
+    mfn_layers: int = 2  # mulfagrid: multiplicative filter layers
+    mfn_frequency_std: float = 1.0  # mulfagrid: std of the filter frequencies (radians per node)
+    mfn_scale: float = 1.0  # mulfagrid: multiplies the MFN logits (0: multilinear interpolation)
+    mfn_shared_kernel: bool = False  # mulfagrid: one kernel for all k features
+    learn_filters: bool = False  # mulfagrid: train the MFN too (then only NT's "jacobian" NTK applies)
+    filter_seed: int = 0  # mulfagrid: level l draws its fixed MFN constants with seed filter_seed + l
 
     def __post_init__(self):
         if self.kind not in ENCODING_KINDS:
@@ -71,6 +79,9 @@ class EncodingConfig:
         return MulFAGrid(
             dim=dim, num_levels=self.num_levels, features_per_level=self.features_per_level,
             min_res=self.min_res, max_res=self.max_res, spacing=self.spacing, init_std=self.init_std,
+            num_frequencies=self.mfn_frequencies, filter_width=self.mfn_width, filter_layers=self.mfn_layers,
+            node_frequency_std=self.mfn_frequency_std, filter_scale=self.mfn_scale,
+            shared_kernel=self.mfn_shared_kernel, learn_filters=self.learn_filters, filter_seed=self.filter_seed,
         )
 
     def describe(self) -> str:
@@ -81,7 +92,8 @@ class EncodingConfig:
             return f"m={self.gaussian_features}, sigma={self.gaussian_sigma:g}"
         if self.kind in ("multigrid", "mulfagrid"):
             res = f"x={self.max_res}" if self.num_levels == 1 else f"x±=[{self.min_res},{self.max_res}]"
-            return f"k={self.features_per_level}, L={self.num_levels}, {res}"
+            learnt = ", learnt filters" if self.kind == "mulfagrid" and self.learn_filters else ""
+            return f"k={self.features_per_level}, L={self.num_levels}, {res}{learnt}"
         if self.kind == "hashgrid":
             return (f"L={self.hash_levels}, F={self.features_per_level}, T=2^{self.log2_hashmap_size}, "
                     f"N_min={self.base_resolution}, b={self.per_level_scale:g}")

@@ -1,6 +1,8 @@
 """MulFAGrid: shapes, dtypes, jit, gradients, its kernel's defining properties, and its
 structured NTK against neural-tangents inside a CoordinateMLP."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,10 +10,11 @@ import pytest
 from jax.test_util import check_grads
 
 from ntkgrid import CoordinateMLP, MultiGrid
-from ntkgrid.config import EncodingConfig
+from ntkgrid.config import EncodingConfig, TrainConfig
 from ntkgrid.gtk import gradient_descent, grid_model, gtk_change
 from ntkgrid.mulfagrid import MulFAGrid, fourier_features, mfn_filters
 from ntkgrid.ntk import nt_ntk, structured_ntk
+from ntkgrid.train import fit
 
 from ._cases import rel_err, to64
 
@@ -176,3 +179,33 @@ def test_encoding_config_builds_mulfagrid():
     model = CoordinateMLP(enc, (8,), 3)
     x = _points(2, 5)
     assert jax.jit(model.apply)(jax.jit(model.init)(jax.random.PRNGKey(0), x), x).shape == (5, 3)
+
+
+def test_encoding_config_mfn_fields_reach_the_module():
+    """Every MulFAGrid filter field of EncodingConfig is passed to the module; the learnt
+    variant trains its MFN through ``fit`` with neural-tangents' spectra."""
+    cfg = EncodingConfig("mulfagrid", num_levels=1, min_res=6, max_res=6, mfn_frequencies=3, mfn_width=8,
+                         mfn_layers=3, mfn_frequency_std=0.5, mfn_scale=0.25, mfn_shared_kernel=True,
+                         learn_filters=True, filter_seed=7)
+    enc = cfg.build(2)
+    assert (enc.num_frequencies, enc.filter_width, enc.filter_layers, enc.node_frequency_std, enc.filter_scale,
+            enc.shared_kernel, enc.learn_filters, enc.filter_seed) == (3, 8, 3, 0.5, 0.25, True, True, 7)
+    assert cfg.describe() == "k=2, L=1, x=6, learnt filters"
+    assert EncodingConfig("mulfagrid").describe().endswith("x=128")
+    fields = {f.name for f in dataclasses.fields(EncodingConfig) if f.name.startswith("mfn_")}
+    defaults = EncodingConfig("mulfagrid").build(2)
+    module_names = {"mfn_frequencies": "num_frequencies", "mfn_width": "filter_width", "mfn_layers": "filter_layers",
+                    "mfn_frequency_std": "node_frequency_std", "mfn_scale": "filter_scale",
+                    "mfn_shared_kernel": "shared_kernel"}
+    assert fields == set(module_names)
+    for field, attr in module_names.items():  # the config's defaults are the module's
+        assert getattr(EncodingConfig(), field) == getattr(defaults, attr)
+    x = _points(2, 64)
+    y = jnp.cos(3.0 * x[:, :1])
+    run = fit(TrainConfig(encoding=cfg, hidden=(16,), learning_rate=0.5, epochs=3, batch_size=16, checkpoints=(0, 3),
+                          ntk_points=16, ntk_method="jacobian"), x, y)
+    first, last = run.history[0], run.history[-1]
+    assert last["loss"] < first["loss"] and last["spectrum"].n_above_floor > 0
+    (mfn,) = [v["mfn_0"] for v in run.params["params"].values() if isinstance(v, dict) and "mfn_0" in v]
+    assert float(jnp.abs(mfn["W_out"] - enc.filters(0)["W_out"]).max()) > 0  # the filters moved
+
