@@ -58,7 +58,6 @@ __all__ = [
     "occupancy_metrics",
     "plot_mean_spectra",
     "prepare_data",
-    "quick_config",
     "results_table",
     "run_mesh",
     "safe_name",
@@ -120,18 +119,7 @@ QUICK_SETUP = OccupancySetup(
     sigma=0.01, steps_per_epoch=8, render_size=160, render_steps=80, mc_resolution=64,
 )
 
-#: Quick runs change only these fields of Table 4's configurations (our choice, measured
-#: in experiments/OCCUPANCY.md): 300 epochs of 8 x 256 points, NTK spectra on 256 points,
-#: and the learning rate times :data:`QUICK_LR_SCALE`. Per grid node an SGD step moves
-#: about ``lr x 8 / nodes`` whatever the batch size, so few steps need a large lr.
-QUICK_TRAIN = {"epochs": 300, "batch_size": 256, "ntk_points": 256}
-QUICK_LR_SCALE = 20.0
-
-
-def quick_config(cfg: TrainConfig) -> TrainConfig:
-    """Table 4's ``cfg`` shortened for the ``quick`` preset (:data:`QUICK_TRAIN`, learning
-    rate times :data:`QUICK_LR_SCALE`); the encoding and network are kept."""
-    return cfg.replace(learning_rate=cfg.learning_rate * QUICK_LR_SCALE, **QUICK_TRAIN)
+#: The ``quick`` training settings are :data:`ntkgrid.presets.OCCUPANCY_QUICK`.
 
 
 _KEYS = (("happy_buddha", ("happy", "buddha")), ("armadillo", ("armadillo",)), ("dragon", ("dragon",)))
@@ -151,22 +139,20 @@ def mesh_preset_key(name: str) -> tuple[str, bool]:
 def configs_for(mesh_name: str, preset: str, encodings: Sequence[str] = ENCODINGS, seed: int = 0,
                 **overrides: Any) -> dict[str, TrainConfig]:
     """``{encoding: TrainConfig}`` for a mesh: Table 4 (``preset="paper"``) or its quick
-    version (:func:`quick_config`), with ``seed`` and any ``overrides`` (TrainConfig fields,
+    version (:data:`ntkgrid.presets.OCCUPANCY_QUICK`), with ``seed`` and any ``overrides`` (TrainConfig fields,
     e.g. ``epochs=2``) applied. Quick runs measure at the middle and the end of training
     only (paper runs also at epoch 0), unless ``checkpoints`` is overridden."""
-    from ntkgrid.presets import OCCUPANCY
+    from ntkgrid.presets import OCCUPANCY, OCCUPANCY_QUICK
 
+    if preset not in ("paper", "quick"):
+        raise ValueError(f"preset must be 'paper' or 'quick', got {preset!r}")
     key, _ = mesh_preset_key(mesh_name)
-    table = OCCUPANCY[key]
+    table = (OCCUPANCY if preset == "paper" else OCCUPANCY_QUICK)[key]
     out = {}
     for enc in encodings:
         if enc not in table:
             raise ValueError(f"unknown encoding {enc!r}; choose from {sorted(table)}")
         cfg = table[enc]
-        if preset == "quick":
-            cfg = quick_config(cfg)
-        elif preset != "paper":
-            raise ValueError(f"preset must be 'paper' or 'quick', got {preset!r}")
         cfg = cfg.replace(seed=seed, **{k: v for k, v in overrides.items() if v is not None})
         if preset == "quick" and cfg.checkpoints is None:  # Fig. 5b needs the middle and the end only
             cfg = cfg.replace(checkpoints=(cfg.epochs // 2, cfg.epochs))

@@ -14,7 +14,7 @@ from experiments import occupancy as cli
 from ntkgrid import occupancy as occ
 from ntkgrid.data import DataError
 from ntkgrid.data import meshes as M
-from ntkgrid.presets import OCCUPANCY
+from ntkgrid.presets import OCCUPANCY, OCCUPANCY_QUICK, OCCUPANCY_QUICK_LR_SCALE
 
 from ._cases import write_off
 
@@ -66,9 +66,16 @@ def test_configs_for_paper_quick_and_overrides():
     quick = occ.configs_for("x", "quick", ["multigrid"], seed=3, epochs=7, hidden=(4,))
     q = quick["multigrid"]
     assert q.encoding == OCCUPANCY["armadillo"]["multigrid"].encoding
-    assert (q.epochs, q.seed, q.hidden, q.ntk_points) == (7, 3, (4,), occ.QUICK_TRAIN["ntk_points"])
+    assert (q.epochs, q.seed, q.hidden, q.ntk_points) == (7, 3, (4,), 256)
     assert q.checkpoint_epochs() == (3, 7) and paper["baseline"].checkpoint_epochs() == (0, 2000, 4000)
-    assert q.learning_rate == pytest.approx(OCCUPANCY["armadillo"]["multigrid"].learning_rate * occ.QUICK_LR_SCALE)
+    assert q.learning_rate == pytest.approx(OCCUPANCY["armadillo"]["multigrid"].learning_rate * 20.0)
+    assert q.batch_size == OCCUPANCY_QUICK["armadillo"]["multigrid"].batch_size == 256
+    for mesh, table in OCCUPANCY_QUICK.items():  # only the run length, batch and lr differ from Table 4
+        for name, cfg in table.items():
+            paper_cfg = OCCUPANCY[mesh][name]
+            assert cfg.replace(epochs=paper_cfg.epochs, batch_size=paper_cfg.batch_size, ntk_points=paper_cfg.ntk_points,
+                               learning_rate=paper_cfg.learning_rate) == paper_cfg
+            assert cfg.learning_rate == pytest.approx(paper_cfg.learning_rate * OCCUPANCY_QUICK_LR_SCALE)
     assert occ.configs_for("x", "paper", ["fourier"], learning_rate=3.0)["fourier"].learning_rate == 3.0
     with pytest.raises(ValueError, match="unknown encoding"):
         occ.configs_for("x", "quick", ["hashgridd"])
