@@ -73,8 +73,8 @@ def test_configs_for_paper_quick_and_overrides():
     for mesh, table in OCCUPANCY_QUICK.items():  # only the run length, batch and lr differ from Table 4
         for name, cfg in table.items():
             paper_cfg = OCCUPANCY[mesh][name]
-            assert cfg.replace(epochs=paper_cfg.epochs, batch_size=paper_cfg.batch_size, ntk_points=paper_cfg.ntk_points,
-                               learning_rate=paper_cfg.learning_rate) == paper_cfg
+            run = {f: getattr(paper_cfg, f) for f in ("epochs", "batch_size", "ntk_points", "learning_rate")}
+            assert cfg.replace(**run) == paper_cfg
             assert cfg.learning_rate == pytest.approx(paper_cfg.learning_rate * OCCUPANCY_QUICK_LR_SCALE)
     assert occ.configs_for("x", "paper", ["fourier"], learning_rate=3.0)["fourier"].learning_rate == 3.0
     with pytest.raises(ValueError, match="unknown encoding"):
