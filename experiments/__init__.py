@@ -77,5 +77,12 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+def failed_runs_section(errors: Mapping[str, str]) -> list[str]:
+    """A report's "Failed runs" section as markdown lines (none when nothing failed)."""
+    if not errors:
+        return []
+    return ["## Failed runs", ""] + [f"- {k}: {v}" for k, v in errors.items()] + [""]
+
+
 def log(message: str) -> None:
     print(message, flush=True)

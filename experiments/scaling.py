@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log
+from experiments import add_run_args, check_overrides, configs_for, fail, failed_runs_section, image_side, log
 
 CONFIGS = ("baseline", "fourier_low", "fourier_mid", "fourier_high", "multigrid_coarse", "multigrid_fine")
 DEFAULT_IMAGE = "chelsea"
@@ -80,7 +80,9 @@ def prepare(args, name: str):
 
 
 def train_all(args, name: str):
-    """:func:`prepare` then train (or reload) every config; ``(ctx dict, exit code or None)``."""
+    """:func:`prepare` then train (or reload) every config; ``(ctx dict, exit code or None)``.
+
+    The exit code is 2 for bad arguments or input and 1 when every run failed."""
     from ntkgrid import sweep
     from ntkgrid.data import DataError
 
@@ -95,6 +97,8 @@ def train_all(args, name: str):
     errors = runs.pop("_errors", {})
     ctx = {"out": Path(out), "runs_dir": Path(runs_dir), "src": src, "image": image, "configs": configs,
            "runs": runs, "errors": errors, "seconds": time.perf_counter() - t0}
+    if not runs:
+        return ctx, fail("every run failed: " + "; ".join(f"{k}: {v}" for k, v in errors.items()), 1)
     return ctx, None
 
 
@@ -194,8 +198,7 @@ def write_outputs(ctx: dict) -> dict:
                                          "above floor"], uniq)]
     if curves_loss:
         report += ["## Training curves", "", "![curves](curves.png)", ""]
-    if ctx["errors"]:
-        report += ["## Failed runs", ""] + [f"- {k}: {v}" for k, v in ctx["errors"].items()] + [""]
+    report += failed_runs_section(ctx["errors"])
     sweep.write_text(out / "report.md", "\n".join(report))
     return {"rows": rows}
 
@@ -206,8 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     ctx, code = train_all(args, "scaling")
     if code is not None:
         return code
-    if not ctx["runs"]:
-        return fail("every run failed: " + "; ".join(f"{k}: {v}" for k, v in ctx["errors"].items()), 1)
     write_outputs(ctx)
     log((ctx["out"] / "table.md").read_text())
     log(f"report: {ctx['out'] / 'report.md'}")

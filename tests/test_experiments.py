@@ -293,6 +293,13 @@ def test_missing_image_is_a_clear_error(tmp_path, capsys):
     assert "x.png" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("module", [scaling, ntk_evolution, inspect_grid], ids=lambda m: m.__name__.split(".")[-1])
+def test_every_run_failed_exits_1_naming_the_errors(module, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sweep, "run_configs", lambda *a, **k: {"_errors": {"baseline": "lr too large"}})
+    assert module.main(["--configs", "baseline", *TINY, "--out", str(tmp_path / "o")]) == 1
+    assert "error: every run failed: baseline: lr too large" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- grid ablation, tune
 
 
