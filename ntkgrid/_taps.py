@@ -23,6 +23,8 @@ recorded, so user-facing variables hold only ``params``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -30,7 +32,7 @@ STRUCTURE = "ntk_structure"
 TAPS = "ntk_taps"
 
 
-def tap(module: nn.Module, name: str, value: jnp.ndarray, structure: dict) -> jnp.ndarray:
+def tap(module: nn.Module, name: str, value: jnp.ndarray, structure: dict | Callable[[], dict]) -> jnp.ndarray:
     """Return ``value``; record ``structure`` and a perturbation when the NTK asks for them.
 
     Args:
@@ -39,10 +41,13 @@ def tap(module: nn.Module, name: str, value: jnp.ndarray, structure: dict) -> jn
       value: the op's output ``(..., width)``.
       structure: ``{"kind": "dense", "a": (..., fan_in), "w_scale": float, "b_scale":
         float or None, "n_params": int}`` or ``{"kind": "sparse", "idx": (..., C) int,
-        "w": (..., C) or (..., C, width), "n_params": int}``.
+        "w": (..., C) or (..., C, width), "n_params": int}``; or a function returning it,
+        called only when the structure is recorded.
     """
     if module.is_initializing():
         return value
     if module.is_mutable_collection(STRUCTURE):
+        if callable(structure):
+            structure = structure()
         module.sow(STRUCTURE, name, structure, reduce_fn=lambda _, y: y, init_fn=lambda: None)
     return module.perturb(name, value, collection=TAPS)

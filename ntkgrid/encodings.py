@@ -13,6 +13,7 @@ encoding is constant outside); ``HashGrid`` follows tiny-cuda-nn and does not cl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -32,6 +33,7 @@ __all__ = [
     "check_dim",
     "grid_level",
     "level_resolutions",
+    "sparse_structure",
 ]
 
 
@@ -127,14 +129,7 @@ def level_resolutions(num_levels: int, min_res: int, max_res: int, spacing: str 
     return [int(v) for v in np.round(r)]
 
 
-def grid_level(
-    module: nn.Module,
-    name: str,
-    table: jnp.ndarray,
-    idx: jnp.ndarray,
-    w: jnp.ndarray,
-    feats: jnp.ndarray | None = None,
-) -> jnp.ndarray:
+def grid_level(module: nn.Module, name: str, table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     """Interpolate one grid level and tap it for the structured NTK.
 
     Args:
@@ -143,17 +138,20 @@ def grid_level(
       table: ``(T, k)`` node features.
       idx: ``(..., C)`` node indices of each point's corners.
       w: ``(..., C)`` interpolation weights.
-      feats: ``sum_c w[..., c] table[idx[..., c]]`` when the caller computed it already
-        (dense grids use :func:`~ntkgrid.interpolate.interpolate_dense`, whose backward
-        pass is faster than the generic gather's).
 
     Returns:
       ``(..., k)`` features.
     """
-    if feats is None:
-        feats = gather_interpolate(table, idx, w)
-    structure = {"kind": "sparse", "idx": idx, "w": w.astype(feats.dtype), "n_params": table.size}
-    return tap(module, name, feats, structure)
+    return tap(module, name, gather_interpolate(table, idx, w), sparse_structure(table, idx, w))
+
+
+def sparse_structure(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> dict:
+    """The tap structure of ``sum_c w[..., c] table[idx[..., c]]`` (see :mod:`ntkgrid._taps`)."""
+    return {"kind": "sparse", "idx": idx, "w": w.astype(table.dtype), "n_params": table.size}
+
+
+def _dense_structure(table: jnp.ndarray, x: jnp.ndarray, res: tuple[int, ...], interpolation: str) -> dict:
+    return sparse_structure(table, *dense_corners(x, res, interpolation))
 
 
 class MultiGrid(nn.Module):
@@ -206,9 +204,11 @@ class MultiGrid(nn.Module):
                 self.param_dtype,
             )
             table = table.astype(dtype)
-            idx, w = dense_corners(x, res, self.interpolation)
+            # interpolate_dense, not grid_level: its backward pass is faster than the generic
+            # gather's. The corners for the NTK's structure are found only when it records them.
             values = interpolate_dense(table, x, res, self.interpolation)
-            feats.append(grid_level(self, f"level_{level}", table, idx, w, feats=values))
+            structure = functools.partial(_dense_structure, table, x, res, self.interpolation)
+            feats.append(tap(self, f"level_{level}", values, structure))
         if self.include_input:
             feats.append(x)
         return jnp.concatenate(feats, axis=-1)

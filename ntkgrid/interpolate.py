@@ -174,16 +174,33 @@ def dense_corners(
       ``(idx, w)``: ``(..., 2**d)`` int32 indices into a ``(prod(res), k)`` table and
       ``(..., 2**d)`` weights (dtype of ``x``).
     """
+    base, w = _dense_base_weights(x, res, interpolation, x.dtype)
+    return _dense_corner_idx(base, res), w
+
+
+def dense_offsets(res: Sequence[int]) -> tuple[int, ...]:
+    """Flat-index offset of each of the ``2**d`` corners from its cell's lower corner."""
+    return tuple(int(o) for o in corner_bits(len(res)) @ dense_strides(res))
+
+
+def _dense_base_weights(
+    x: jnp.ndarray, res: Sequence[int], interpolation: str, dtype
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(...,)`` int32 flat index of each point's lower corner and ``(..., 2**d)`` weights."""
     d = x.shape[-1]
     if len(res) != d:
         raise ValueError(f"grid has {len(res)} axes but points have d={d}")
     base, frac = dense_cells(x, res)
     strides = dense_strides(res)
-    flat_base = base[..., 0]
+    flat = base[..., 0]
     for a in range(1, d):  # int32: any table that fits in memory has prod(res) < 2**31
-        flat_base = flat_base + base[..., a] * strides[a]
-    offsets = corner_bits(d) @ strides  # (2**d,) corner offsets
-    return flat_base[..., None] + jnp.asarray(offsets, jnp.int32), corner_weights(frac, interpolation)
+        flat = flat + base[..., a] * strides[a]
+    return flat, corner_weights(frac, interpolation).astype(dtype)
+
+
+def _dense_corner_idx(base: jnp.ndarray, res: Sequence[int]) -> jnp.ndarray:
+    """``(...,)`` lower-corner indices -> ``(..., 2**d)`` indices of all corners."""
+    return base[..., None] + jnp.asarray(dense_offsets(res), jnp.int32)
 
 
 # ----------------------------------------------------------------------------- gathers
@@ -296,27 +313,6 @@ def gather_interpolate(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> 
 # ----------------------------------------------------------------------------- dense grids
 
 
-def dense_offsets(res: Sequence[int]) -> tuple[int, ...]:
-    """Flat-index offset of each of the ``2**d`` corners from its cell's lower corner."""
-    return tuple(int(o) for o in corner_bits(len(res)) @ dense_strides(res))
-
-
-def _dense_base_weights(
-    x: jnp.ndarray, res: tuple[int, ...], interpolation: str, dtype
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """``(n,)`` int32 flat index of each point's lower corner and ``(n, 2**d)`` weights."""
-    base, frac = dense_cells(x, res)
-    strides = dense_strides(res)
-    flat = base[:, 0]
-    for a in range(1, len(res)):
-        flat = flat + base[:, a] * strides[a]
-    return flat, corner_weights(frac, interpolation).astype(dtype)
-
-
-def _dense_corner_idx(base: jnp.ndarray, res: tuple[int, ...]) -> jnp.ndarray:
-    return base[:, None] + jnp.asarray(dense_offsets(res), jnp.int32)
-
-
 def _stack_shifted(table: jnp.ndarray, offsets: Sequence[int]) -> jnp.ndarray:
     """``(T, k) -> (T, C k)``: row ``j`` holds ``table[j + o_c]`` for every corner ``c``.
 
@@ -369,16 +365,13 @@ def _dense_table_tangent(
 
     def one_chunk(xc):
         base, w = _dense_base_weights(xc, res, interpolation, dtable.dtype)
-        if not stacked:
-            return _weighted_blocks(w, _corner_blocks(source, _dense_corner_idx(base, res)))
-        # One gather of C k contiguous values per point; its transpose is ONE scatter-add of
-        # (C k)-wide rows at the lower corner into the stacked accumulator.
-        ws = lax.split(w, [1] * n_corners, axis=1)
-        vals = lax.split(_take_rows(source, base), [k] * n_corners, axis=1)
-        out = ws[0] * vals[0]
-        for c in range(1, n_corners):
-            out = out + ws[c] * vals[c]
-        return out
+        if stacked:
+            # One gather of C k contiguous values per point; its transpose is ONE scatter-add
+            # of (C k)-wide rows at the lower corner into the stacked accumulator.
+            blocks = lax.split(_take_rows(source, base), [k] * n_corners, axis=1)
+        else:
+            blocks = _corner_blocks(source, _dense_corner_idx(base, res))
+        return _weighted_blocks(w, blocks)
 
     if chunk is None:
         chunk = _default_chunk(rows, n_corners, k, stacked, jnp.dtype(dtable.dtype).itemsize)
@@ -462,18 +455,12 @@ def interpolate_dense(
       >>> interpolate_dense(table, jnp.array([[0.5, 0.5], [1.0, 0.0]]), (2, 2))[:, 0]
       Array([1.5, 1. ], dtype=float32)
     """
-    res = tuple(int(r) for r in res)
+    res = tuple(int(r) for r in res)  # hashable: a static argument of the custom JVP
     if table.shape[0] != int(np.prod(res)):
         raise ValueError(f"table has {table.shape[0]} rows, grid {res} needs {int(np.prod(res))}")
-    d = x.shape[-1]
-    if len(res) != d:
-        raise ValueError(f"grid has {len(res)} axes but points have d={d}")
-    if interpolation not in ("linear", "smoothstep"):
-        raise ValueError(f"interpolation must be 'linear' or 'smoothstep', got {interpolation!r}")
-    if np.any(np.asarray(res) < 2):
-        raise ValueError(f"every grid axis needs at least 2 nodes, got {res}")
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be a positive number of points, got {chunk}")
-    lead = x.shape[:-1]
-    out = _interpolate_dense(table, x.reshape(-1, d), res, interpolation, chunk)
-    return out.reshape(lead + (table.shape[1],))
+    # The grid, dimension and interpolation are checked where they are used (dense_cells,
+    # _dense_base_weights, corner_weights), while the custom JVP traces its function.
+    out = _interpolate_dense(table, x.reshape(-1, x.shape[-1]), res, interpolation, chunk)
+    return out.reshape(x.shape[:-1] + (table.shape[1],))

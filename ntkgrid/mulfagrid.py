@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid._taps import tap
-from ntkgrid.encodings import check_dim, level_resolutions
+from ntkgrid.encodings import check_dim, level_resolutions, sparse_structure
 from ntkgrid.interpolate import corner_bits, corner_weights, dense_cells, dense_strides
 
 __all__ = ["MulFAGrid", "fourier_features", "mfn_filters", "mfn_logits", "mulfa_weights"]
@@ -230,8 +230,7 @@ class MulFAGrid(nn.Module):
             w = jnp.broadcast_to(w, w.shape[:-1] + (k,))
             table = table.astype(dtype)
             out = sum(w[..., c, :] * jnp.take(table, idx[..., c], axis=0, mode="clip") for c in range(idx.shape[-1]))
-            structure = {"kind": "sparse", "idx": idx, "w": w, "n_params": table.size}
-            feats.append(tap(self, name, out, structure))
+            feats.append(tap(self, name, out, sparse_structure(table, idx, w)))
         if self.include_input:
             feats.append(x)
         return jnp.concatenate(feats, axis=-1)

@@ -139,9 +139,10 @@ def mesh_preset_key(name: str) -> tuple[str, bool]:
 def configs_for(mesh_name: str, preset: str, encodings: Sequence[str] = ENCODINGS, seed: int = 0,
                 **overrides: Any) -> dict[str, TrainConfig]:
     """``{encoding: TrainConfig}`` for a mesh: Table 4 (``preset="paper"``) or its quick
-    version (:data:`ntkgrid.presets.OCCUPANCY_QUICK`), with ``seed`` and any ``overrides`` (TrainConfig fields,
-    e.g. ``epochs=2``) applied. Quick runs measure at the middle and the end of training
-    only (paper runs also at epoch 0), unless ``checkpoints`` is overridden."""
+    version (:data:`ntkgrid.presets.OCCUPANCY_QUICK`), with ``seed`` and any ``overrides``
+    (TrainConfig fields, e.g. ``epochs=2``) applied. Quick runs measure at the middle and
+    the end of training only (paper runs also at epoch 0), unless ``checkpoints`` is
+    overridden."""
     from ntkgrid.presets import OCCUPANCY, OCCUPANCY_QUICK
 
     if preset not in ("paper", "quick"):

@@ -123,6 +123,16 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (
     return fig, axes
 
 
+def panel_grid(n: int, ncols: int, panel: tuple[float, float]):
+    """``new_figure`` with ``n`` picture panels in rows of at most ``ncols``, every axis
+    off (the spare ones stay blank). Returns ``(fig, axes)``, ``axes`` flat."""
+    ncols = max(1, min(ncols, n))
+    fig, axes = new_figure(-(-n // ncols), ncols, panel=panel)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes.flat
+
+
 def save(fig, path: str | os.PathLike, data: Any = None, dpi: int = 120) -> tuple[Path, Path | None]:
     """Write ``fig`` to ``<path>.png`` (any suffix of ``path`` is replaced) and, when
     ``data`` is given, ``<path>.json`` (through :func:`to_jsonable`). Both atomically.
@@ -224,13 +234,8 @@ def image_grid_figure(path: str | os.PathLike, images: Sequence[tuple[str, np.nd
                       suptitle: str | None = None, data: Mapping | None = None) -> tuple[Path, Path | None]:
     """Images in a grid, each ``(title, (H, W, 3) or (H, W) array in [0, 1])``; values are
     clipped to ``[0, 1]``. ``data`` (e.g. the metrics shown in the titles) goes to the JSON."""
-    n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
-    fig, axes = new_figure(nrows, ncols, panel=(3.0, 3.2))
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, img) in zip(axes.flat, images):
+    fig, axes = panel_grid(len(images), ncols, panel=(3.0, 3.2))
+    for ax, (title, img) in zip(axes, images):
         a = np.clip(np.asarray(img, np.float64), 0.0, 1.0)
         ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(title, fontsize=9)
@@ -276,14 +281,9 @@ def activation_regions_figure(path: str | os.PathLike, maps: Sequence[tuple[str,
     """
     from matplotlib import colormaps
 
-    n = len(maps)
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
-    fig, axes = new_figure(nrows, ncols, panel=(3.2, 3.4))
-    for ax in axes.flat:
-        ax.axis("off")
+    fig, axes = panel_grid(len(maps), ncols, panel=(3.2, 3.4))
     rng = np.random.default_rng(seed)
-    for ax, (name, ids, count) in zip(axes.flat, maps):
+    for ax, (name, ids, count) in zip(axes, maps):
         ids = np.asarray(ids)
         hues = rng.permutation(max(int(ids.max()) + 1, 1)) / max(int(ids.max()) + 1, 1)
         ax.imshow(colormaps["hsv"](hues[ids])[..., :3], interpolation="nearest")

@@ -11,9 +11,10 @@ Tables as printed in Audia et al. (2025), Appendix D:
   multigrid k=2, L=1, x=100 (coarse) / x=200 (fine), baseline.
 * Table 4, occupancy (Optuna-tuned, 4000 epochs): per mesh, see ``OCCUPANCY``.
 
-``quick`` presets (:data:`IMAGENET_QUICK`, :data:`SCALING_QUICK`, :data:`OCCUPANCY_QUICK`, and the generic rule
-:func:`quick` for other tables) are short runs for a 2-core CPU, hand-tuned on one (see
-their comments); they are not the paper's settings and their numbers are not the paper's.
+``quick`` presets (:data:`IMAGENET_QUICK`, :data:`SCALING_QUICK`, :data:`OCCUPANCY_QUICK`,
+and the generic rule :func:`quick` for other tables) are short runs for a 2-core CPU,
+hand-tuned on one (see their comments); they are not the paper's settings and their
+numbers are not the paper's.
 """
 
 from __future__ import annotations

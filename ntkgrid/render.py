@@ -400,21 +400,13 @@ def save_panel(path: str | os.PathLike[str], images: Sequence[tuple], *,
     """Save ``[(title, image (H, W, 3) in [0, 1]) or (title, image, note), ...]`` side by
     side (``ncols`` per row, default all in one row) as one PNG at ``path``; a ``note`` is
     written across the middle of its image."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from ntkgrid.plots import panel_grid, save
 
     n = len(images)
     if n == 0:
         raise ValueError("save_panel needs at least one image")
-    ncols = ncols or n
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_inches * ncols, panel_inches * nrows + 0.4),
-                             squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, (title, img, *note) in zip(axes.ravel(), images):
+    fig, axes = panel_grid(n, ncols or n, panel=(panel_inches, panel_inches))
+    for ax, (title, img, *note) in zip(axes, images):
         ax.imshow(np.clip(np.asarray(img), 0, 1), interpolation="nearest")
         ax.set_title(title, fontsize=9)
         if note and note[0]:
@@ -422,6 +414,4 @@ def save_panel(path: str | os.PathLike[str], images: Sequence[tuple], *,
                     color="0.3", wrap=True)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94) if suptitle else None)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
