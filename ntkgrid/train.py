@@ -39,6 +39,9 @@ Files in ``out_dir`` (all written atomically):
   entry, ``"spectrum"`` as ``{group: {"lambda_max", "lambda_min", "floor",
   "n_above_floor", "n_negative"}}`` (or null), ``"spectrum_file"`` and
   ``"checkpoint_file"`` (paths relative to ``out_dir``). Non-finite numbers are null.
+* ``curve.jsonl``: the training curve, one JSON line per epoch of
+  ``cfg.curve_epochs()`` and per measured epoch: ``{"epoch", "loss", "psnr", "accuracy",
+  "train_loss"}`` measured on all the data (not the minibatch loss).
 * ``spectra/epoch_XXXXXX.npz``: per group ``eigenvalues/<group>`` (descending, float64),
   ``floor/<group>``, ``n_above_floor/<group>``, ``n_negative/<group>``,
   ``asymmetry/<group>``, plus ``groups`` (names) and ``epoch``;
@@ -122,6 +125,10 @@ class RunResult:
       complete: the run reached its last epoch or diverged (``summary.json`` exists).
       out_dir: where its files are (None if nothing was written).
       options: the data-dependent settings (see ``run.json`` in the module docstring).
+      curve: the training curve: one dict per epoch of ``config.curve_epochs()`` and per
+        measured epoch, ``{"epoch", "loss", "psnr", "accuracy", "train_loss"}``: full-data
+        loss and PSNR (dB, clipped output; ``mse`` only), accuracy (``bce`` only) and the
+        mean minibatch loss of that epoch (None at 0), sorted by epoch.
     """
 
     config: TrainConfig
@@ -136,6 +143,7 @@ class RunResult:
     complete: bool = True
     out_dir: Path | None = None
     options: dict = dataclasses.field(default_factory=dict)
+    curve: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def final(self) -> dict:
@@ -256,6 +264,23 @@ def predict(cfg_or_model: TrainConfig | nn.Module, variables: Mapping, coords, b
 def _bce_np(logits: np.ndarray, y: np.ndarray) -> float:
     z = logits.astype(np.float64)
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def _curve_point(cfg: TrainConfig, model, variables, coords, targets) -> dict:
+    """Full-data loss, PSNR (``mse``; dB of the output clipped to [0, 1]) and accuracy
+    (``bce``) of ``variables``: one point of the training curve (no spectra, no MS-SSIM)."""
+    pred = predict(model, variables, coords).astype(np.float64)
+    y = np.asarray(targets, np.float64)
+    point: dict[str, Any] = {"loss": None, "psnr": None, "accuracy": None}
+    if cfg.loss == "mse":
+        point["loss"] = float(np.mean(np.square(pred - y)))
+        if math.isfinite(point["loss"]):
+            mse = float(np.mean(np.square(np.clip(pred, 0.0, 1.0) - y)))
+            point["psnr"] = float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
+    else:
+        point["loss"] = _bce_np(pred, y)
+        point["accuracy"] = float(np.mean((pred > 0) == (y > 0.5)))
+    return point
 
 
 def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, ntk_x, eval_fn) -> dict:
@@ -406,6 +431,16 @@ def _read_history(out: Path) -> list[dict]:
     return history
 
 
+def _read_curve(out: Path) -> list[dict]:
+    path = out / "curve.jsonl"
+    if not path.exists():
+        return []
+    try:
+        return [json.loads(t) for t in path.read_text().splitlines() if t.strip()]
+    except ValueError as err:
+        raise ValueError(f"{path}: not JSON lines ({err})") from err
+
+
 def _history_lines(out: Path) -> dict[int, dict]:
     path = out / "metrics.jsonl"
     if not path.exists():
@@ -442,7 +477,7 @@ def _clear(out: Path, after: int = -1) -> None:
             if int(f.name.split("_")[1].split(".")[0]) > after:
                 f.unlink()
     if after < 0:
-        for name in ("summary.json", "metrics.jsonl"):
+        for name in ("summary.json", "metrics.jsonl", "curve.jsonl"):
             (out / name).unlink(missing_ok=True)
 
 
@@ -462,7 +497,12 @@ def _check_same_run(out: Path, config: dict, options: dict) -> None:
         path = out / name
         if path.exists():
             meta = _read_json(path)
-            diffs = _diff({"config": meta.get("config", {}), "options": meta.get("options", {})},
+            stored = meta.get("config", {})
+            try:  # fields added since the run was written take their defaults
+                stored = _json_safe(TrainConfig.from_dict(stored).to_dict())
+            except (TypeError, ValueError):
+                pass
+            diffs = _diff({"config": stored, "options": meta.get("options", {})},
                           _json_safe({"config": config, "options": options}))
             if diffs:
                 raise ValueError(
@@ -561,6 +601,7 @@ def fit(
     """
     x, y, shape, e_size = _validate(cfg, coords, targets, image_shape, epoch_size)
     save_epochs = sorted(set(cfg.checkpoint_epochs()) | {cfg.epochs})
+    curve_epochs = set(cfg.curve_epochs())
     n, d = x.shape
     o = y.shape[1]
     if ntk_x is None:
@@ -581,7 +622,7 @@ def fit(
     opt_state = optax.sgd(cfg.learning_rate).init(variables["params"])
 
     out = Path(out_dir) if out_dir is not None else None
-    start, losses, history, lines, seconds0 = 0, [], [], {}, 0.0
+    start, losses, history, lines, seconds0, curve = 0, [], [], {}, 0.0, []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         _check_same_run(out, config, options)
@@ -606,6 +647,7 @@ def fit(
             seconds0 = float(state["seconds"])
             lines = {k: v for k, v in lines.items() if k <= start}
             history = [h for h in _read_history(out) if h["epoch"] <= start]
+            curve = [c for c in _read_curve(out) if c["epoch"] <= start]
         _write_json(out / "run.json", {"format": FORMAT, "label": label, "config": config, "options": options})
         if ntk_x is not None:
             buf = io.BytesIO()
@@ -624,12 +666,20 @@ def fit(
         _write_bytes(_ckpt_path(out, epoch), flax.serialization.to_bytes(state))
         return _ckpt_path(out, epoch)
 
+    def add_curve_point(epoch: int, point: Mapping) -> bool:
+        """Record ``epoch``'s full-data loss/PSNR; False if the loss is non-finite."""
+        curve.append({"epoch": epoch, **{k: point.get(k) for k in ("loss", "psnr", "accuracy")},
+                      "train_loss": losses[epoch - 1] if epoch > 0 else None})
+        if out is not None:
+            _write_json(out / "curve.jsonl", curve, lines=True)
+        return point.get("loss") is not None and math.isfinite(point["loss"])
+
     def checkpoint(epoch: int) -> bool:
         """Measure and save ``epoch``; False if its loss is non-finite (divergence)."""
         nonlocal kept, kept_epoch
         host = _host_copy(variables)  # a copy: the device buffers are donated to the next epoch
         entry = _measure(cfg, model, host, x, y, shape, ntk_x, eval_fn)
-        if not math.isfinite(entry["loss"]):
+        if not add_curve_point(epoch, entry):
             return False
         entry["epoch"] = epoch
         entry["train_loss"] = losses[epoch - 1] if epoch > 0 else None
@@ -650,6 +700,8 @@ def fit(
     try:
         if start == 0 and not history and 0 in save_epochs and not checkpoint(0):
             diverged_epoch = 0
+        elif start == 0 and not curve and 0 in curve_epochs and 0 not in save_epochs:
+            add_curve_point(0, _curve_point(cfg, model, variables, x, y))
         epoch_fn = make_epoch_fn(model, cfg.loss, cfg.batch_size, n, e_size)
         lr = np.float32(cfg.learning_rate)
         xd, yd, kd = jnp.asarray(x), jnp.asarray(y), jnp.asarray(data_key)
@@ -684,6 +736,11 @@ def fit(
                     break
                 if not checkpoint(epoch):
                     diverged_epoch = epoch
+            elif epoch in curve_epochs:
+                if not settle():
+                    break
+                if not add_curve_point(epoch, _curve_point(cfg, model, variables, x, y)):
+                    diverged_epoch = epoch
         if pending is not None and diverged_epoch is None:
             settle()
     finally:
@@ -694,7 +751,8 @@ def fit(
     result = RunResult(
         config=cfg, label=label, params=jax.tree.map(jnp.asarray, kept), params_epoch=kept_epoch,
         history=history, losses=np.asarray(losses, np.float64), diverged=diverged_epoch is not None,
-        diverged_epoch=diverged_epoch, seconds=elapsed(), complete=True, out_dir=out, options=options)
+        diverged_epoch=diverged_epoch, seconds=elapsed(), complete=True, out_dir=out, options=options,
+        curve=curve)
     if out is not None:
         _write_json(out / "summary.json", _summary(result, lines))
     return result
@@ -704,7 +762,8 @@ def _summary(r: RunResult, lines: Mapping[int, dict]) -> dict:
     return {"format": FORMAT, "label": r.label, "config": r.config.to_dict(), "options": r.options,
             "complete": r.complete, "diverged": r.diverged, "diverged_epoch": r.diverged_epoch,
             "epochs_run": int(r.losses.size), "params_epoch": r.params_epoch, "seconds": r.seconds,
-            "final": lines[max(lines)] if lines else None, "losses": [float(v) for v in r.losses]}
+            "final": lines[max(lines)] if lines else None, "losses": [float(v) for v in r.losses],
+            "curve": r.curve}
 
 
 class _NoBar:
@@ -764,4 +823,5 @@ def load_run(out_dir: str | os.PathLike) -> RunResult:
     return RunResult(
         config=cfg, label=meta.get("label", ""), params=params, params_epoch=params_epoch, history=history,
         losses=losses, diverged=bool(meta.get("diverged", False)), diverged_epoch=meta.get("diverged_epoch"),
-        seconds=seconds, complete=complete, out_dir=out, options=meta.get("options", {}))
+        seconds=seconds, complete=complete, out_dir=out, options=meta.get("options", {}),
+        curve=_read_curve(out))

@@ -267,3 +267,20 @@ def test_ms_ssim_matches_pytorch_msssim_on_trained_model_output():
     ref = float(pytorch_msssim.ms_ssim(to_t(pred), to_t(y.astype(np.float64)), data_range=1.0))
     assert 0.2 < ref < 0.99  # a partly trained model: neither noise nor a copy of the image
     assert abs(ours["ms_ssim"] - ref) <= 1e-5
+
+
+def test_curve_is_full_data_loss_at_regular_epochs_and_survives_resume(tmp_path):
+    x, y = astronaut(8)
+    cfg = SMALL.replace(epochs=6, curve_every=2, checkpoints=(3,))
+    res = train.fit(cfg, x, y, out_dir=tmp_path, progress=False)
+    assert [c["epoch"] for c in res.curve] == [0, 2, 3, 4, 6]
+    for c in res.curve:  # each point is the full-data loss, not the minibatch mean
+        if c["epoch"] in (3, 6):
+            h = next(h for h in res.history if h["epoch"] == c["epoch"])
+            assert c["loss"] == pytest.approx(h["loss"], rel=1e-12)
+    final = train.predict(cfg, res.params, x)
+    assert res.curve[-1]["loss"] == pytest.approx(float(np.mean((final.astype(np.float64) - y) ** 2)), rel=1e-6)
+    assert res.curve[1]["train_loss"] == pytest.approx(res.losses[1])
+    again = train.load_run(tmp_path)
+    assert again.curve == res.curve
+    assert SMALL.replace(epochs=90).curve_epochs()[:3] == (0, 3, 6) and SMALL.replace(curve_every=0).curve_epochs() == ()
