@@ -9,9 +9,34 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["ENCODING_KINDS", "EncodingConfig", "TrainConfig"]
+__all__ = ["COORDS", "ENCODING_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS", "PIXEL_CONVENTIONS", "EncodingConfig", "TrainConfig",
+           "loss_scale"]
 
 ENCODING_KINDS = ("baseline", "fourier", "gaussian", "multigrid", "hashgrid", "mulfagrid")
+
+#: How the minibatch loss sums the squared errors (see :func:`loss_scale`).
+LOSS_REDUCTIONS = ("mean", "sum_channels", "sum")
+#: Network parameterisations (see :mod:`ntkgrid.models`): "ntk" is the paper's Appendix A.1.
+PARAMETERIZATIONS = ("ntk", "ntk_unscaled_output", "ntk_standard_output", "mean_field", "standard")
+#: Network input coordinates: "unit" [0, 1] (the paper's A.1) or "signed" [-1, 1].
+COORDS = ("unit", "signed")
+#: Where pixel (i, j) of a W x H image sits: "corners" (i / (W-1), the ends included) or
+#: "centres" ((i + 0.5) / W); see :func:`ntkgrid.data.images.image_to_dataset`.
+PIXEL_CONVENTIONS = ("corners", "centres")
+
+
+def loss_scale(reduction: str, batch_size: int, out_dim: int) -> float:
+    """Factor that turns the mean over a minibatch's ``batch_size x out_dim`` errors into the
+    loss whose gradient SGD follows: ``"mean"`` 1 (mean over points and channels, PyTorch's
+    ``MSELoss()``), ``"sum_channels"`` ``out_dim`` (sum over channels, mean over points),
+    ``"sum"`` ``batch_size * out_dim`` (sum over both, ``MSELoss(reduction="sum")``)."""
+    if reduction == "mean":
+        return 1.0
+    if reduction == "sum_channels":
+        return float(out_dim)
+    if reduction == "sum":
+        return float(batch_size * out_dim)
+    raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {reduction!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +135,12 @@ class TrainConfig:
     epochs: int = 300  # passes over the training points
     batch_size: int = 32  # points per SGD step
     loss: str = "mse"  # "mse" on the linear output (images) or "bce" on a sigmoid (occupancy)
-    parameterization: str = "ntk"  # "ntk" (paper) or "standard"
-    beta: float = 0.1  # bias scale of the NTK parameterisation
+    loss_reduction: str = "mean"  # minibatch loss: "mean" (points, channels), "sum_channels" or "sum"; loss_scale
+    parameterization: str = "ntk"  # one of PARAMETERIZATIONS: "ntk" (paper, A.1), "mean_field", ... (models.py)
+    beta: float = 0.1  # bias scale of the NTK parameterisation (paper: 0.1)
+    coords: str = "unit"  # network input: "unit" [0, 1] (paper) or "signed" [-1, 1] (non-grid encodings)
+    pixels: str = "corners"  # image pixel positions: "corners" (i/(W-1)) or "centres" ((i+0.5)/W)
+    steps_per_epoch: int | None = None  # None: an epoch is one pass over all points; n: n minibatches
     checkpoints: tuple[int, ...] | None = None  # epochs to measure at; None = (0, epochs//2, epochs)
     curve_every: int | None = None  # full-data loss/PSNR every n epochs (training curve); None = ~30 points, 0 = off
     ntk_points: int = 1024  # points in the fixed subset the NTK spectrum is computed on (0 = none)
@@ -125,6 +154,13 @@ class TrainConfig:
             raise ValueError(f"need epochs >= 1, batch_size >= 1, learning_rate > 0; got {self}")
         if self.curve_every is not None and self.curve_every < 0:
             raise ValueError(f"curve_every must be >= 0 or None, got {self.curve_every}")
+        for name, value, allowed in (("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS),
+                                     ("parameterization", self.parameterization, PARAMETERIZATIONS),
+                                     ("coords", self.coords, COORDS), ("pixels", self.pixels, PIXEL_CONVENTIONS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch}")
 
     def checkpoint_epochs(self) -> tuple[int, ...]:
         """Sorted epochs at which metrics and spectra are recorded (0 = before training)."""
@@ -143,11 +179,19 @@ class TrainConfig:
             return ()
         return tuple(sorted({*range(0, self.epochs + 1, every), self.epochs}))
 
+    def epoch_size(self, n_points: int) -> int:
+        """Points drawn (without replacement) per epoch from a pool of ``n_points``: all of
+        them, or ``min(n_points, steps_per_epoch * batch_size)``."""
+        if self.steps_per_epoch is None:
+            return int(n_points)
+        return int(min(n_points, self.steps_per_epoch * self.batch_size))
+
     def model(self, dim: int, out_dim: int):
         """The :class:`~ntkgrid.models.CoordinateMLP` this config trains."""
         from ntkgrid.models import CoordinateMLP
 
-        return CoordinateMLP(self.encoding.build(dim), tuple(self.hidden), out_dim, self.parameterization, self.beta)
+        return CoordinateMLP(self.encoding.build(dim), tuple(self.hidden), out_dim, self.parameterization, self.beta,
+                             coords=self.coords)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Copy with some fields changed; ``encoding`` may be given as a dict of changes."""

@@ -6,8 +6,25 @@ neural-tangents expects.
 
 NTK parameterisation (Jacot et al. 2018; the paper's Appendix A.1): every weight and bias
 is drawn from N(0, 1) and a layer computes ``W a / sqrt(fan_in) + beta * b`` with
-``beta = 0.1``. The standard parameterisation (``parameterization="standard"``: LeCun
-normal weights, zero biases, ``W a + b``) is available for comparison.
+``beta = 0.1``. Other readings of the paper (see experiments/RECIPE.md), chosen with
+``CoordinateMLP.parameterization`` (:data:`PARAMETERIZATIONS`):
+
+* ``"ntk"``: every layer ``W a / sqrt(n) + beta b``, W, b ~ N(0, 1) (the paper's A.1).
+* ``"ntk_unscaled_output"``: hidden layers as ``"ntk"``; the output layer has no
+  ``1/sqrt(n)`` factor: ``W a + beta b`` with W ~ N(0, 1) (the literal reading of "NTK
+  without the factor on the output layer"; its output is ``sqrt(n)`` times larger).
+* ``"ntk_standard_output"``: hidden layers as ``"ntk"``; the output layer is a standard
+  dense layer (LeCun-normal W, zero bias, ``W a + b``), as a PyTorch model with NTK
+  hidden layers and a plain ``nn.Linear`` head would be. Same forward distribution as
+  ``"ntk"`` at initialisation (up to the bias), but the output layer's share of the NTK
+  is ``n`` times larger.
+* ``"mean_field"``: hidden layers as ``"ntk"``; the output layer is ``W a / n + beta b``
+  (mean-field / muP-style head): the whole NTK is about ``n`` times smaller.
+* ``"standard"``: every layer LeCun-normal W, zero bias, ``W a + b``.
+
+``coords="signed"`` maps the input coordinates from ``[0, 1]`` to ``[-1, 1]`` (``2x - 1``)
+before a non-grid encoding; grid encodings always look up the ``[0, 1]`` coordinates (the
+grid spans the image either way), so for them ``coords`` changes nothing.
 """
 
 from __future__ import annotations
@@ -19,9 +36,24 @@ import jax
 import jax.numpy as jnp
 
 from ntkgrid._taps import tap
+from ntkgrid.config import COORDS
 from ntkgrid.encodings import Identity
 
-__all__ = ["CoordinateMLP", "NTKDense"]
+__all__ = ["COORDS", "CoordinateMLP", "LAYER_PARAMETERIZATIONS", "NTKDense", "PARAMETERIZATIONS"]
+
+#: Network-level parameterisations (hidden layers, output layer) of :class:`CoordinateMLP`;
+#: the keys are :data:`ntkgrid.config.PARAMETERIZATIONS`.
+PARAMETERIZATIONS = {
+    "ntk": ("ntk", "ntk"),
+    "ntk_unscaled_output": ("ntk", "ntk_unscaled"),
+    "ntk_standard_output": ("ntk", "standard"),
+    "mean_field": ("ntk", "mean_field"),
+    "standard": ("standard", "standard"),
+}
+#: Per-layer parameterisations of :class:`NTKDense`.
+LAYER_PARAMETERIZATIONS = ("ntk", "ntk_unscaled", "mean_field", "standard")
+
+_GRID_ENCODINGS = ("MultiGrid", "HashGrid", "MulFAGrid")
 
 
 class NTKDense(nn.Module):
@@ -30,6 +62,8 @@ class NTKDense(nn.Module):
     Attributes:
       features: output width.
       parameterization: ``"ntk"`` (W, b ~ N(0, 1); ``w_scale = 1/sqrt(fan_in)``,
+        ``b_scale = beta``), ``"ntk_unscaled"`` (W, b ~ N(0, 1); ``w_scale = 1``,
+        ``b_scale = beta``), ``"mean_field"`` (W, b ~ N(0, 1); ``w_scale = 1/fan_in``,
         ``b_scale = beta``) or ``"standard"`` (LeCun-normal W, zero b; both scales 1).
       beta: bias scale of the NTK parameterisation.
       use_bias: add a bias.
@@ -46,14 +80,16 @@ class NTKDense(nn.Module):
     def __call__(self, a: jnp.ndarray) -> jnp.ndarray:
         """``a: (..., fan_in) -> (..., features)``."""
         fan_in = a.shape[-1]
-        if self.parameterization == "ntk":
+        p = self.parameterization
+        if p in ("ntk", "ntk_unscaled", "mean_field"):
             w_init, b_init = nn.initializers.normal(1.0), nn.initializers.normal(1.0)
-            w_scale, b_scale = fan_in**-0.5, self.beta
-        elif self.parameterization == "standard":
+            w_scale = {"ntk": fan_in**-0.5, "ntk_unscaled": 1.0, "mean_field": 1.0 / fan_in}[p]
+            b_scale = self.beta
+        elif p == "standard":
             w_init, b_init = nn.initializers.lecun_normal(), nn.initializers.zeros
             w_scale, b_scale = 1.0, 1.0
         else:
-            raise ValueError(f"parameterization must be 'ntk' or 'standard', got {self.parameterization!r}")
+            raise ValueError(f"layer parameterization must be one of {LAYER_PARAMETERIZATIONS}, got {p!r}")
         kernel = self.param("kernel", w_init, (fan_in, self.features), self.param_dtype)
         dtype = jnp.result_type(a.dtype, kernel.dtype)
         y = w_scale * (a.astype(dtype) @ kernel.astype(dtype))
@@ -79,9 +115,11 @@ class CoordinateMLP(nn.Module):
         :mod:`ntkgrid.encodings`); defaults to the identity (the paper's baseline).
       hidden: widths of the hidden layers, e.g. ``(512, 512)`` for the paper's images.
       out_dim: output channels (3 for RGB, 1 for occupancy logits).
-      parameterization: ``"ntk"`` or ``"standard"`` (see :class:`NTKDense`).
+      parameterization: a key of :data:`PARAMETERIZATIONS` (see the module docstring).
       beta: bias scale of the NTK parameterisation.
       param_dtype: dtype of the MLP parameters.
+      coords: ``"unit"`` (inputs used as given, ``[0, 1]``) or ``"signed"`` (``2x - 1``
+        before a non-grid encoding); see the module docstring.
     """
 
     encoding: nn.Module = Identity()
@@ -90,16 +128,30 @@ class CoordinateMLP(nn.Module):
     parameterization: str = "ntk"
     beta: float = 0.1
     param_dtype: jnp.dtype = jnp.float32
+    coords: str = "unit"
 
     def setup(self):
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization must be one of {tuple(PARAMETERIZATIONS)}, "
+                             f"got {self.parameterization!r}")
+        if self.coords not in COORDS:
+            raise ValueError(f"coords must be one of {COORDS}, got {self.coords!r}")
+        hidden_p, out_p = PARAMETERIZATIONS[self.parameterization]
+        widths = [*self.hidden, self.out_dim]
         self.layers = [
-            NTKDense(w, self.parameterization, self.beta, param_dtype=self.param_dtype, name=f"dense_{i}")
-            for i, w in enumerate([*self.hidden, self.out_dim])
+            NTKDense(w, out_p if i == len(widths) - 1 else hidden_p, self.beta, param_dtype=self.param_dtype,
+                     name=f"dense_{i}")
+            for i, w in enumerate(widths)
         ]
+
+    def _encode(self, x: jnp.ndarray) -> jnp.ndarray:
+        if self.coords == "signed" and type(self.encoding).__name__ not in _GRID_ENCODINGS:
+            x = 2.0 * x - 1.0
+        return self.encoding(x)
 
     def features(self, x: jnp.ndarray) -> list[jnp.ndarray]:
         """Post-ReLU activations of every hidden layer, each ``(..., width)``."""
-        h = self.encoding(x)
+        h = self._encode(x)
         acts = []
         for layer in self.layers[:-1]:
             h = jax.nn.relu(layer(h))
@@ -108,7 +160,7 @@ class CoordinateMLP(nn.Module):
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         """``x: (..., d)`` in ``[0, 1]^d`` -> ``(..., out_dim)`` (linear output)."""
-        h = self.encoding(x)
+        h = self._encode(x)
         for layer in self.layers[:-1]:
             h = jax.nn.relu(layer(h))
         return self.layers[-1](h)

@@ -317,12 +317,12 @@ def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir:
     from ntkgrid.data.images import image_to_dataset
     from ntkgrid.train import fit
 
-    coords, values = image_to_dataset(image)
     out: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, cfg in configs.items():
         t0 = time.perf_counter()
         try:
+            coords, values = image_to_dataset(image, pixels=cfg.pixels)
             res = fit(cfg, coords, values, image_shape=image.shape[:2], out_dir=Path(runs_dir) / name,
                       progress=progress, label=f"{prefix}{name}")
         except KeyboardInterrupt:

@@ -154,7 +154,14 @@ class RunResult:
 # ---------------------------------------------------------------------------- jitted pieces
 
 
-def _loss_fn(loss: str) -> Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]:
+def _loss_fn(loss: str, reduction: str = "mean") -> Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]:
+    """``loss_of(out, y)`` for ``(B, O)`` arrays: the mean over all ``B O`` terms times
+    :func:`ntkgrid.config.loss_scale` (``reduction``: "mean", "sum_channels", "sum")."""
+    if reduction != "mean":
+        from ntkgrid.config import loss_scale
+
+        base = _loss_fn(loss)
+        return lambda out, y: loss_scale(reduction, out.shape[0], out.shape[-1]) * base(out, y)
     if loss == "mse":
         return lambda out, y: jnp.mean(jnp.square(out - y))
     if loss == "bce":
@@ -164,7 +171,7 @@ def _loss_fn(loss: str) -> Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]:
 
 @functools.lru_cache(maxsize=32)
 def make_epoch_fn(model: nn.Module, loss: str, batch_size: int, n_points: int,
-                  epoch_size: int | None = None) -> Callable:
+                  epoch_size: int | None = None, loss_reduction: str = "mean") -> Callable:
     """The jitted epoch: ``epoch(variables, opt_state, data_key, epoch_index, learning_rate,
     coords, targets) -> (variables, opt_state, mean_loss)``.
 
@@ -174,8 +181,10 @@ def make_epoch_fn(model: nn.Module, loss: str, batch_size: int, n_points: int,
     compiled code; ``opt_state`` is ``optax.sgd(lr).init(params)``, which holds nothing).
     The epoch draws ``epoch_size`` (default ``n_points``) indices without replacement,
     pads them to ``ceil(E / batch_size) * batch_size`` by wrapping around, and runs that
-    many ``optax.sgd(learning_rate)`` steps in ``lax.scan``. ``mean_loss`` is the mean of
-    the steps' minibatch losses, each evaluated before its update. ``variables`` and
+    many ``optax.sgd(learning_rate)`` steps in ``lax.scan`` on the minibatch loss reduced as
+    ``loss_reduction`` says (:func:`ntkgrid.config.loss_scale`). ``mean_loss`` is the mean of
+    the steps' minibatch losses, each evaluated before its update and always as the MEAN over
+    the minibatch's points and channels (so it is comparable across reductions). ``variables`` and
     ``opt_state`` are donated. Cached: equal arguments give the same compiled function.
     """
     e = int(n_points if epoch_size is None else epoch_size)
@@ -183,6 +192,7 @@ def make_epoch_fn(model: nn.Module, loss: str, batch_size: int, n_points: int,
         raise ValueError(f"epoch_size must be in 1..{n_points} (the pool size), got {epoch_size}")
     steps = -(-e // batch_size)
     loss_of = _loss_fn(loss)
+    from ntkgrid.config import loss_scale
 
     def epoch(variables, opt_state, data_key, epoch_index, learning_rate, coords, targets):
         TRACE_COUNTS["epoch"] += 1  # runs only while tracing
@@ -197,7 +207,13 @@ def make_epoch_fn(model: nn.Module, loss: str, batch_size: int, n_points: int,
         def step(carry, idx):
             params, state = carry
             x, y = coords[idx], targets[idx]
-            value, grads = jax.value_and_grad(lambda p: loss_of(model.apply({**rest, "params": p}, x), y))(params)
+            scale = loss_scale(loss_reduction, batch_size, y.shape[-1])
+
+            def objective(p):
+                mean = loss_of(model.apply({**rest, "params": p}, x), y)
+                return scale * mean, mean
+
+            (_, value), grads = jax.value_and_grad(objective, has_aux=True)(params)
             updates, state = optimizer.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), value
 
@@ -554,7 +570,7 @@ def _validate(cfg: TrainConfig, coords, targets, image_shape, epoch_size):
             raise ValueError(f"image_shape {tuple(image_shape)} does not fit {x.shape[0]} points "
                              f"with {y.shape[1]} channels")
         shape = shape[:2]
-    e = x.shape[0] if epoch_size is None else int(epoch_size)
+    e = cfg.epoch_size(x.shape[0]) if epoch_size is None else int(epoch_size)
     if not 1 <= e <= x.shape[0]:
         raise ValueError(f"epoch_size must be in 1..{x.shape[0]} (the number of points), got {epoch_size}")
     return x, y, shape, e
@@ -594,7 +610,8 @@ def fit(
         config or other data is refused (``ValueError``).
       progress: show a tqdm bar (only when stderr is a terminal).
       label: name shown on the bar and stored in the files.
-      epoch_size: points drawn per epoch from the ``N``-point pool (default ``N``).
+      epoch_size: points drawn per epoch from the ``N``-point pool (default
+        ``cfg.epoch_size(N)``: ``N``, or ``cfg.steps_per_epoch`` minibatches).
 
     Returns:
       :class:`RunResult`. Never raises on divergence.
@@ -702,7 +719,7 @@ def fit(
             diverged_epoch = 0
         elif start == 0 and not curve and 0 in curve_epochs and 0 not in save_epochs:
             add_curve_point(0, _curve_point(cfg, model, variables, x, y))
-        epoch_fn = make_epoch_fn(model, cfg.loss, cfg.batch_size, n, e_size)
+        epoch_fn = make_epoch_fn(model, cfg.loss, cfg.batch_size, n, e_size, cfg.loss_reduction)
         lr = np.float32(cfg.learning_rate)
         xd, yd, kd = jnp.asarray(x), jnp.asarray(y), jnp.asarray(data_key)
         variables = jax.device_put(variables)

@@ -453,3 +453,16 @@ def test_eval_subset(shape, n, exact):
     if len(rows) > 1 and len(cols) > 1:
         assert rows[0] == 0 and rows[-1] == H - 1 and cols[0] == 0 and cols[-1] == W - 1
     np.testing.assert_array_equal(idx, I.eval_subset(shape, n))
+
+
+@pytest.mark.parametrize("pixels,first,last", [("corners", (0.0, 0.0), (1.0, 1.0)),
+                                               ("centres", (0.5 / 5, 0.5 / 4), (1 - 0.5 / 5, 1 - 0.5 / 4))])
+def test_image_to_dataset_pixel_conventions(pixels, first, last):
+    img = np.random.default_rng(0).random((4, 5, 3)).astype(np.float32)  # H=4 rows, W=5 columns
+    coords, values = I.image_to_dataset(img, pixels=pixels)
+    np.testing.assert_allclose(coords[0], first, rtol=1e-6)  # pixel (row 0, col 0): (x, y)
+    np.testing.assert_allclose(coords[-1], last, rtol=1e-6)
+    np.testing.assert_allclose(coords[1] - coords[0], (1 / 4 if pixels == "corners" else 1 / 5, 0), rtol=1e-6)
+    np.testing.assert_array_equal(values.reshape(img.shape), img)
+    with pytest.raises(ValueError, match="pixels"):
+        I.image_to_dataset(img, pixels="edges")

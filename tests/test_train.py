@@ -284,3 +284,61 @@ def test_curve_is_full_data_loss_at_regular_epochs_and_survives_resume(tmp_path)
     again = train.load_run(tmp_path)
     assert again.curve == res.curve
     assert SMALL.replace(epochs=90).curve_epochs()[:3] == (0, 3, 6) and SMALL.replace(curve_every=0).curve_epochs() == ()
+
+
+# ----------------------------------------------------------------------------- reading options (issue 13)
+
+
+@pytest.mark.parametrize("reduction,factor", [("mean", 1.0), ("sum_channels", 3.0), ("sum", 8 * 3.0)])
+def test_loss_reduction_scales_the_step_but_not_the_reported_loss(reduction, factor):
+    x, y = astronaut(8)
+    x, y = x[:8], y[:8]
+    model = SMALL.model(2, 3)
+    v = model.init(jax.random.PRNGKey(0), jnp.asarray(x[:1]))
+    outs = {}
+    for red in ("mean", reduction):
+        step = train.make_epoch_fn(model, "mse", 8, 8, None, red)
+        v1, _, loss = step(jax.tree.map(jnp.array, v), optax.sgd(1.0).init(v["params"]), jax.random.PRNGKey(0),
+                           np.int32(0), np.float32(0.1), jnp.asarray(x), jnp.asarray(y))
+        outs[red] = (jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), v1, v), float(loss))
+    assert outs[reduction][1] == pytest.approx(outs["mean"][1], rel=1e-6)  # always the mean MSE
+    for d_red, d_mean in zip(jax.tree.leaves(outs[reduction][0]), jax.tree.leaves(outs["mean"][0])):
+        np.testing.assert_allclose(d_red, factor * d_mean, rtol=1e-3, atol=1e-6 * factor)
+
+
+def test_steps_per_epoch_draws_that_many_minibatches():
+    x, y = astronaut(8)
+    cfg = SMALL.replace(steps_per_epoch=1, batch_size=16, epochs=2, curve_every=0)
+    assert cfg.epoch_size(64) == 16 and SMALL.epoch_size(64) == 64
+    assert cfg.replace(steps_per_epoch=100).epoch_size(64) == 64
+    a = train.fit(cfg, x, y, progress=False)
+    b = train.fit(cfg.replace(steps_per_epoch=None), x, y, progress=False, epoch_size=16)
+    assert tree_equal(a.params, b.params)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        SMALL.replace(steps_per_epoch=0)
+
+
+@pytest.mark.parametrize("field,bad", [("loss_reduction", "median"), ("coords", "polar"), ("pixels", "edges")])
+def test_reading_fields_refuse_unknown_values(field, bad):
+    with pytest.raises(ValueError, match=field):
+        SMALL.replace(**{field: bad})
+
+
+def test_run_json_written_before_the_reading_fields_loads_and_resumes(tmp_path):
+    x, y = astronaut(8)
+    cfg = SMALL.replace(epochs=2, checkpoints=(1,), curve_every=0)
+    train.fit(cfg, x, y, out_dir=tmp_path, progress=False)
+    new = ("loss_reduction", "coords", "pixels", "steps_per_epoch")
+    for name in ("run.json", "summary.json"):
+        meta = json.loads((tmp_path / name).read_text())
+        assert all(k in meta["config"] for k in new)
+        for k in new:
+            meta["config"].pop(k)
+        meta["config"]["parameterization"] = "ntk"
+        (tmp_path / name).write_text(json.dumps(meta))
+    old = train.load_run(tmp_path)
+    assert (old.config.loss_reduction, old.config.coords, old.config.pixels, old.config.steps_per_epoch) == \
+        ("mean", "unit", "corners", None)
+    assert old.config == cfg
+    again = train.fit(cfg, x, y, out_dir=tmp_path, progress=False)  # same run: reused, not refused
+    assert tree_equal(again.params, old.params)

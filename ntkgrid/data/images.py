@@ -535,27 +535,34 @@ def load_records(
 # ----------------------------------------------------------------------------------
 
 
-def image_to_dataset(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def image_to_dataset(img: np.ndarray, pixels: str = "corners") -> tuple[np.ndarray, np.ndarray]:
     """Turn an image into a regression dataset.
 
     ``img``: ``(H, W)`` or ``(H, W, C)``, ``H, W >= 2``.
-    Returns ``coords`` ``(H*W, 2)`` float32 with ``coords[:, 0] = col / (W-1)`` (x) and
-    ``coords[:, 1] = row / (H-1)`` (y), both in ``[0, 1]`` with the ends included, and
-    ``values`` ``(H*W, C)`` float32 (``C = 1`` for a 2-D input), pixels in row-major
-    order so ``values.reshape(H, W, C)`` is the image.
+    Returns ``coords`` ``(H*W, 2)`` float32 in ``[0, 1]`` and ``values`` ``(H*W, C)``
+    float32 (``C = 1`` for a 2-D input), pixels in row-major order so
+    ``values.reshape(H, W, C)`` is the image. ``pixels="corners"`` (default):
+    ``coords[:, 0] = col / (W-1)`` (x) and ``coords[:, 1] = row / (H-1)`` (y), the ends
+    included (pixel (0, 0) at (0, 0)); ``pixels="centres"``: ``(col + 0.5) / W`` and
+    ``(row + 0.5) / H`` (pixel (0, 0) at (0.5/W, 0.5/H), the centre of its cell).
     """
     img = np.asarray(img)
     if img.ndim == 2:
         img = img[:, :, None]
     if img.ndim != 3:
         raise ValueError(f"image must be (H, W) or (H, W, C), got shape {img.shape}")
+    if pixels not in ("corners", "centres"):
+        raise ValueError(f"pixels must be 'corners' or 'centres', got {pixels!r}")
     H, W, C = img.shape
     if H < 2 or W < 2:
         raise ValueError(f"image must be at least 2x2 pixels to normalise coordinates, got {H}x{W}")
     rows, cols = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    coords = np.stack([cols / (W - 1), rows / (H - 1)], axis=-1).reshape(H * W, 2)
+    if pixels == "corners":
+        coords = np.stack([cols / (W - 1), rows / (H - 1)], axis=-1)
+    else:
+        coords = np.stack([(cols + 0.5) / W, (rows + 0.5) / H], axis=-1)
     values = img.reshape(H * W, C)
-    return coords.astype(np.float32), np.ascontiguousarray(values, dtype=np.float32)
+    return coords.reshape(H * W, 2).astype(np.float32), np.ascontiguousarray(values, dtype=np.float32)
 
 
 def dataset_to_image(values: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -1,0 +1,103 @@
+"""The largest stable SGD step predicted from the NTK at initialisation.
+
+For a minibatch of ``B`` points with ``O`` outputs, SGD minimises
+
+    L_B(theta) = s / (B O) * sum_{b, o} (f_o(x_b; theta) - y_bo)^2
+
+with ``s = ntkgrid.config.loss_scale(reduction, B, O)`` (1 for the mean, ``O`` for the sum
+over channels, ``B O`` for the sum over both). Linearising ``f`` around the current
+parameters, one step ``theta <- theta - lr grad L_B`` changes the minibatch residual
+``r = f - y`` (a ``B O`` vector) to
+
+    r' = (I - lr * 2 s / (B O) * Theta_B) r,
+
+where ``Theta_B = J J^T`` is the ``(B O) x (B O)`` empirical NTK of the minibatch (all
+output pairs, not traced). The step contracts every eigen-direction iff
+``lr * 2 s / (B O) * lambda_max(Theta_B) < 2``, i.e.
+
+    lr < lr_crit = B O / (s * lambda_max(Theta_B)).
+
+So the mean reduction's critical step is ``B O / lambda_max``, the sum over channels'
+``B / lambda_max`` and the sum's ``1 / lambda_max``. Under every parameterisation of
+:mod:`ntkgrid.models` the kernel's top eigenvector is close to the constant mode, so
+``lambda_max`` grows about linearly with ``B`` and the mean reduction's ``lr_crit`` is
+nearly independent of the batch size, while the sum's shrinks as ``1/B``. Above
+``lr_crit`` a wide network may still survive by "catapulting" (the loss spikes and the
+kernel shrinks, Lewkowycz et al. 2020) up to a few times ``lr_crit``; beyond that the
+run diverges. :func:`critical_lr` gives the prediction; experiments/RECIPE.md compares
+it with runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkgrid.config import TrainConfig, loss_scale
+
+__all__ = ["StepPrediction", "batch_lambda_max", "critical_lr"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPrediction:
+    """Prediction of :func:`critical_lr`.
+
+    Attributes:
+      lambda_max: ``(n_batches,)`` float64 top eigenvalue of each minibatch's full
+        ``(B O) x (B O)`` NTK at initialisation.
+      lr_crit: ``(n_batches,)`` ``B O / (s lambda_max)`` per minibatch.
+      lr_crit_median: median of ``lr_crit``; the prediction is "stable" iff ``lr`` is below it.
+      batch_size, out_dim, scale: ``B``, ``O`` and the loss scale ``s``.
+    """
+
+    lambda_max: np.ndarray
+    lr_crit: np.ndarray
+    lr_crit_median: float
+    batch_size: int
+    out_dim: int
+    scale: float
+
+    def stable(self, lr: float) -> bool:
+        """``lr < lr_crit_median``."""
+        return bool(lr < self.lr_crit_median)
+
+
+def batch_lambda_max(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int | None = None,
+                     n_batches: int = 4, seed: int = 0) -> np.ndarray:
+    """``(n_batches,)`` top eigenvalues of the full minibatch NTK ``Theta_B`` (``(B O) x
+    (B O)``, float64 eigensolver) of ``cfg.model`` initialised as :func:`ntkgrid.train.fit`
+    does (``cfg.seed``), on ``n_batches`` minibatches of ``batch_size`` (default
+    ``cfg.batch_size``) points of ``coords`` ``(N, d)`` drawn without replacement
+    (``numpy`` generator ``seed``)."""
+    from ntkgrid.ntk import empirical_ntk
+
+    x = np.asarray(coords, np.float32)
+    b = int(batch_size or cfg.batch_size)
+    if x.ndim != 2 or not 1 <= b <= x.shape[0]:
+        raise ValueError(f"coords must be (N, d) with N >= batch size {b}, got {x.shape}")
+    model = cfg.model(x.shape[1], out_dim)
+    init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    variables = model.init(init_key, jnp.asarray(x[:1]))
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        xb = jnp.asarray(x[rng.choice(x.shape[0], b, replace=False)])
+        k = np.asarray(empirical_ntk(model, variables, xb, trace=False, block_size=b), np.float64)
+        k = k.transpose(0, 2, 1, 3).reshape(b * out_dim, b * out_dim)
+        out.append(float(np.linalg.eigvalsh(0.5 * (k + k.T))[-1]))
+    return np.asarray(out, np.float64)
+
+
+def critical_lr(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int | None = None,
+                n_batches: int = 4, seed: int = 0) -> StepPrediction:
+    """The largest stable SGD step ``B O / (s lambda_max(Theta_B))`` (module docstring) for
+    ``cfg``'s loss reduction, on minibatches of ``coords`` ``(N, d)``."""
+    b = int(batch_size or cfg.batch_size)
+    lam = batch_lambda_max(cfg, coords, out_dim, batch_size=b, n_batches=n_batches, seed=seed)
+    s = loss_scale(cfg.loss_reduction, b, out_dim)
+    lr = b * out_dim / (s * lam)
+    return StepPrediction(lambda_max=lam, lr_crit=lr, lr_crit_median=float(np.median(lr)), batch_size=b,
+                          out_dim=out_dim, scale=s)

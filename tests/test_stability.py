@@ -1,0 +1,77 @@
+"""Tests for ntkgrid.stability: the minibatch NTK's top eigenvalue against a brute-force
+Jacobian, and the linearised SGD step r' = (I - lr 2 s / (B O) Theta_B) r against a real step."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from ntkgrid.config import LOSS_REDUCTIONS, TrainConfig, loss_scale
+from ntkgrid.stability import batch_lambda_max, critical_lr
+from ntkgrid.train import make_epoch_fn
+
+CFG = TrainConfig(hidden=(24, 24), batch_size=6, ntk_points=0, beta=0.5)
+X = np.random.default_rng(0).random((6, 2)).astype(np.float32)
+Y = np.random.default_rng(1).random((6, 3)).astype(np.float32)
+
+
+def _jacobian_kernel(cfg, x):
+    model = cfg.model(2, 3)
+    init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    v = model.init(init_key, jnp.asarray(x[:1]))
+    flat, unravel = ravel_pytree(v["params"])
+    jac = jax.jacfwd(lambda p: model.apply({"params": unravel(p)}, jnp.asarray(x)).reshape(-1))(flat)
+    j = np.asarray(jac, np.float64)  # (B*O, P), rows (point, channel)
+    return model, v, j @ j.T
+
+
+@pytest.mark.parametrize("param", ["ntk", "mean_field", "standard"])
+def test_lambda_max_matches_brute_force_jacobian(param):
+    cfg = CFG.replace(parameterization=param)
+    _, _, k = _jacobian_kernel(cfg, X)
+    lam = batch_lambda_max(cfg, X, 3, batch_size=6, n_batches=1)  # all 6 points, any order
+    np.testing.assert_allclose(lam[0], np.linalg.eigvalsh(k)[-1], rtol=1e-4)
+
+
+@pytest.mark.parametrize("reduction", LOSS_REDUCTIONS)
+def test_one_sgd_step_is_the_predicted_linear_map(reduction):
+    cfg = CFG.replace(loss_reduction=reduction)
+    model, v, k = _jacobian_kernel(cfg, X)
+    s = loss_scale(reduction, 6, 3)
+    lr = 1e-3 / s  # small enough for the linearisation to hold to ~1e-3
+    step = make_epoch_fn(model, "mse", 6, 6, None, reduction)
+    r0 = np.asarray(model.apply(v, X), np.float64) - Y
+    v1, _, _ = step(jax.tree.map(jnp.array, v), optax.sgd(1.0).init(v["params"]), jax.random.PRNGKey(0), np.int32(0), np.float32(lr),
+                    jnp.asarray(X), jnp.asarray(Y))
+    r1 = np.asarray(model.apply(v1, X), np.float64) - Y
+    predicted = r0.reshape(-1) - lr * 2 * s / 18 * (k @ r0.reshape(-1))
+    np.testing.assert_allclose(r1.reshape(-1) - r0.reshape(-1), predicted - r0.reshape(-1), rtol=3e-2, atol=1e-6)
+
+
+def test_critical_lr_scales_with_the_reduction_and_marks_stability():
+    preds = {r: critical_lr(CFG.replace(loss_reduction=r), X, 3, batch_size=6, n_batches=1) for r in LOSS_REDUCTIONS}
+    lam = preds["mean"].lambda_max[0]
+    assert preds["mean"].lr_crit_median == pytest.approx(18 / lam)
+    assert preds["sum_channels"].lr_crit_median == pytest.approx(6 / lam)
+    assert preds["sum"].lr_crit_median == pytest.approx(1 / lam)
+    assert preds["mean"].stable(0.9 * 18 / lam) and not preds["mean"].stable(1.1 * 18 / lam)
+
+
+def test_full_batch_gd_diverges_just_above_and_converges_just_below_the_prediction():
+    """Full-batch GD on a tiny output-only-trainable problem: the linearised threshold is exact
+    when the model is linear in its trainable parameters, so 0.8x converges and 1.2x blows up."""
+    cfg = CFG.replace(hidden=(), beta=1.0)  # a single linear layer: f = W x / sqrt(2) + b
+    pred = critical_lr(cfg, X, 3, batch_size=6, n_batches=1)
+    model = cfg.model(2, 3)
+    for factor, ok in ((0.8, True), (1.2, False)):
+        v = model.init(jax.random.split(jax.random.PRNGKey(0))[0], jnp.asarray(X[:1]))
+        step = make_epoch_fn(model, "mse", 6, 6)
+        state = optax.sgd(1.0).init(v["params"])
+        for e in range(300):
+            v, state, loss = step(v, state, jax.random.PRNGKey(0), np.int32(e), np.float32(factor * pred.lr_crit_median),
+                              jnp.asarray(X), jnp.asarray(Y))
+        assert bool(np.isfinite(float(loss)) and float(loss) < 1.0) == ok, (factor, float(loss))
