@@ -13,7 +13,8 @@ grid finer than the image. Writes to
 ``table.csv`` / ``table.json`` (PSNR and MS-SSIM beside the paper's), ``spectra.png`` /
 ``.json`` (three panels: baseline vs Fourier, baseline vs multigrid, fourier_high vs
 multigrid; dashed middle, solid end; Fig. 4), ``curves.png`` / ``.json`` (full-image MSE and
-PSNR at regular epochs, from each run's training curve, Fig. 6), ``images/<config>.png`` and ``report.md``. Training runs live in
+PSNR at regular epochs, from each run's training curve, Fig. 6), ``images/<config>.png`` and
+``report.md``. Training runs live in
 ``--runs-dir`` (default ``<out>/runs``) and are resumed or reused from there.
 """
 

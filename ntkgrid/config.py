@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["COORDS", "ENCODING_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS", "PIXEL_CONVENTIONS", "EncodingConfig", "TrainConfig",
+__all__ = ["COORDS", "ENCODING_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS", "PIXEL_CONVENTIONS", "EncodingConfig",
+           "TrainConfig",
            "loss_scale"]
 
 ENCODING_KINDS = ("baseline", "fourier", "gaussian", "multigrid", "hashgrid", "mulfagrid")

@@ -22,8 +22,9 @@ from __future__ import annotations
 from ntkgrid.config import EncodingConfig, TrainConfig
 
 __all__ = [
-    "IMAGE_SIZE", "IMAGENET", "READINGS", "reading", "IMAGENET_QUICK", "OCCUPANCY", "OCCUPANCY_QUICK", "OCCUPANCY_QUICK_LR_SCALE",
-    "PAPER_PSNR", "QUICK_IMAGE_SIZE", "SCALING", "SCALING_QUICK", "get", "image_size", "quick", "scaled_grid",
+    "IMAGE_SIZE", "IMAGENET", "IMAGENET_QUICK", "OCCUPANCY", "OCCUPANCY_QUICK", "OCCUPANCY_QUICK_LR_SCALE",
+    "PAPER_PSNR", "QUICK_IMAGE_SIZE", "READINGS", "SCALING", "SCALING_QUICK", "get", "image_size", "quick", "reading",
+    "scaled_grid",
 ]
 
 # Side of the square images the 2D experiments train on (our choice: the paper does not

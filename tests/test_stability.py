@@ -45,8 +45,8 @@ def test_one_sgd_step_is_the_predicted_linear_map(reduction):
     lr = 1e-3 / s  # small enough for the linearisation to hold to ~1e-3
     step = make_epoch_fn(model, "mse", 6, 6, None, reduction)
     r0 = np.asarray(model.apply(v, X), np.float64) - Y
-    v1, _, _ = step(jax.tree.map(jnp.array, v), optax.sgd(1.0).init(v["params"]), jax.random.PRNGKey(0), np.int32(0), np.float32(lr),
-                    jnp.asarray(X), jnp.asarray(Y))
+    v1, _, _ = step(jax.tree.map(jnp.array, v), optax.sgd(1.0).init(v["params"]), jax.random.PRNGKey(0),
+                    np.int32(0), np.float32(lr), jnp.asarray(X), jnp.asarray(Y))
     r1 = np.asarray(model.apply(v1, X), np.float64) - Y
     predicted = r0.reshape(-1) - lr * 2 * s / 18 * (k @ r0.reshape(-1))
     np.testing.assert_allclose(r1.reshape(-1) - r0.reshape(-1), predicted - r0.reshape(-1), rtol=3e-2, atol=1e-6)
@@ -72,6 +72,6 @@ def test_full_batch_gd_diverges_just_above_and_converges_just_below_the_predicti
         step = make_epoch_fn(model, "mse", 6, 6)
         state = optax.sgd(1.0).init(v["params"])
         for e in range(300):
-            v, state, loss = step(v, state, jax.random.PRNGKey(0), np.int32(e), np.float32(factor * pred.lr_crit_median),
-                              jnp.asarray(X), jnp.asarray(Y))
+            lr = np.float32(factor * pred.lr_crit_median)
+            v, state, loss = step(v, state, jax.random.PRNGKey(0), np.int32(e), lr, jnp.asarray(X), jnp.asarray(Y))
         assert bool(np.isfinite(float(loss)) and float(loss) < 1.0) == ok, (factor, float(loss))
