@@ -4,12 +4,15 @@
 ``[0, 1]^d``) and ``targets`` ``(N, O)`` as in Audia et al. (2025):
 
 * ``cfg.loss == "mse"`` (images): mean squared error of the linear output against RGB
-  values in ``[0, 1]``, averaged over the minibatch and the ``O`` channels.
+  values in ``[0, 1]``, averaged over the minibatch and the ``O`` channels; SGD follows
+  that mean times ``ntkgrid.config.loss_scale(cfg.loss_reduction, B, O)`` (1, ``O`` for
+  ``"sum_channels"``, ``B O`` for ``"sum"``), while every loss reported stays the mean.
   ``cfg.loss == "bce"`` (occupancy): the output is a logit, the loss is
   ``optax.sigmoid_binary_cross_entropy(logit, label)`` averaged the same way.
 * ``optax.sgd(cfg.learning_rate)`` (no momentum). Under the NTK parameterisation
   learning rates up to ~100 are normal.
-* Every epoch draws ``E = epoch_size`` points (default: all ``N``) without replacement
+* Every epoch draws ``E = epoch_size`` points (default: ``cfg.epoch_size(N)``, all ``N``
+  unless ``cfg.steps_per_epoch`` is set) without replacement
   from the pool with ``jax.random.permutation`` and takes ``ceil(E / B)`` SGD steps on
   minibatches of ``B = cfg.batch_size``. When ``B`` does not divide ``E`` the epoch's
   index list is padded by wrapping around to its start (``jnp.resize``), so the last
