@@ -18,7 +18,7 @@ ENCODING_KINDS = ("baseline", "fourier", "gaussian", "multigrid", "hashgrid", "m
 #: How the minibatch loss sums the squared errors (see :func:`loss_scale`).
 LOSS_REDUCTIONS = ("mean", "sum_channels", "sum")
 #: Network parameterisations (see :mod:`ntkgrid.models`): "ntk" is the paper's Appendix A.1.
-PARAMETERIZATIONS = ("ntk", "ntk_unscaled_output", "ntk_standard_output", "mean_field", "standard")
+PARAMETERIZATIONS = ("ntk", "ntk_unscaled_output", "ntk_standard_output", "mean_field", "standard", "torch_default")
 #: Network input coordinates: "unit" [0, 1] (the paper's A.1) or "signed" [-1, 1].
 COORDS = ("unit", "signed")
 #: Where pixel (i, j) of a W x H image sits: "corners" (i / (W-1), the ends included) or

@@ -21,6 +21,9 @@ is drawn from N(0, 1) and a layer computes ``W a / sqrt(fan_in) + beta * b`` wit
 * ``"mean_field"``: hidden layers as ``"ntk"``; the output layer is ``W a / n + beta b``
   (mean-field / muP-style head): the whole NTK is about ``n`` times smaller.
 * ``"standard"``: every layer LeCun-normal W, zero bias, ``W a + b``.
+* ``"torch_default"``: every layer as PyTorch's ``nn.Linear`` initialises it: W and b ~
+  U(-1/sqrt(n), 1/sqrt(n)) (``kaiming_uniform_(a=sqrt(5))``), ``W a + b``: a standard
+  parameterisation whose forward signal shrinks ~6x in second moment per ReLU layer.
 
 ``coords="signed"`` maps the input coordinates from ``[0, 1]`` to ``[-1, 1]`` (``2x - 1``)
 before a non-grid encoding; grid encodings always look up the ``[0, 1]`` coordinates (the
@@ -49,9 +52,10 @@ PARAMETERIZATIONS = {
     "ntk_standard_output": ("ntk", "standard"),
     "mean_field": ("ntk", "mean_field"),
     "standard": ("standard", "standard"),
+    "torch_default": ("torch", "torch"),
 }
 #: Per-layer parameterisations of :class:`NTKDense`.
-LAYER_PARAMETERIZATIONS = ("ntk", "ntk_unscaled", "mean_field", "standard")
+LAYER_PARAMETERIZATIONS = ("ntk", "ntk_unscaled", "mean_field", "standard", "torch")
 
 _GRID_ENCODINGS = ("MultiGrid", "HashGrid", "MulFAGrid")
 
@@ -64,7 +68,8 @@ class NTKDense(nn.Module):
       parameterization: ``"ntk"`` (W, b ~ N(0, 1); ``w_scale = 1/sqrt(fan_in)``,
         ``b_scale = beta``), ``"ntk_unscaled"`` (W, b ~ N(0, 1); ``w_scale = 1``,
         ``b_scale = beta``), ``"mean_field"`` (W, b ~ N(0, 1); ``w_scale = 1/fan_in``,
-        ``b_scale = beta``) or ``"standard"`` (LeCun-normal W, zero b; both scales 1).
+        ``b_scale = beta``), ``"standard"`` (LeCun-normal W, zero b; both scales 1) or
+        ``"torch"`` (W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default; scales 1).
       beta: bias scale of the NTK parameterisation.
       use_bias: add a bias.
       param_dtype: dtype of the parameters.
@@ -87,6 +92,10 @@ class NTKDense(nn.Module):
             b_scale = self.beta
         elif p == "standard":
             w_init, b_init = nn.initializers.lecun_normal(), nn.initializers.zeros
+            w_scale, b_scale = 1.0, 1.0
+        elif p == "torch":
+            bound = fan_in**-0.5
+            w_init = b_init = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)  # noqa: E731
             w_scale, b_scale = 1.0, 1.0
         else:
             raise ValueError(f"layer parameterization must be one of {LAYER_PARAMETERIZATIONS}, got {p!r}")

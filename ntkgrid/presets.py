@@ -51,6 +51,7 @@ READINGS = {
     "ntk_standard_output": {"parameterization": "ntk_standard_output"},  # plain nn.Linear-style head
     "mean_field": {"parameterization": "mean_field"},  # 1/n on the output layer
     "standard": {"parameterization": "standard"},  # LeCun-normal weights, zero biases, no factors
+    "torch_default": {"parameterization": "torch_default"},  # PyTorch nn.Linear's default init, no factors
     "beta_1": {"beta": 1.0},
     "beta_0": {"beta": 0.0},
     "signed": {"coords": "signed"},  # inputs in [-1, 1]

@@ -21,6 +21,7 @@ CASES = {
     "ntk_standard_output": (NTK, STD),
     "mean_field": (NTK, (lambda n: 1.0 / n, "beta")),
     "standard": (STD, STD),
+    "torch_default": (STD, STD),
 }
 BETA = 0.3
 
@@ -40,7 +41,10 @@ def test_layer_scales_match_numpy_forward(param):
         w = np.asarray(v[f"dense_{i}"]["kernel"], np.float64)
         b = np.asarray(v[f"dense_{i}"]["bias"], np.float64)
         fan_in = w.shape[0]
-        if (w_scale, b_scale) == STD:  # LeCun normal weights, zero biases
+        if param == "torch_default":  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and biases
+            assert np.abs(w).max() <= fan_in**-0.5 and np.abs(b).max() <= fan_in**-0.5
+            assert 0.8 < w.std() * np.sqrt(3 * fan_in) < 1.2
+        elif (w_scale, b_scale) == STD:  # LeCun normal weights, zero biases
             assert np.all(b == 0)
             assert 0.6 < w.std() * np.sqrt(fan_in) < 1.4 or fan_in < 8
         else:  # N(0, 1) weights and biases
