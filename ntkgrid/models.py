@@ -95,7 +95,10 @@ class NTKDense(nn.Module):
             w_scale, b_scale = 1.0, 1.0
         elif p == "torch":
             bound = fan_in**-0.5
-            w_init = b_init = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)  # noqa: E731
+            def w_init(key, shape, dtype):
+                return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+            b_init = w_init
             w_scale, b_scale = 1.0, 1.0
         else:
             raise ValueError(f"layer parameterization must be one of {LAYER_PARAMETERIZATIONS}, got {p!r}")
