@@ -38,6 +38,9 @@ def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str 
     g.add_argument("--batch-size", type=int, default=None, help="SGD minibatch size")
     g.add_argument("--lr", type=float, default=None, help="SGD step size")
     g.add_argument("--ntk-points", type=int, default=None, help="points of the NTK spectra (0: none)")
+    g.add_argument("--reading", default=None, metavar="NAME",
+                   help="train under this reading of the paper (ntkgrid.presets.READINGS, experiments/RECIPE.md) "
+                        "instead of the preset's")
     ap.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
 
 
@@ -62,7 +65,10 @@ def configs_for(table: Mapping, preset: str, names, args: argparse.Namespace) ->
     from ntkgrid import presets
     from ntkgrid.sweep import apply_overrides
 
-    return {n: apply_overrides(presets.get(table, preset, n), **overrides(args)) for n in names}
+    cfgs = {n: apply_overrides(presets.get(table, preset, n), **overrides(args)) for n in names}
+    if getattr(args, "reading", None) is not None:
+        cfgs = {n: presets.reading(c, args.reading) for n, c in cfgs.items()}
+    return cfgs
 
 
 def image_side(args: argparse.Namespace, preset: str) -> int:

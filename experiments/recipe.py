@@ -4,6 +4,7 @@
     python -m experiments.recipe screen [--readings ...] [--size 64] [--screen-epochs 2] [--out DIR]
     python -m experiments.recipe train  [--readings ...] [--size 64] [--epochs3 30] [--epochs2 10]
         [--images chelsea astronaut coffee] [--tables 2 3] [--out DIR]
+    python -m experiments.recipe table  [--out DIR ...]     # the evidence table from the JSON files
 
 ``screen``: for every reading (``ntkgrid.presets.READINGS``) and every configuration of
 Table 3 (lr 100, batch 32) and Table 2 (its lr and batch), the critical step predicted by
@@ -13,7 +14,8 @@ table's lr: diverged (epoch) or not. ``train``: a reduced schedule with the tabl
 batch: Table 3 on chelsea for ``--epochs3`` epochs, Table 2 on ``--images`` for
 ``--epochs2`` epochs, final full-image PSNR. Images are ``--size`` px squares; Table 3's
 grids are scaled with the image (``ntkgrid.presets.scaled_grid``). Writes
-``<out>/screen.json`` / ``train.json`` (every number) and prints markdown tables.
+``<out>/screen.json`` / ``train.json`` (every number); ``table`` merges the JSON files of
+every ``--out`` given and prints the one markdown table of experiments/RECIPE.md.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ntkgrid import presets
 
     ap = argparse.ArgumentParser(prog="python -m experiments.recipe", description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=("screen", "train"))
+    ap.add_argument("command", choices=("screen", "train", "table"))
     ap.add_argument("--readings", nargs="+", default=list(presets.READINGS), choices=sorted(presets.READINGS))
     ap.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     ap.add_argument("--screen-epochs", type=int, default=2, help="epochs of the observed-stability runs")
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train: bundled photos for Table 2 (default: %(default)s)")
     ap.add_argument("--tables", nargs="+", default=["2", "3"], choices=["2", "3"])
     ap.add_argument("--configs3", nargs="+", default=list(TABLE3), choices=TABLE3)
-    ap.add_argument("--out", type=Path, default=Path("runs/recipe"))
+    ap.add_argument("--out", type=Path, nargs="+", default=[Path("runs/recipe")],
+                    help="output folder (table: every folder to merge)")
     return ap
 
 
@@ -137,8 +140,92 @@ def train(args) -> dict:
     return results
 
 
+def _fmt(v, nd=1):
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _g(v):
+    return "-" if v is None else f"{v:.3g}"
+
+
+#: Full-image PSNR (dB) below which a run that survived a step above its critical one counts as
+#: collapsed: the all-zero (clipped) output scores 6.6 dB on chelsea, its mean colour 18.7 dB.
+COLLAPSED_DB = 7.0
+
+
+def _observed(rows) -> str:
+    """``"k/n"`` runs finite after the screen epochs, with how many of those collapsed
+    (predicted unstable, survived, PSNR below :data:`COLLAPSED_DB`)."""
+    finite = [r for r in rows if not r["diverged"]]
+    dead = sum(1 for r in finite if not r["predicted_stable"] and (r["psnr"] or 0.0) < COLLAPSED_DB)
+    return f"{len(finite)}/{len(rows)}" + (f" ({dead} collapsed)" if dead else "")
+
+
+def table(outs) -> str:
+    """The evidence table: one row per reading found in the ``screen.json`` / ``train.json``
+    files of ``outs``."""
+    screen, trained = {}, {}
+    for out in outs:
+        for name, dst in (("screen.json", screen), ("train.json", trained)):
+            path = Path(out) / name
+            if path.exists():
+                for k, v in json.loads(path.read_text()).items():
+                    if k.startswith("_args"):
+                        continue
+                    if name == "train.json":
+                        d = dst.setdefault(k, {"2": {}, "3": {}})
+                        for t in ("2", "3"):
+                            d[t].update(v.get(t, {}))
+                    else:
+                        dst[k] = v
+    head = ["reading", "T3 lr_crit (B=32)", "T3 lr 100: predicted / observed", "T3 PSNR base, low, mid, high, "
+            "coarse, fine", "T2 lr_crit mg, ff, base (lr 0.39, 0.39, 0.24)", "T2: predicted / observed",
+            "T2 mean PSNR mg, ff, base"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for rd in [r for r in screen] + [r for r in trained if r not in screen]:
+        sc, tr = screen.get(rd, {}), trained.get(rd, {"2": {}, "3": {}})
+        t3 = [sc.get(f"3/{n}") for n in TABLE3 if sc.get(f"3/{n}")]
+        t2 = [sc.get(f"2/{n}") for n in TABLE2 if sc.get(f"2/{n}")]
+        crit3 = f"{min(r['lr_crit'] for r in t3):.3g}-{max(r['lr_crit'] for r in t3):.3g}" if t3 else "-"
+        obs3 = f"{sum(r['predicted_stable'] for r in t3)}/{len(t3)} / {_observed(t3)}" if t3 else "-"
+        psnr3 = ", ".join("div" if (tr["3"].get(n) or {}).get("diverged") else _fmt((tr["3"].get(n) or {}).get("psnr"))
+                          for n in TABLE3) if tr["3"] else "-"
+        crit2 = ", ".join(_g(r["lr_crit"]) for r in t2) if t2 else "-"
+        obs2 = f"{sum(r['predicted_stable'] for r in t2)}/{len(t2)} / {_observed(t2)}" if t2 else "-"
+        psnr2 = ", ".join(
+            (_fmt(tr["2"][n]["mean_psnr"]) + (f" ({tr['2'][n]['n_diverged']} div)" if tr["2"][n]["n_diverged"] else ""))
+            if n in tr["2"] else "-" for n in TABLE2) if tr["2"] else "-"
+        lines.append(f"| {rd} | {crit3} | {obs3} | {psnr3} | {crit2} | {obs2} | {psnr2} |")
+    return "\n".join(lines) + "\n\n" + agreement(screen)
+
+
+def agreement(screen: dict) -> str:
+    """Prediction (lr below the init-NTK critical step) against observation over every screened
+    (reading, configuration): a markdown list, with the lr / lr_crit of the runs that survived
+    a step above the critical one."""
+    # an "epoch" of one minibatch makes the screen two SGD steps long: too short to see divergence
+    rows = [r for k, v in screen.items() if k != "epoch_one_step" for r in v.values()]
+    ps = [r for r in rows if r["predicted_stable"]]
+    pu = [r for r in rows if not r["predicted_stable"]]
+    div = [r for r in pu if r["diverged"]]
+    dead = [r for r in pu if not r["diverged"] and (r["psnr"] or 0.0) < COLLAPSED_DB]
+    live = [r for r in pu if not r["diverged"] and (r["psnr"] or 0.0) >= COLLAPSED_DB]
+    ratio = lambda rs: ", ".join(f"{v:.2g}" for v in sorted(r["lr"] / r["lr_crit"] for r in rs))  # noqa: E731
+    return "\n".join([
+        f"- predicted stable (lr < lr_crit): {len(ps)} runs, {sum(not r['diverged'] for r in ps)} stayed finite "
+        f"(lr / lr_crit of those that diverged: {ratio([r for r in ps if r['diverged']]) or 'none'})",
+        f"- predicted unstable: {len(pu)} runs: {len(div)} diverged, {len(dead)} collapsed to a dead output "
+        f"(< {COLLAPSED_DB} dB), {len(live)} survived and still fit (catapult; lr / lr_crit {ratio(live)})",
+        f"- lr / lr_crit of the runs that diverged: {min(r['lr'] / r['lr_crit'] for r in div):.2g} to "
+        f"{max(r['lr'] / r['lr_crit'] for r in div):.3g}" if div else "- no run diverged"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "table":
+        log(table(args.out))
+        return 0
+    args.out = args.out[0]
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results = screen(args) if args.command == "screen" else train(args)
