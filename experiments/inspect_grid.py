@@ -46,9 +46,9 @@ def analyse(ctx: dict) -> dict:
     out, runs, image = ctx["out"], ctx["runs"], ctx["image"]
     out.mkdir(parents=True, exist_ok=True)
     h, w = image.shape[:2]
-    coords, _ = image_to_dataset(image)
     grids, regions = {}, {}
     for n, r in runs.items():
+        coords, _ = image_to_dataset(image, pixels=r.config.pixels)  # where this run saw the pixels
         if r.config.encoding.kind == "multigrid":
             levels = sweep.grid_tables(r.config, r.params)
             stats, arrays = [], {}
