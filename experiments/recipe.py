@@ -4,7 +4,7 @@
     python -m experiments.recipe screen [--readings ...] [--size 64] [--screen-epochs 2] [--out DIR]
     python -m experiments.recipe train  [--readings ...] [--size 64] [--epochs3 30] [--epochs2 10]
         [--images chelsea astronaut coffee] [--tables 2 3] [--out DIR]
-    python -m experiments.recipe table  [--out DIR ...]     # the evidence table from the JSON files
+    python -m experiments.recipe table  [--out DIR ...] [--long DIR ...]   # the evidence table
 
 ``screen``: for every reading (``ntkgrid.presets.READINGS``) and every configuration of
 Table 3 (lr 100, batch 32) and Table 2 (its lr and batch), the critical step predicted by
@@ -15,7 +15,8 @@ batch: Table 3 on chelsea for ``--epochs3`` epochs, Table 2 on ``--images`` for
 ``--epochs2`` epochs, final full-image PSNR. Images are ``--size`` px squares; Table 3's
 grids are scaled with the image (``ntkgrid.presets.scaled_grid``). Writes
 ``<out>/screen.json`` / ``train.json`` (every number); ``table`` merges the JSON files of
-every ``--out`` given and prints the one markdown table of experiments/RECIPE.md.
+every ``--out`` given (and, as extra columns, the ``train.json`` of every ``--long`` folder:
+runs at the printed epoch counts) and prints the one markdown table of experiments/RECIPE.md.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--configs3", nargs="+", default=list(TABLE3), choices=TABLE3)
     ap.add_argument("--out", type=Path, nargs="+", default=[Path("runs/recipe")],
                     help="output folder (table: every folder to merge)")
+    ap.add_argument("--long", type=Path, nargs="*", default=[],
+                    help="table: folders whose train.json hold runs at the printed epoch counts (extra columns)")
     return ap
 
 
@@ -161,12 +164,23 @@ def _observed(rows) -> str:
     return f"{len(finite)}/{len(rows)}" + (f" ({dead} collapsed)" if dead else "")
 
 
-def table(outs) -> str:
-    """The evidence table: one row per reading found in the ``screen.json`` / ``train.json``
-    files of ``outs``."""
+def _psnr2(res: dict) -> str:
+    return ", ".join(
+        (_fmt(res[n]["mean_psnr"]) + (f" ({res[n]['n_diverged']} div)" if res[n]["n_diverged"] else ""))
+        if n in res else "-" for n in TABLE2) if res else "-"
+
+
+def _psnr3(res: dict) -> str:
+    return ", ".join("div" if (res.get(n) or {}).get("diverged") else _fmt((res.get(n) or {}).get("psnr"))
+                     for n in TABLE3) if res else "-"
+
+
+def _load(outs, names=("screen.json", "train.json")):
     screen, trained = {}, {}
     for out in outs:
         for name, dst in (("screen.json", screen), ("train.json", trained)):
+            if name not in names:
+                continue
             path = Path(out) / name
             if path.exists():
                 for k, v in json.loads(path.read_text()).items():
@@ -178,24 +192,31 @@ def table(outs) -> str:
                             d[t].update(v.get(t, {}))
                     else:
                         dst[k] = v
+    return screen, trained
+
+
+def table(outs, long=()) -> str:
+    """The evidence table: one row per reading found in the ``screen.json`` / ``train.json``
+    files of ``outs``, plus the ``train.json`` runs of ``long`` as extra columns."""
+    screen, trained = _load(outs)
+    _, longer = _load(long, ("train.json",))
     head = ["reading", "T3 lr_crit (B=32)", "T3 lr 100: predicted / observed", "T3 PSNR base, low, mid, high, "
             "coarse, fine", "T2 lr_crit mg, ff, base (lr 0.39, 0.39, 0.24)", "T2: predicted / observed",
-            "T2 mean PSNR mg, ff, base"]
+            "T2 mean PSNR mg, ff, base", "printed epochs: T3 PSNR", "printed epochs: T2 mean PSNR"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for rd in [r for r in screen] + [r for r in trained if r not in screen]:
+    for rd in [r for r in screen] + [r for r in [*trained, *longer] if r not in screen]:
         sc, tr = screen.get(rd, {}), trained.get(rd, {"2": {}, "3": {}})
         t3 = [sc.get(f"3/{n}") for n in TABLE3 if sc.get(f"3/{n}")]
         t2 = [sc.get(f"2/{n}") for n in TABLE2 if sc.get(f"2/{n}")]
         crit3 = f"{min(r['lr_crit'] for r in t3):.3g}-{max(r['lr_crit'] for r in t3):.3g}" if t3 else "-"
         obs3 = f"{sum(r['predicted_stable'] for r in t3)}/{len(t3)} / {_observed(t3)}" if t3 else "-"
-        psnr3 = ", ".join("div" if (tr["3"].get(n) or {}).get("diverged") else _fmt((tr["3"].get(n) or {}).get("psnr"))
-                          for n in TABLE3) if tr["3"] else "-"
+        psnr3 = _psnr3(tr["3"])
+        lg = longer.get(rd, {"2": {}, "3": {}})
         crit2 = ", ".join(_g(r["lr_crit"]) for r in t2) if t2 else "-"
         obs2 = f"{sum(r['predicted_stable'] for r in t2)}/{len(t2)} / {_observed(t2)}" if t2 else "-"
-        psnr2 = ", ".join(
-            (_fmt(tr["2"][n]["mean_psnr"]) + (f" ({tr['2'][n]['n_diverged']} div)" if tr["2"][n]["n_diverged"] else ""))
-            if n in tr["2"] else "-" for n in TABLE2) if tr["2"] else "-"
-        lines.append(f"| {rd} | {crit3} | {obs3} | {psnr3} | {crit2} | {obs2} | {psnr2} |")
+        psnr2 = _psnr2(tr["2"])
+        lines.append(f"| {rd} | {crit3} | {obs3} | {psnr3} | {crit2} | {obs2} | {psnr2} | {_psnr3(lg['3'])} "
+                     f"| {_psnr2(lg['2'])} |")
     return "\n".join(lines) + "\n\n" + agreement(screen)
 
 
@@ -223,7 +244,7 @@ def agreement(screen: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "table":
-        log(table(args.out))
+        log(table(args.out, args.long))
         return 0
     args.out = args.out[0]
     args.out.mkdir(parents=True, exist_ok=True)
