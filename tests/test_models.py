@@ -61,9 +61,9 @@ def test_mean_field_output_is_sqrt_n_smaller_than_ntk_output():
     x = jnp.asarray(np.random.default_rng(0).random((7, 2)), jnp.float32)
     outs = {}
     for p in ("ntk", "mean_field"):
-        m = CoordinateMLP(hidden=(256, 256), out_dim=2, parameterization=p, beta=0.0)
+        m = CoordinateMLP(hidden=(128, 128), out_dim=2, parameterization=p, beta=0.0)
         outs[p] = np.asarray(m.apply(m.init(jax.random.PRNGKey(0), x), x))
-    np.testing.assert_allclose(outs["mean_field"] * np.sqrt(256), outs["ntk"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(outs["mean_field"] * np.sqrt(128), outs["ntk"], rtol=1e-4, atol=1e-6)
 
 
 def test_unknown_parameterization_is_refused():
