@@ -114,7 +114,7 @@ class TrainConfig:
     beta: float = 0.1  # bias scale of the NTK parameterisation
     checkpoints: tuple[int, ...] | None = None  # epochs to measure at; None = (0, epochs//2, epochs)
     curve_every: int | None = None  # full-data loss/PSNR every n epochs (training curve); None = ~30 points, 0 = off
-    ntk_points: int = 1024  # points in the fixed subset the NTK spectrum is computed on (0 = none)
+    ntk_points: int | None = None  # NTK points: None = the training set (capped per backend), n = n-point window, 0 = none
     ntk_method: str = "structured"  # kernel method for spectra ("structured" or "jacobian")
     seed: int = 0  # PRNG seed: initialisation and minibatch order
 

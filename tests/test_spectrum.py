@@ -91,7 +91,7 @@ def test_float64_scoped_and_psd_on_a_real_image(camera_points):
 
     for _ in range(20):
         v = step(v)
-    specs, kernels = ntk_spectrum(model, v, x, groups=True)
+    specs, kernels = ntk_spectrum(model, v, x, groups="ops")
     assert not jax.config.jax_enable_x64 and jnp.zeros(1).dtype == jnp.float32
     for name in ("total", "mlp", "grid", "no_grid", "encoding/level_0"):
         s, k = specs[name], kernels[name]

@@ -68,15 +68,17 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
         assert set(train.HISTORY_KEYS) <= set(h)
         assert h["ms_ssim_scales"] == 2 and h["ms_ssim_reduced"]  # 32 px: metrics' small-image fallback
         spectra = h["spectra"]
-        assert {"total", "mlp", "grid", "no_grid", "encoding/level_0", "encoding/level_1"} <= set(spectra)
-        assert h["spectrum"] is spectra["total"]
+        assert set(spectra) == {"total", "mlp", "grid", "no_grid"}  # per-op spectra: ntk_spectrum(groups="ops")
+        assert h["spectrum"] is spectra["total"] and h["ntk_points"] == 64
+        assert 0.0 < h["grid_offdiag_fraction"] < 1.0  # an 8x8 window: neighbouring pixels share nodes
         for s in spectra.values():
             assert s.eigenvalues.shape == (64,) and s.floor > 0
             assert np.all(np.diff(s.eigenvalues) <= 0) and 0 < s.n_above_floor <= 64
     assert r.history[0]["train_loss"] is None and r.history[2]["train_loss"] == r.losses[5]
 
     # Files and their keys.
-    assert json.loads((tmp_path / "run.json").read_text())["options"]["ntk_points"] == 64
+    options = json.loads((tmp_path / "run.json").read_text())["options"]
+    assert (options["ntk_points"], options["ntk_selection"], options["ntk_window"]) == (64, "window", [8, 8])
     lines = [json.loads(t) for t in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [ln["epoch"] for ln in lines] == [0, 3, 6]
     for ln, h in zip(lines, r.history):
@@ -86,7 +88,7 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
         assert ln["spectrum"]["no_grid"]["floor"] == h["spectra"]["no_grid"].floor
         assert (tmp_path / ln["checkpoint_file"]).exists()
         npz = np.load(tmp_path / ln["spectrum_file"])
-        np.testing.assert_array_equal(npz["eigenvalues/encoding/level_1"], h["spectra"]["encoding/level_1"].eigenvalues)
+        np.testing.assert_array_equal(npz["eigenvalues/grid"], h["spectra"]["grid"].eigenvalues)
     assert np.load(tmp_path / "spectra" / "ntk_x.npy").shape == (64, 2)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"config", "options", "complete", "diverged", "diverged_epoch", "seconds", "final", "losses",
