@@ -286,3 +286,22 @@ def test_curve_is_full_data_loss_at_regular_epochs_and_survives_resume(tmp_path)
     again = train.load_run(tmp_path)
     assert again.curve == res.curve
     assert SMALL.replace(epochs=90).curve_epochs()[:3] == (0, 3, 6) and SMALL.replace(curve_every=0).curve_epochs() == ()
+
+
+def test_training_set_points_default_cap_and_errors(monkeypatch):
+    x, _ = astronaut(16)
+    pts, sel = train.training_set_points(x, None, (16, 16))
+    assert pts is x and sel == {"ntk_points": 256, "ntk_selection": "all", "ntk_window": [16, 16]}
+    pts, sel = train.training_set_points(x, 64, (16, 16))
+    assert sel["ntk_selection"] == "window" and sel["ntk_window"] == [8, 8] and pts.shape == (64, 2)
+    assert train.training_set_points(x, 0, (16, 16))[0] is None
+    with pytest.raises(ValueError, match="ntk_points=300 exceeds the 256 training points"):
+        train.training_set_points(x, 300, (16, 16))
+    from ntkgrid import presets
+
+    monkeypatch.setitem(presets.NTK_POINTS_CAP, "cpu", 100)
+    with pytest.warns(RuntimeWarning, match="100 of the 256 training points"):
+        pts, sel = train.training_set_points(x, None, (16, 16))
+    assert sel == {"ntk_points": 100, "ntk_selection": "window", "ntk_window": [10, 10]}
+    _, sel = train.training_set_points(x, 50, None)  # not an image: a uniform random subset
+    assert sel["ntk_selection"] == "random" and sel["ntk_points"] == 50
