@@ -56,6 +56,10 @@ def test_sweep_outputs(sweep_dir):
             assert 5 < run["psnr"] < 80 and 0 <= run["ms_ssim"] <= 1 and not run["diverged"]
             assert run["checkpoints"] == {"start": None, "middle": 1, "end": 2}
             assert run["ntk_points"] == 16 and run["floor"] < run["lambda_max"]
+            assert run["ntk_selection"] == "window"  # a contiguous 4x4 block of the 16 px image
+            assert [c["epoch"] for c in run["curve"]] == [0, 1, 2] and run["curve"][-1]["psnr"] == pytest.approx(
+                run["psnr"])
+            assert (run["grid_offdiag_fraction"] is None) == (enc == "baseline")
     rows = {r["encoding"]: r for r in res["summary"]}
     for enc in ("baseline", "multigrid"):
         ps = [i["runs"][enc]["psnr"] for i in res["images"]]
@@ -71,6 +75,12 @@ def test_sweep_outputs(sweep_dir):
             assert m["mean"][0] >= m["mean"][-1] and m["floor"] > 0
     report = (sweep_dir / "report.md").read_text()
     assert "![mean spectra](spectra.png)" in report and "Paper's ordering multigrid > baseline" in report
+    assert "## Theorem 1" in report and "![ratio](theorem1_ratio.png)" in report
+    assert _is_png(sweep_dir / "theorem1_ratio.png") and _is_png(sweep_dir / "training_curves.png")
+    claims = _json(sweep_dir / "theorem1_ratio.json")
+    assert {(p["name"], p["kernel"]) for p in claims["per_image"]} == {("multigrid", "total"), ("multigrid", "no_grid")}
+    assert len(claims["per_image"]) == 2 * 2 * 2  # images x checkpoints x kernels
+    assert all(p["verdict"] in ("holds", "does not hold") for p in claims["per_image"])
     assert all(i["image_id"] in report for i in res["images"])
     assert "| multigrid | 2 | 0 |" in (sweep_dir / "summary.md").read_text()
     csv = (sweep_dir / "summary.csv").read_text().splitlines()
