@@ -171,7 +171,7 @@ def spectrum_from_kernel(kernel: np.ndarray, backend: str | None = None) -> Spec
 
 
 def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", groups: bool | str = False,
-                 block_size: int = 1024, backend: str | None = None):
+                 block_size: int = 1024, backend: str | None = None, solve: Sequence[str] | None = None):
     """Float64 empirical NTK spectrum of ``model`` at ``variables`` on ``x`` (``(N, d)``).
 
     The traced kernel (mean over outputs) is used. With ``groups`` (``True`` or ``"ops"``,
@@ -180,6 +180,9 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
     has a grid: ``total - grid``, the paper's "MPE (No Grid)", which is exactly the
     ``"mlp"`` group (the same array and spectrum, solved once); otherwise
     ``(Spectrum, kernel)``. ``backend``: the eigensolver's (see :func:`eigvalsh`).
+    ``solve``: with ``groups``, the groups whose spectra are computed (default: all; the
+    kernels are returned for every group). A model without a grid has ``mlp == total``:
+    that spectrum is solved once.
     """
     import jax
     import jax.numpy as jnp
@@ -194,9 +197,18 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
     if not groups:
         return spectrum_from_kernel(k, backend), k
     k = dict(k)
-    spectra = {name: spectrum_from_kernel(v, backend) for name, v in k.items()}
     if "grid" in k:
-        k["no_grid"], spectra["no_grid"] = k["mlp"], spectra["mlp"]
+        k["no_grid"] = k["mlp"]
+    wanted = set(k) if solve is None else set(solve) & set(k)
+    wanted.add("total")
+    if wanted & {"mlp", "no_grid"}:
+        wanted |= {"mlp", "no_grid"} & set(k)  # one array, two names
+    spectra = {}
+    for name in k:  # "total" first; aliases of a solved array reuse its spectrum
+        if name not in wanted:
+            continue
+        same = next((g for g in spectra if k[g] is k[name] or (name == "mlp" and "grid" not in k)), None)
+        spectra[name] = spectra[same] if same is not None else spectrum_from_kernel(k[name], backend)
     return spectra, k
 
 

@@ -897,10 +897,12 @@ def checkpoint_variables(run_path: str | os.PathLike, epoch: int) -> dict:
 
 
 def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int, *, out_dim: int = 3,
-                      groups: bool = False):
+                      groups: bool | str = False, solve: Sequence[str] | None = None, scale_mlp: float | None = None):
     """Float64 NTK of a run's checkpoint at ``epoch`` on the run's own spectrum points
-    (``spectra/ntk_x.npy``): ``(Spectrum, kernel)`` or, with ``groups``, ``({group:
-    Spectrum}, {group: kernel})`` as :func:`ntkgrid.spectrum.ntk_spectrum`."""
+    (``spectra/ntk_x.npy``): ``(Spectrum, kernel)`` or, with ``groups`` (``True`` or
+    ``"ops"``), ``({group: Spectrum}, {group: kernel})`` as
+    :func:`ntkgrid.spectrum.ntk_spectrum` (``solve``: the groups to solve). ``scale_mlp``:
+    first scale the dense layers (:func:`ntkgrid.theory.scale_mlp`; a constructed control)."""
     from ntkgrid.spectrum import ntk_spectrum
 
     x_path = Path(run_path) / "spectra" / "ntk_x.npy"
@@ -908,8 +910,12 @@ def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int,
         raise SweepError(f"{x_path}: the run recorded no NTK points (ntk_points=0?)")
     x = np.load(x_path)
     variables = checkpoint_variables(run_path, epoch)
+    if scale_mlp is not None:
+        from ntkgrid.theory import scale_mlp as scale
+
+        variables = scale(variables, scale_mlp)
     model = cfg.model(x.shape[1], out_dim)
-    return ntk_spectrum(model, variables, x, method=cfg.ntk_method, groups=groups)
+    return ntk_spectrum(model, variables, x, method=cfg.ntk_method, groups=groups, solve=solve)
 
 
 def grid_tables(cfg: TrainConfig, variables: Mapping) -> list[tuple[str, np.ndarray]]:

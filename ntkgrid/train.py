@@ -295,16 +295,20 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
 
 
-def _spectra_with_fallback(cfg: TrainConfig, model, variables, ntk_x: np.ndarray, window) -> tuple[dict, dict]:
+def _spectra_with_fallback(cfg: TrainConfig, model, variables, ntk_x: np.ndarray, window,
+                           all_groups: bool = True) -> tuple[dict, dict]:
     """``({group: Spectrum}, {group: kernel})`` on ``ntk_x``; if the kernel does not fit in
     memory, warns and retries on the CPU cap (:data:`ntkgrid.presets.NTK_POINTS_CAP`):
-    a centred window of ``window`` ``(h, w)`` (image points), else the first points."""
+    a centred window of ``window`` ``(h, w)`` (image points), else the first points.
+    ``all_groups=False`` solves only the total kernel's spectrum (the group kernels are
+    still returned, e.g. for the grid's off-diagonal share)."""
     from ntkgrid.spectrum import ntk_spectrum
 
     groups = cfg.ntk_method == "structured"
 
     def solve(points):
-        spec, kernels = ntk_spectrum(model, variables, points, method=cfg.ntk_method, groups=groups)
+        spec, kernels = ntk_spectrum(model, variables, points, method=cfg.ntk_method, groups=groups,
+                                     solve=None if all_groups else ("total",))
         return (spec, kernels) if groups else ({"total": spec}, {"total": kernels})
 
     try:
@@ -326,7 +330,7 @@ def _spectra_with_fallback(cfg: TrainConfig, model, variables, ntk_x: np.ndarray
 
 
 def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, ntk_x, eval_fn,
-             ntk_window=None) -> dict:
+             ntk_window=None, last: bool = True) -> dict:
     """A history entry (without epoch/train_loss/seconds) for ``variables``."""
     from ntkgrid import metrics
 
@@ -354,7 +358,8 @@ def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, n
             else:
                 entry["ms_ssim_scales"], entry["ms_ssim_reduced"] = 0, True
     if ntk_x is not None:
-        spectra, kernels = _spectra_with_fallback(cfg, model, variables, ntk_x, ntk_window)
+        all_groups = last or cfg.ntk_group_spectra == "every"
+        spectra, kernels = _spectra_with_fallback(cfg, model, variables, ntk_x, ntk_window, all_groups)
         entry["spectra"], entry["spectrum"] = spectra, spectra["total"]
         entry["ntk_points"] = int(spectra["total"].eigenvalues.size)
         if "grid" in kernels:
@@ -755,7 +760,8 @@ def fit(
         """Measure and save ``epoch``; False if its loss is non-finite (divergence)."""
         nonlocal kept, kept_epoch
         host = _host_copy(variables)  # a copy: the device buffers are donated to the next epoch
-        entry = _measure(cfg, model, host, x, y, shape, ntk_x, eval_fn, selection["ntk_window"])
+        entry = _measure(cfg, model, host, x, y, shape, ntk_x, eval_fn, selection["ntk_window"],
+                         last=epoch == cfg.epochs)
         if not add_curve_point(epoch, entry):
             return False
         entry["epoch"] = epoch

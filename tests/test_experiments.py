@@ -79,7 +79,7 @@ def test_sweep_outputs(sweep_dir):
     assert _is_png(sweep_dir / "theorem1_ratio.png") and _is_png(sweep_dir / "training_curves.png")
     claims = _json(sweep_dir / "theorem1_ratio.json")
     assert {(p["name"], p["kernel"]) for p in claims["per_image"]} == {("multigrid", "total"), ("multigrid", "no_grid")}
-    assert len(claims["per_image"]) == 2 * 2 * 2  # images x checkpoints x kernels
+    assert len(claims["per_image"]) == 2 * 3  # images x (middle: total; end: total, no_grid)
     assert all(p["verdict"] in ("holds", "does not hold") for p in claims["per_image"])
     assert all(i["image_id"] in report for i in res["images"])
     assert "| multigrid | 2 | 0 |" in (sweep_dir / "summary.md").read_text()
@@ -321,7 +321,15 @@ def test_grid_ablation_on_a_sweep(sweep_dir, tmp_path):
     for cp in ("middle", "end"):
         s = th["summary"][cp]
         assert s["images"] == 2 and s["weyl_holds"] == 2 and s["lambda_min_grid_median"] > 0
-        assert 0 <= s["baseline_below_total_fraction_mean"] <= 1
+        assert s["ntk_points"] == [16] and 0 <= s["grid_offdiag_fraction_mean"] < 1
+        for key in ("total", "no_grid"):
+            t = s[f"theorem1_{key}"]
+            assert t["images_compared"] == 2 and 0 <= t["fraction_mean"] <= 1
+            assert t["on_mean"]["verdict"] in ("holds", "does not hold")
+    # The control is built to fail, and the report says so.
+    assert th["control"][0]["verdict"] == "does not hold" and th["control"][0]["scale"] == grid_ablation.CONTROL_SCALE
+    report = (out / "report.md").read_text()
+    assert "verdict **does not hold**" in report and _is_png(out / "theorem1_ratio.png")
     groups = _json(out / "levels.json")["groups"]
     assert {"total", "no_grid", "grid", "mlp", "encoding/level_0", "encoding/level_1"} <= set(groups)
     assert "Theorem 1" in (out / "report.md").read_text()
