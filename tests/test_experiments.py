@@ -213,6 +213,7 @@ def test_unusable_data_root_is_a_clear_error(tmp_path, capsys, make):
 @pytest.mark.parametrize("argv,needle", [
     (["--shard", "3/2"], "shard index"),
     (["--size", "4"], "--size must be >= 11"),
+    (["--size", "16", "--ntk-points", "300"], "--ntk-points 300 exceeds the 16x16 = 256 pixels"),
     (["--config-json", "multigrid"], "NAME=PATH"),
     (["--config-json", "hashgrid=x.json"], "unknown name"),
     (["--config-json", "multigrid=/nonexistent/best.json"], "/nonexistent/best.json"),
