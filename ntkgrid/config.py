@@ -144,8 +144,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # None: an epoch is one pass over all points; n: n minibatches
     checkpoints: tuple[int, ...] | None = None  # epochs to measure at; None = (0, epochs//2, epochs)
     curve_every: int | None = None  # full-data loss/PSNR every n epochs (training curve); None = ~30 points, 0 = off
-    ntk_points: int = 1024  # points in the fixed subset the NTK spectrum is computed on (0 = none)
+    ntk_points: int | None = None  # NTK points: None = the training set (capped per backend), n = n-point window, 0 = none
     ntk_method: str = "structured"  # kernel method for spectra ("structured" or "jacobian")
+    ntk_group_spectra: str = "last"  # spectra of the mlp/no_grid/grid kernels: at "every" checkpoint or the "last"
     seed: int = 0  # PRNG seed: initialisation and minibatch order
 
     def __post_init__(self):
@@ -153,6 +154,8 @@ class TrainConfig:
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError(f"need epochs >= 1, batch_size >= 1, learning_rate > 0; got {self}")
+        if self.ntk_group_spectra not in ("every", "last"):
+            raise ValueError(f"ntk_group_spectra must be 'every' or 'last', got {self.ntk_group_spectra!r}")
         if self.curve_every is not None and self.curve_every < 0:
             raise ValueError(f"curve_every must be >= 0 or None, got {self.curve_every}")
         for name, value, allowed in (("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS),

@@ -30,13 +30,16 @@ At each epoch of ``cfg.checkpoint_epochs()`` plus the final epoch (always measur
 :func:`fit` records a history entry (see :data:`HISTORY_KEYS`): full-data loss,
 PSNR/MS-SSIM (images; predictions clipped to ``[0, 1]``, metrics in float64), accuracy
 (``bce``), the float64 NTK spectrum on a fixed evaluation subset split by parameter group
-(:func:`ntkgrid.spectrum.ntk_spectrum`, ``groups=True``), and ``eval_fn``'s extras.
+(:func:`ntkgrid.spectrum.ntk_spectrum`, ``groups=True``) on the training set
+(:func:`training_set_points`: every training point, or a contiguous window of pixels where
+the backend's cap requires one), the grid kernel's off-diagonal share, and ``eval_fn``'s
+extras.
 
 Files in ``out_dir`` (all written atomically):
 
 * ``run.json``: ``{"format", "label", "config", "options"}``, written at the start;
   ``options`` = ``{"n_points", "dim", "out_dim", "epoch_size", "image_shape",
-  "ntk_points", "data_hash", "ntk_hash"}``. A later call with a different config or data
+  "ntk_points", "ntk_selection", "ntk_window", "data_hash", "ntk_hash"}``. A later call with a different config or data
   in the same ``out_dir`` raises ``ValueError`` naming the differing fields.
 * ``metrics.jsonl``: one JSON line per measured epoch: the scalar keys of the history
   entry, ``"spectrum"`` as ``{group: {"lambda_max", "lambda_min", "floor",
@@ -77,6 +80,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +95,8 @@ import optax
 from ntkgrid.config import TrainConfig
 from ntkgrid.spectrum import Spectrum
 
-__all__ = ["HISTORY_KEYS", "RunResult", "TRACE_COUNTS", "fit", "load_run", "load_spectra", "make_epoch_fn", "predict"]
+__all__ = ["HISTORY_KEYS", "RunResult", "TRACE_COUNTS", "fit", "load_run", "load_spectra", "make_epoch_fn",
+           "ntk_points_cap", "predict", "training_set_points"]
 
 FORMAT = 1
 
@@ -100,9 +105,11 @@ FORMAT = 1
 #: (mean minibatch loss of that epoch; None at 0), psnr (dB, clipped output, mse only),
 #: ms_ssim, ms_ssim_scales, ms_ssim_reduced (images only), accuracy (bce only: logit > 0
 #: vs label > 0.5), spectrum (the "total" :class:`Spectrum`), spectra ({group: Spectrum}),
-#: seconds (cumulative wall time of the run at this checkpoint).
+#: ntk_points (how many points the kernels were taken on), grid_offdiag_fraction (share of
+#: the grid kernel's squared Frobenius norm off its diagonal: 0 when no two of those points
+#: share a grid node; None without a grid), seconds (cumulative wall time of the run).
 HISTORY_KEYS = ("epoch", "loss", "train_loss", "psnr", "ms_ssim", "ms_ssim_scales", "ms_ssim_reduced",
-                "accuracy", "spectrum", "spectra", "seconds")
+                "accuracy", "spectrum", "spectra", "ntk_points", "grid_offdiag_fraction", "seconds")
 
 #: How many times each jitted function was traced (``"epoch"``, ``"predict"``); a Python
 #: side effect inside the traced bodies, for tests and profiling.
@@ -302,10 +309,49 @@ def _curve_point(cfg: TrainConfig, model, variables, coords, targets) -> dict:
     return point
 
 
-def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, ntk_x, eval_fn) -> dict:
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}"
+    return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
+def _spectra_with_fallback(cfg: TrainConfig, model, variables, ntk_x: np.ndarray, window,
+                           all_groups: bool = True) -> tuple[dict, dict]:
+    """``({group: Spectrum}, {group: kernel})`` on ``ntk_x``; if the kernel does not fit in
+    memory, warns and retries on the CPU cap (:data:`ntkgrid.presets.NTK_POINTS_CAP`):
+    a centred window of ``window`` ``(h, w)`` (image points), else the first points.
+    ``all_groups=False`` solves only the total kernel's spectrum (the group kernels are
+    still returned, e.g. for the grid's off-diagonal share)."""
+    from ntkgrid.spectrum import ntk_spectrum
+
+    groups = cfg.ntk_method == "structured"
+
+    def solve(points):
+        spec, kernels = ntk_spectrum(model, variables, points, method=cfg.ntk_method, groups=groups,
+                                     solve=None if all_groups else ("total",))
+        return (spec, kernels) if groups else ({"total": spec}, {"total": kernels})
+
+    try:
+        return solve(ntk_x)
+    except Exception as err:  # noqa: BLE001 - XlaRuntimeError has no stable import path
+        cap = ntk_points_cap("cpu")
+        if not _is_out_of_memory(err) or ntk_x.shape[0] <= cap:
+            raise
+        if window is not None:
+            from ntkgrid.data.images import ntk_window
+
+            idx, _ = ntk_window(window, cap)
+        else:
+            idx = np.arange(cap)
+        warnings.warn(f"NTK on {ntk_x.shape[0]} points ran out of memory ({type(err).__name__}); "
+                      f"spectra on {idx.size} points instead (ntkgrid.presets.NTK_POINTS_CAP['cpu'])",
+                      RuntimeWarning, stacklevel=2)
+        return solve(ntk_x[idx])
+
+
+def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, ntk_x, eval_fn,
+             ntk_window=None, last: bool = True) -> dict:
     """A history entry (without epoch/train_loss/seconds) for ``variables``."""
     from ntkgrid import metrics
-    from ntkgrid.spectrum import ntk_spectrum
 
     pred = predict(model, variables, coords)
     y = targets.astype(np.float64)
@@ -331,10 +377,14 @@ def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, n
             else:
                 entry["ms_ssim_scales"], entry["ms_ssim_reduced"] = 0, True
     if ntk_x is not None:
-        groups = cfg.ntk_method == "structured"
-        spec, _ = ntk_spectrum(model, variables, ntk_x, method=cfg.ntk_method, groups=groups)
-        spectra = spec if groups else {"total": spec}
+        all_groups = last or cfg.ntk_group_spectra == "every"
+        spectra, kernels = _spectra_with_fallback(cfg, model, variables, ntk_x, ntk_window, all_groups)
         entry["spectra"], entry["spectrum"] = spectra, spectra["total"]
+        entry["ntk_points"] = int(spectra["total"].eigenvalues.size)
+        if "grid" in kernels:
+            from ntkgrid.spectrum import offdiag_fraction
+
+            entry["grid_offdiag_fraction"] = offdiag_fraction(kernels["grid"])
     if eval_fn is not None:
         extra = dict(eval_fn(_jit_apply(model), variables))
         clash = sorted(set(extra) & set(HISTORY_KEYS))
@@ -542,16 +592,47 @@ def _hash(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _default_ntk_x(coords: np.ndarray, n: int, image_shape) -> np.ndarray | None:
-    if n <= 0:
-        return None
-    if image_shape is not None:
-        from ntkgrid.data.images import eval_subset
+def ntk_points_cap(backend: str | None = None) -> int:
+    """Most kernel points taken by default on ``backend`` (JAX's default backend if None):
+    :data:`ntkgrid.presets.NTK_POINTS_CAP`."""
+    from ntkgrid.presets import NTK_POINTS_CAP
 
-        return coords[eval_subset(image_shape, n)]
-    if n >= coords.shape[0]:
-        return coords
-    return coords[np.sort(np.random.default_rng(0).choice(coords.shape[0], n, replace=False))]
+    return NTK_POINTS_CAP.get(backend or jax.default_backend(), NTK_POINTS_CAP["cpu"])
+
+
+def training_set_points(coords: np.ndarray, n: int | None, image_shape=None) -> tuple[np.ndarray | None, dict]:
+    """The points NTK spectra are computed on, and how they were chosen.
+
+    ``coords``: ``(N, d)`` training points; ``n``: ``TrainConfig.ntk_points`` (``None``:
+    the whole training set up to :func:`ntk_points_cap`; ``0``: none; ``n``: a cap of ``n``
+    points). For images (``image_shape`` given) a cap is a contiguous centred window of
+    pixels (:func:`ntkgrid.data.images.ntk_window`); for other data a uniform random subset
+    drawn with seed 0 (training draws its points uniformly from the same pool).
+
+    Returns ``(points (M, d) or None, {"ntk_points": M, "ntk_selection": "all" | "window" |
+    "random" | None, "ntk_window": [h, w] or None})``. Raises ``ValueError`` naming the
+    value when an explicit ``n`` exceeds the ``N`` training points.
+    """
+    none = {"ntk_points": 0, "ntk_selection": None, "ntk_window": None}
+    total = coords.shape[0]
+    if n is not None and int(n) <= 0:
+        return None, none
+    if n is not None and int(n) > total:
+        raise ValueError(f"ntk_points={n} exceeds the {total} training points; use ntk_points=None for all of them")
+    cap = ntk_points_cap() if n is None else int(n)
+    if cap >= total:
+        return coords, {"ntk_points": total, "ntk_selection": "all",
+                        "ntk_window": list(image_shape[:2]) if image_shape is not None else None}
+    if n is None:
+        warnings.warn(f"NTK spectra on {cap} of the {total} training points (the {jax.default_backend()} cap, "
+                      "ntkgrid.presets.NTK_POINTS_CAP)", RuntimeWarning, stacklevel=3)
+    if image_shape is not None:
+        from ntkgrid.data.images import ntk_window
+
+        idx, hw = ntk_window(image_shape, cap)
+        return coords[idx], {"ntk_points": int(idx.size), "ntk_selection": "window", "ntk_window": list(hw)}
+    idx = np.sort(np.random.default_rng(0).choice(total, cap, replace=False))
+    return coords[idx], {"ntk_points": cap, "ntk_selection": "random", "ntk_window": None}
 
 
 def _validate(cfg: TrainConfig, coords, targets, image_shape, epoch_size):
@@ -600,11 +681,12 @@ def fit(
       coords: ``(N, d)`` points in ``[0, 1]^d`` (float32); the pool for ``epoch_size``.
       targets: ``(N, O)`` values: RGB in ``[0, 1]`` (``mse``) or labels in ``[0, 1]`` (``bce``).
       image_shape: ``(H, W)`` (or ``(H, W, O)``) with ``H W = N`` when the points are an
-        image's pixels in row-major order; enables MS-SSIM and picks the NTK subset as
-        a regular sub-grid (:func:`ntkgrid.data.images.eval_subset`).
-      ntk_x: ``(M, d)`` points for the NTK spectra; default ``cfg.ntk_points`` of ``coords``
-        (an image sub-grid, else a random subset drawn with seed 0, the same for every
-        ``cfg.seed``); ``cfg.ntk_points == 0`` and no ``ntk_x``: no spectra.
+        image's pixels in row-major order; enables MS-SSIM, and a cap on the NTK points
+        then takes a contiguous window of pixels (:func:`training_set_points`).
+      ntk_x: ``(M, d)`` points for the NTK spectra; default: chosen from ``coords`` by
+        :func:`training_set_points` with ``cfg.ntk_points`` (the whole training set up to
+        the backend's cap; the same points for every ``cfg.seed``); ``cfg.ntk_points == 0``
+        and no ``ntk_x``: no spectra.
       eval_fn: ``eval_fn(apply, variables) -> {name: value}`` called at every measured
         epoch; ``apply(variables, x)`` is the jitted model. Values should be numbers.
       out_dir: directory for the files listed in the module docstring; None writes none.
@@ -625,14 +707,16 @@ def fit(
     n, d = x.shape
     o = y.shape[1]
     if ntk_x is None:
-        ntk_x = _default_ntk_x(x, cfg.ntk_points, shape)
+        ntk_x, selection = training_set_points(x, cfg.ntk_points, shape)
     else:
         ntk_x = np.asarray(ntk_x, np.float32)
         if ntk_x.ndim != 2 or ntk_x.shape[1] != d:
             raise ValueError(f"ntk_x must have shape (M, {d}), got {ntk_x.shape}")
+        whole = shape is not None and np.array_equal(ntk_x, x)  # the training image itself
+        selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "all" if whole else "given",
+                     "ntk_window": list(shape) if whole else None}
     options = {"n_points": n, "dim": d, "out_dim": o, "epoch_size": e_size,
-               "image_shape": list(shape) if shape else None,
-               "ntk_points": 0 if ntk_x is None else int(ntk_x.shape[0]),
+               "image_shape": list(shape) if shape else None, **selection,
                "data_hash": _hash(x, y), "ntk_hash": None if ntk_x is None else _hash(ntk_x)}
     config = cfg.to_dict()
 
@@ -698,7 +782,8 @@ def fit(
         """Measure and save ``epoch``; False if its loss is non-finite (divergence)."""
         nonlocal kept, kept_epoch
         host = _host_copy(variables)  # a copy: the device buffers are donated to the next epoch
-        entry = _measure(cfg, model, host, x, y, shape, ntk_x, eval_fn)
+        entry = _measure(cfg, model, host, x, y, shape, ntk_x, eval_fn, selection["ntk_window"],
+                         last=epoch == cfg.epochs)
         if not add_curve_point(epoch, entry):
             return False
         entry["epoch"] = epoch

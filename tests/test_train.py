@@ -68,15 +68,17 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
         assert set(train.HISTORY_KEYS) <= set(h)
         assert h["ms_ssim_scales"] == 2 and h["ms_ssim_reduced"]  # 32 px: metrics' small-image fallback
         spectra = h["spectra"]
-        assert {"total", "mlp", "grid", "no_grid", "encoding/level_0", "encoding/level_1"} <= set(spectra)
-        assert h["spectrum"] is spectra["total"]
+        assert set(spectra) == {"total", "mlp", "grid", "no_grid"}  # per-op spectra: ntk_spectrum(groups="ops")
+        assert h["spectrum"] is spectra["total"] and h["ntk_points"] == 64
+        assert 0.0 < h["grid_offdiag_fraction"] < 1.0  # an 8x8 window: neighbouring pixels share nodes
         for s in spectra.values():
             assert s.eigenvalues.shape == (64,) and s.floor > 0
             assert np.all(np.diff(s.eigenvalues) <= 0) and 0 < s.n_above_floor <= 64
     assert r.history[0]["train_loss"] is None and r.history[2]["train_loss"] == r.losses[5]
 
     # Files and their keys.
-    assert json.loads((tmp_path / "run.json").read_text())["options"]["ntk_points"] == 64
+    options = json.loads((tmp_path / "run.json").read_text())["options"]
+    assert (options["ntk_points"], options["ntk_selection"], options["ntk_window"]) == (64, "window", [8, 8])
     lines = [json.loads(t) for t in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [ln["epoch"] for ln in lines] == [0, 3, 6]
     for ln, h in zip(lines, r.history):
@@ -86,7 +88,7 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
         assert ln["spectrum"]["no_grid"]["floor"] == h["spectra"]["no_grid"].floor
         assert (tmp_path / ln["checkpoint_file"]).exists()
         npz = np.load(tmp_path / ln["spectrum_file"])
-        np.testing.assert_array_equal(npz["eigenvalues/encoding/level_1"], h["spectra"]["encoding/level_1"].eigenvalues)
+        np.testing.assert_array_equal(npz["eigenvalues/grid"], h["spectra"]["grid"].eigenvalues)
     assert np.load(tmp_path / "spectra" / "ntk_x.npy").shape == (64, 2)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"config", "options", "complete", "diverged", "diverged_epoch", "seconds", "final", "losses",
@@ -342,3 +344,45 @@ def test_run_json_written_before_the_reading_fields_loads_and_resumes(tmp_path):
     assert old.config == cfg
     again = train.fit(cfg, x, y, out_dir=tmp_path, progress=False)  # same run: reused, not refused
     assert tree_equal(again.params, old.params)
+
+
+def test_training_set_points_default_cap_and_errors(monkeypatch):
+    x, _ = astronaut(16)
+    pts, sel = train.training_set_points(x, None, (16, 16))
+    assert pts is x and sel == {"ntk_points": 256, "ntk_selection": "all", "ntk_window": [16, 16]}
+    pts, sel = train.training_set_points(x, 64, (16, 16))
+    assert sel["ntk_selection"] == "window" and sel["ntk_window"] == [8, 8] and pts.shape == (64, 2)
+    assert train.training_set_points(x, 0, (16, 16))[0] is None
+    with pytest.raises(ValueError, match="ntk_points=300 exceeds the 256 training points"):
+        train.training_set_points(x, 300, (16, 16))
+    from ntkgrid import presets
+
+    monkeypatch.setitem(presets.NTK_POINTS_CAP, "cpu", 100)
+    with pytest.warns(RuntimeWarning, match="100 of the 256 training points"):
+        pts, sel = train.training_set_points(x, None, (16, 16))
+    assert sel == {"ntk_points": 100, "ntk_selection": "window", "ntk_window": [10, 10]}
+    _, sel = train.training_set_points(x, 50, None)  # not an image: a uniform random subset
+    assert sel["ntk_selection"] == "random" and sel["ntk_points"] == 50
+
+
+def test_out_of_memory_kernel_falls_back_to_the_cpu_cap_with_a_warning(monkeypatch):
+    """A kernel that does not fit in memory is retried on a centred window of the CPU cap;
+    the run goes on and records the points actually used."""
+    from ntkgrid import presets, spectrum
+
+    real = spectrum.ntk_spectrum
+
+    def small_memory(model, variables, x, **kw):
+        if x.shape[0] > 64:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.0GiB")
+        return real(model, variables, x, **kw)
+
+    monkeypatch.setattr(spectrum, "ntk_spectrum", small_memory)
+    monkeypatch.setitem(presets.NTK_POINTS_CAP, "cpu", 64)
+    x, y = astronaut(16)
+    with pytest.warns(RuntimeWarning) as record:
+        r = train.fit(SMALL.replace(encoding=MULTIGRID, epochs=1, checkpoints=(1,)), x, y, image_shape=(16, 16),
+                      ntk_x=x, progress=False)
+    assert any("ran out of memory" in str(w.message) for w in record)
+    assert r.final["ntk_points"] == 64 and r.final["spectrum"].eigenvalues.shape == (64,)
+    assert r.options["ntk_selection"] == "all"  # ntk_x was the whole image: the fallback is its centred 8x8
