@@ -231,7 +231,10 @@ def agreement(screen: dict) -> str:
     div = [r for r in pu if r["diverged"]]
     dead = [r for r in pu if not r["diverged"] and (r["psnr"] or 0.0) < COLLAPSED_DB]
     live = [r for r in pu if not r["diverged"] and (r["psnr"] or 0.0) >= COLLAPSED_DB]
-    ratio = lambda rs: ", ".join(f"{v:.2g}" for v in sorted(r["lr"] / r["lr_crit"] for r in rs))  # noqa: E731
+
+    def ratio(rs) -> str:
+        return ", ".join(f"{v:.2g}" for v in sorted(r["lr"] / r["lr_crit"] for r in rs))
+
     return "\n".join([
         f"- predicted stable (lr < lr_crit): {len(ps)} runs, {sum(not r['diverged'] for r in ps)} stayed finite "
         f"(lr / lr_crit of those that diverged: {ratio([r for r in ps if r['diverged']]) or 'none'})",
