@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--images", nargs="+", default=["chelsea", "astronaut", "coffee"],
                     help="train: bundled photos for Table 2 (default: %(default)s)")
     ap.add_argument("--tables", nargs="+", default=["2", "3"], choices=["2", "3"])
-    ap.add_argument("--configs3", nargs="+", default=list(TABLE3), choices=TABLE3)
+    ap.add_argument("--configs3", nargs="+", default=list(TABLE3), choices=TABLE3, help="Table 3 rows to run")
+    ap.add_argument("--configs2", nargs="+", default=list(TABLE2), choices=TABLE2, help="Table 2 rows to run")
     ap.add_argument("--out", type=Path, nargs="+", default=[Path("runs/recipe")],
                     help="output folder (table: every folder to merge)")
     ap.add_argument("--long", type=Path, nargs="*", default=[],
@@ -81,7 +82,7 @@ def screen(args) -> dict:
         rows = {}
         for table, cfgs in (("3", tables["3"]), ("2", tables["2"])):
             for name, base in cfgs.items():
-                if table == "3" and name not in args.configs3:
+                if name not in (args.configs3 if table == "3" else args.configs2):
                     continue
                 cfg = presets.reading(base, rd)
                 x, y = image_to_dataset(img, pixels=cfg.pixels)
@@ -125,7 +126,7 @@ def train(args) -> dict:
                 log(f"{rd:24s} T3 {name:16s} PSNR {res['3'][name]['psnr']} diverged {run.diverged} "
                     f"({res['3'][name]['seconds']:.0f} s)")
         if "2" in args.tables:
-            for name in TABLE2:
+            for name in args.configs2:
                 vals = []
                 for image in args.images:
                     img = bundled_image(image, args.size)

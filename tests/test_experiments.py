@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import grid_ablation, imagenet_sweep, inspect_grid, ntk_evolution, scaling, tune
+from experiments import grid_ablation, imagenet_sweep, inspect_grid, ntk_evolution, recipe, scaling, tune
 from ntkgrid import presets, sweep
 from ntkgrid.config import TrainConfig
 
@@ -447,3 +447,20 @@ def test_activation_regions_match_a_brute_force_count():
         first.setdefault(p, len(first))
         assert ar["ids"][i] == first[p]
     assert ar["per_layer"] == [len({tuple(f[i]) for i in range(len(x))}) for f in feats]
+
+
+def test_recipe_screen_predicts_and_observes_and_tabulates(tmp_path, capsys):
+    """experiments.recipe on a 16 px image: the init-NTK prediction (lr < lr_crit) and the
+    observed outcome are recorded per row, and the table has the reading's row."""
+    out = tmp_path / "recipe"
+    assert recipe.main(["screen", "--readings", "literal", "--configs3", "baseline", "--configs2", "baseline",
+                        "--size", "16", "--screen-epochs", "1", "--out", str(out)]) == 0
+    rows = _json(out / "screen.json")["literal"]
+    assert set(rows) == {"3/baseline", "2/baseline"}
+    for r in rows.values():
+        assert r["predicted_stable"] == (r["lr"] < r["lr_crit"]) and len(r["lambda_max"]) == 4
+    assert not rows["3/baseline"]["predicted_stable"] and rows["2/baseline"]["predicted_stable"]
+    capsys.readouterr()
+    assert recipe.main(["table", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| literal | " in text and "predicted stable (lr < lr_crit): 1 runs" in text
