@@ -122,6 +122,6 @@ def test_paper_tables_train_under_their_readings_and_quick_under_the_literal_one
         for cfg in table.values():
             assert cfg == P.reading(cfg, rd)
     assert P.SCALING["baseline"].parameterization == "mean_field"
-    assert P.IMAGENET["baseline"].parameterization == "standard"
+    assert P.IMAGENET["baseline"].parameterization == "ntk"
     for cfg in (*P.SCALING_QUICK.values(), *P.IMAGENET_QUICK.values()):
         assert cfg == P.reading(cfg, "literal")
