@@ -381,7 +381,8 @@ def test_download_unreachable_raises_helpful_dataerror(tmp_path, error):
         M.download_stanford("armadillo", tmp_path, urlopen=urlopen)
     msg = str(ei.value)
     assert "could not reach https://graphics.stanford.edu/pub/3Dscanrep/armadillo/Armadillo.ply.gz" in msg
-    assert "download it by hand" in msg and "--mesh PATH" in msg
+    assert "by hand" in msg and "--mesh PATH" in msg
+    assert f"place the .ply at {tmp_path / 'armadillo.ply'}" in msg
     assert list(tmp_path.iterdir()) == []
 
 
