@@ -418,7 +418,7 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
             with np.load(cache) as z:
                 if str(z["ntk_hash"]) == key:
                     for o in NTK_OUTPUTS:
-                        groups = [k.split("/")[2] for k in z.files if k.startswith(f"eigenvalues/{o}/")]
+                        groups = [k.split("/", 2)[2] for k in z.files if k.startswith(f"eigenvalues/{o}/")]
                         out[o][epoch] = {g: Spectrum(z[f"eigenvalues/{o}/{g}"], float(z[f"floor/{o}/{g}"]),
                                                      int(z[f"n_above_floor/{o}/{g}"]), int(z[f"n_negative/{o}/{g}"]),
                                                      float(z[f"asymmetry/{o}/{g}"])) for g in groups}

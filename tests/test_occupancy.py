@@ -156,6 +156,44 @@ def test_fresh_points_every_epoch_labelled_and_cached_exactly(tmp_path):
     assert not np.array_equal(other(0)[0], x0) and other.labelled == 2000  # another seed: its own stream
 
 
+def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobians(tmp_path):
+    """Both kernels against J J^T of explicit float64 Jacobians: of the logit, and of
+    sigmoid(logit) (the output the BCE loss sees); the sigmoid one is not the logit one."""
+    import jax
+    import jax.flatten_util
+    import jax.numpy as jnp
+    import flax.serialization
+
+    from ntkgrid.config import EncodingConfig, TrainConfig
+    from ntkgrid.train import fit
+
+    cfg = TrainConfig(hidden=(8, 8), loss="bce", epochs=2, batch_size=32, learning_rate=5.0, ntk_points=0,
+                      checkpoints=(2,), encoding=EncodingConfig("multigrid", features_per_level=2, num_levels=2,
+                                                                  min_res=3, max_res=5))
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 3)).astype(np.float32)
+    y = (_inside_octahedron(x)[:, None]).astype(np.float32)
+    fit(cfg, x, y, out_dir=tmp_path / "run", progress=False)
+    ntk_x = rng.random((12, 3)).astype(np.float32)
+    got = occ.checkpoint_spectra(cfg, tmp_path / "run", [2], ntk_x)
+    model = cfg.model(3, 1)
+    variables = flax.serialization.msgpack_restore((tmp_path / "run/checkpoints/epoch_000002.msgpack").read_bytes())
+    with jax.enable_x64(True):
+        v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables["variables"])
+        flat, unravel = jax.flatten_util.ravel_pytree(v64["params"])
+        x64 = jnp.asarray(ntk_x, jnp.float64)
+        f = lambda p: model.clone(param_dtype=jnp.float64).apply({"params": unravel(p)}, x64)[:, 0]  # noqa: E731
+        jacs = np.asarray(jax.jacrev(lambda p: jnp.stack([f(p), jax.nn.sigmoid(f(p))]))(flat))  # (2, P, n)
+        for output, jac in zip(("logit", "sigmoid"), jacs):
+            want = np.sort(np.linalg.eigvalsh(jac @ jac.T))[::-1]
+            have = got[output][2]["total"].eigenvalues
+            np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-9 * want[0])
+    assert got["sigmoid"][2]["total"].eigenvalues[0] < 0.26 ** 2 * got["logit"][2]["total"].eigenvalues[0]
+    assert set(got["logit"][2]) >= {"total", "grid", "no_grid"}
+    again = occ.checkpoint_spectra(cfg, tmp_path / "run", [2], ntk_x)  # read back from ntk/epoch_000002.npz
+    np.testing.assert_array_equal(again["sigmoid"][2]["grid"].eigenvalues, got["sigmoid"][2]["grid"].eigenvalues)
+
+
 def test_prepare_data_rejects_a_surface_enclosing_no_volume():
     sheet = M.mesh_from_arrays([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], [[0, 1, 2], [1, 3, 2]],
                                source="sheet.off")
@@ -227,6 +265,38 @@ def test_main_tiny_run_writes_outputs_and_reports_bad_meshes(tmp_path, capsys):
     assert run["config"]["hidden"] == [16, 16] and run["config"]["epochs"] == 2
     report = (out / "report.md").read_text()
     assert "| blob | multigrid |" in report and "* sheet: " in report
+
+
+def test_tune_occupancy_writes_a_config_the_occupancy_experiment_loads(tmp_path):
+    pytest.importorskip("optuna")
+    from experiments import tune
+
+    out = tmp_path / "tune"
+    blob = tmp_path / "blob.ply"
+    trimesh.creation.icosphere(subdivisions=2, radius=1.0).export(blob)
+    argv = ["--task", "occupancy", "--mesh", str(blob), "--encoding", "multigrid", "--trials", "2", "--epochs", "2",
+            "--hidden", "8", "--pool-size", "1000", "--out", str(out), "--no-progress"]
+    assert tune.main(argv) == 0
+    best = json.loads((out / "best_occupancy_multigrid.json").read_text())
+    trials = json.loads((out / "trials_occupancy_multigrid.json").read_text())
+    assert len(trials["trials"]) == 2 and trials["best"]["train_loss"] == min(t["train_loss"] for t in trials["trials"])
+    p = trials["best"]["params"]
+    assert best["learning_rate"] == p["learning_rate"] and best["batch_size"] == p["batch_size"]
+    enc = best["encoding"]
+    assert enc["num_levels"] <= 3 and enc["features_per_level"] <= 3 and enc["min_res"] == p["min_res"]
+    assert best["loss"] == "bce" and best["hidden"] == [8]
+    # loads into experiments.occupancy as --config-json loads tuned configs into the 2D sweep
+    run = tmp_path / "run"
+    rc = cli.main(["--mesh", str(blob), "--encodings", "multigrid", "--config-json",
+                   f"multigrid={out / 'best_occupancy_multigrid.json'}", "--out", str(run), *TINY])
+    assert rc == 0
+    cfg = json.loads((run / "results.json").read_text())["meshes"][0]["runs"]["multigrid"]["config"]
+    assert (cfg["learning_rate"], cfg["batch_size"], cfg["encoding"]) == (best["learning_rate"], best["batch_size"],
+                                                                          best["encoding"])
+    assert cfg["hidden"] == [16, 16]  # --hidden still overrides, as the other overrides do
+    bad = tmp_path / "image.json"
+    bad.write_text(json.dumps({**best, "loss": "mse"}))
+    assert cli.main(["--config-json", f"fourier={bad}", "--out", str(run)]) == 2
 
 
 def test_download_offline_is_a_clear_error(tmp_path, capsys, monkeypatch):
