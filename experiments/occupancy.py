@@ -8,7 +8,8 @@
         [--ntk-output sigmoid|logit] [--curve-points N] [--config-json ENCODING=PATH ...]
 
 With neither ``--mesh`` nor ``--download`` the procedural default shape
-(:func:`ntkgrid.data.meshes.default_shape`) is used (``--mesh default`` adds it to a list). Each mesh is scaled so its longest
+(:func:`ntkgrid.data.meshes.default_shape`) is used (``--mesh default`` adds it to a list).
+Each mesh is scaled so its longest
 axis spans [0, 1]; its Table 4 row is picked by name (armadillo / happy_buddha / dragon,
 otherwise armadillo's). Several meshes: their spectra are averaged (Fig. 5b). A mesh that
 cannot be used is reported (file and problem) and the others still run; the exit status
@@ -33,6 +34,9 @@ from pathlib import Path
 
 from ntkgrid import occupancy as occ
 
+#: The paper's three Stanford scans (Table 4's rows, Fig. 5b's meshes).
+PAPER_MESHES = ("armadillo", "dragon", "happy_buddha")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from ntkgrid.data.meshes import STANFORD_MODELS
@@ -40,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m experiments.occupancy", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mesh", nargs="+", default=[], metavar="PATH",
                     help="mesh files (.ply .off .obj .stl, anything trimesh reads); 'default': the procedural shape")
-    ap.add_argument("--download", nargs="+", default=[], metavar="NAME", choices=sorted(STANFORD_MODELS),
-                    help="Stanford scans to fetch (cached under --cache) and use")
+    ap.add_argument("--download", nargs="+", default=[], metavar="NAME", choices=sorted([*STANFORD_MODELS, "paper"]),
+                    help="Stanford scans to fetch (cached under --cache) and use; 'paper': the paper's three "
+                         "(armadillo, dragon, happy_buddha)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="where downloads go (default: $NTKGRID_CACHE or ~/.cache/ntkgrid, then meshes/)")
     ap.add_argument("--preset", choices=("quick", "paper"), default="quick",
@@ -108,7 +113,8 @@ def _sources(args) -> list[tuple[str, str, object]]:
     """``[(name, kind, what)]``: kind "file" (path), "download" (model name) or "default"."""
     out = [("default_shape", "default", None) if p == "default" and not Path(p).exists() else (Path(p).stem, "file", p)
            for p in args.mesh]
-    out += [(n, "download", n) for n in args.download]
+    names = [m for n in args.download for m in (PAPER_MESHES if n == "paper" else (n,))]
+    out += [(n, "download", n) for n in dict.fromkeys(names)]
     if not out:
         out.append(("default_shape", "default", None))
     names: dict[str, int] = {}

@@ -242,7 +242,8 @@ def test_main_tiny_run_writes_outputs_and_reports_bad_meshes(tmp_path, capsys):
     # the good mesh ran completely, on fresh points every epoch
     mdir = out / "blob"
     for f in ["render.png", "iou_curve.png", "metrics.json", "surface_baseline.ply", "surface_fourier.ply",
-              "surface_multigrid.ply", "baseline/summary.json", "fourier/metrics.jsonl", "multigrid/ntk/epoch_000002.npz"]:
+              "surface_multigrid.ply", "baseline/summary.json", "fourier/metrics.jsonl",
+              "multigrid/ntk/epoch_000002.npz"]:
         assert (mdir / f).is_file(), f
     for f in ["spectra.png", "spectra.json", "spectra_logit.png", "spectra_logit.json", "results.json", "report.md"]:
         assert (out / f).is_file(), f
