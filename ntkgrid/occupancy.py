@@ -100,6 +100,7 @@ class OccupancySetup:
     region: str = "bbox"  # where uniform points lie: the scaled mesh's bounding box, or the unit cube
     ntk_output: str = "sigmoid"  # NTK of the sigmoid output (the loss's input) or of the logit before it
     curve_points: int = 10  # IoU measured at this many evenly spaced epochs (the IoU-against-epochs curve)
+    ntk_points: int = 1024  # NTK points when the config leaves ntk_points None (uniform in the region, as trained)
     render_size: int = 256  # rendered image side (pixels)
     render_steps: int = 192  # ray-marching samples along the box diagonal
     mc_resolution: int = 128  # marching-cubes grid (nodes per axis) for the .ply surfaces
@@ -149,7 +150,7 @@ class OccupancySetup:
 #: pools, jitter and picture sizes are our choices.
 PAPER_SETUP = OccupancySetup(
     pool_uniform=0, pool_surface=0, eval_uniform=200_000, eval_surface=200_000, sigma=0.01,
-    sampling="fresh", points_per_epoch=100_000, curve_points=20,
+    sampling="fresh", points_per_epoch=100_000, curve_points=20, ntk_points=1024,
     render_size=384, render_steps=320, mc_resolution=192,
 )
 
@@ -158,7 +159,7 @@ PAPER_SETUP = OccupancySetup(
 #: hundred thousand points place the surface; 8 steps of 256 points per epoch.
 QUICK_SETUP = OccupancySetup(
     pool_uniform=100_000, pool_surface=100_000, eval_uniform=25_000, eval_surface=25_000,
-    sigma=0.01, sampling="pool", steps_per_epoch=8, curve_points=10,
+    sigma=0.01, sampling="pool", steps_per_epoch=8, curve_points=10, ntk_points=256,
     render_size=160, render_steps=80, mc_resolution=64,
 )
 
@@ -186,7 +187,9 @@ def configs_for(mesh_name: str, preset: str, encodings: Sequence[str] = ENCODING
     version (:data:`ntkgrid.presets.OCCUPANCY_QUICK`); ``tuned[encoding]`` (a config
     written by ``python -m experiments.tune --task occupancy``) replaces the table's entry.
     Then ``seed`` and any ``overrides`` (TrainConfig fields, e.g. ``epochs=2``) are
-    applied. The measured epochs (``checkpoints``) are ``setup``'s
+    applied. A config without ``ntk_points`` (None) gets ``setup.ntk_points``; ``curve_every``
+    None becomes 0 (the IoU curve's checkpoints measure the loss too). The
+    measured epochs (``checkpoints``) are ``setup``'s
     (:meth:`OccupancySetup.checkpoints`; default the preset's setup): the IoU curve's
     epochs, the middle and the end, and 0 for paper runs."""
     from ntkgrid.presets import OCCUPANCY, OCCUPANCY_QUICK
@@ -203,6 +206,10 @@ def configs_for(mesh_name: str, preset: str, encodings: Sequence[str] = ENCODING
         cfg = table[enc]
         cfg = cfg.replace(seed=seed, **{k: v for k, v in overrides.items() if v is not None})
         cfg = cfg.replace(checkpoints=setup.checkpoints(cfg.epochs, preset == "paper"))
+        if cfg.ntk_points is None:  # "the training set" has no meaning under fresh sampling: the setup's count
+            cfg = cfg.replace(ntk_points=setup.ntk_points)
+        if cfg.curve_every is None:  # the checkpoints are the curve (a full-pool loss every few epochs costs more
+            cfg = cfg.replace(curve_every=0)  # than a quick run's training)
         out[enc] = cfg
     return out
 
@@ -475,7 +482,7 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     out.mkdir(parents=True, exist_ok=True)
     source = str(mesh.metadata.get("ntkgrid", {}).get("source", name))
     key, matched = mesh_preset_key(name)
-    ntk_points = max((c.ntk_points for c in configs.values()), default=0)
+    ntk_points = max((c.ntk_points or 0 for c in configs.values()), default=0)
     data = prepare_data(mesh, setup, seed=seed, ntk_points=ntk_points, cache_dir=cache_dir, source=source)
     what = ("fresh uniform points every epoch, labelled on the fly" if setup.sampling == "fresh"
             else f"a fixed pool of {len(data.train_x)} points ({100 * data.train_y.mean():.1f} % inside)")

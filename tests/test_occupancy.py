@@ -60,7 +60,9 @@ def test_mesh_preset_key(name, key, matched):
 
 def test_configs_for_paper_quick_and_overrides():
     paper = occ.configs_for("dragon", "paper")
-    assert paper["multigrid"].replace(checkpoints=None) == OCCUPANCY["dragon"]["multigrid"]
+    assert paper["multigrid"].replace(checkpoints=None, ntk_points=None, curve_every=None) == \
+        OCCUPANCY["dragon"]["multigrid"]
+    assert paper["multigrid"].ntk_points == occ.PAPER_SETUP.ntk_points == 1024
     assert paper["multigrid"].checkpoint_epochs() == tuple(range(0, 4001, 200))  # IoU curve: 20 points, and 0
     assert paper["multigrid"].encoding.max_res == 136 and paper["fourier"].encoding.num_frequencies == 7
     assert paper["baseline"].hidden == (256,) * 8 and paper["baseline"].loss == "bce"
@@ -77,7 +79,7 @@ def test_configs_for_paper_quick_and_overrides():
         for name, cfg in table.items():
             paper_cfg = OCCUPANCY[mesh][name]
             run = {f: getattr(paper_cfg, f) for f in ("epochs", "batch_size", "ntk_points", "learning_rate",
-                                                      "checkpoints")}
+                                                      "checkpoints", "curve_every")}
             assert cfg.replace(**run) == paper_cfg
             assert cfg.learning_rate == pytest.approx(paper_cfg.learning_rate * OCCUPANCY_QUICK_LR_SCALE)
     assert occ.configs_for("x", "paper", ["fourier"], learning_rate=3.0)["fourier"].learning_rate == 3.0
