@@ -31,6 +31,7 @@ pictures. :mod:`experiments.occupancy` is the command line around :func:`run_mes
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -411,11 +412,10 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     import jax.numpy as jnp
 
     from ntkgrid.spectrum import Spectrum, ntk_spectrum, spectrum_from_kernel
-    from ntkgrid.train import _hash
 
     run_dir = Path(run_dir)
-    ntk_x = np.asarray(ntk_x, np.float32)
-    key = _hash(ntk_x) + cfg.ntk_method
+    ntk_x = np.ascontiguousarray(ntk_x, np.float32)
+    key = hashlib.sha256(ntk_x.tobytes() + str(ntk_x.shape).encode()).hexdigest()[:16] + cfg.ntk_method
     model = cfg.model(3, 1)
     out: dict[str, dict[int, dict[str, Spectrum]]] = {o: {} for o in NTK_OUTPUTS}
     fields = ("floor", "n_above_floor", "n_negative", "asymmetry")
@@ -439,7 +439,8 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
         if not groups:
             specs, kernels = {"total": specs}, {"total": kernels}
         with jax.enable_x64(True):
-            z64 = np.asarray(model.apply(jax.tree.map(jnp.asarray, variables), jnp.asarray(ntk_x)), np.float64)[:, 0]
+            v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
+            z64 = np.asarray(model.apply(v64, jnp.asarray(ntk_x, jnp.float64)), np.float64)[:, 0]
         sig = 1.0 / (1.0 + np.exp(-z64))
         d = sig * (1.0 - sig)
         out["logit"][epoch] = dict(specs)
