@@ -56,7 +56,7 @@ def stage_rows(results: dict) -> list[tuple[str, float]]:
         rows.append((f"{m['name']}: ground-truth render", m["gt_render_seconds"]))
         for enc, run in m["runs"].items():
             for what, sec in run["seconds"].items():
-                what = "train (+ checkpoint metrics, spectra)" if what == "train" else what
+                what = "train (+ checkpoint metrics)" if what == "train" else what
                 rows.append((f"{m['name']}: {enc} {what}", sec))
     return rows
 
