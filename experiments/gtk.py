@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -628,8 +627,10 @@ def main(argv: list[str] | None = None) -> dict:
         _plot_slices(res["occupancy"], out / "occupancy_slices.png")
     res["seconds"] = time.perf_counter() - t0
     public = _public(res)
-    (out / "results.json").write_text(json.dumps(public, indent=1))
-    (out / "results.md").write_text(_markdown(res))
+    from ntkgrid.sweep import write_json, write_text
+
+    write_json(out / "results.json", public)  # atomic: a reader never sees half a file
+    write_text(out / "results.md", _markdown(res))
     _log(f"[gtk] done in {res['seconds']:.1f} s; wrote {out}/results.md")
     return res
 
