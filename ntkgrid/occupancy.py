@@ -671,8 +671,10 @@ def plot_mean_spectra(results: Sequence[MeshResult], path: str | os.PathLike, *,
     ax.set_xlabel("eigenvalue index")
     ax.set_ylabel("eigenvalue of the empirical NTK")
     ax.set_title(title or f"Mean NTK spectra over {len(results)} mesh(es); dotted: numerical floor", fontsize=10)
-    if encs:
+    if any(summary.get(e) for e in encs):
         ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no spectra (ntk_points = 0)", transform=ax.transAxes, ha="center")
     if output is not None:
         fig.text(0.01, 0.01, "Kernel: " + KERNEL_CAPTION[output] + ".", fontsize=7, wrap=True)
     fig.tight_layout(rect=(0, 0.06 if output is not None else 0, 1, 1))

@@ -277,7 +277,7 @@ def test_tune_occupancy_writes_a_config_the_occupancy_experiment_loads(tmp_path)
     out = tmp_path / "tune"
     blob = tmp_path / "blob.ply"
     trimesh.creation.icosphere(subdivisions=2, radius=1.0).export(blob)
-    argv = ["--task", "occupancy", "--mesh", str(blob), "--encoding", "multigrid", "--trials", "2", "--epochs", "2",
+    argv = ["--task", "occupancy", "--mesh", str(blob), "--encoding", "multigrid", "--trials", "2", "--epochs", "1",
             "--hidden", "8", "--pool-size", "1000", "--out", str(out), "--no-progress"]
     assert tune.main(argv) == 0
     best = json.loads((out / "best_occupancy_multigrid.json").read_text())
@@ -291,7 +291,8 @@ def test_tune_occupancy_writes_a_config_the_occupancy_experiment_loads(tmp_path)
     # loads into experiments.occupancy as --config-json loads tuned configs into the 2D sweep
     run = tmp_path / "run"
     rc = cli.main(["--mesh", str(blob), "--encodings", "multigrid", "--config-json",
-                   f"multigrid={out / 'best_occupancy_multigrid.json'}", "--out", str(run), *TINY])
+                   f"multigrid={out / 'best_occupancy_multigrid.json'}", "--out", str(run), *TINY,
+                   "--ntk-points", "0"])
     assert rc == 0
     cfg = json.loads((run / "results.json").read_text())["meshes"][0]["runs"]["multigrid"]["config"]
     assert (cfg["learning_rate"], cfg["batch_size"], cfg["encoding"]) == (best["learning_rate"], best["batch_size"],
