@@ -102,7 +102,7 @@ def throughput(mesh_path: str | None, epochs: int = 2, points_per_epoch: int = 1
         variables, opt, loss = fn(variables, opt, key, np.int32(0), lr, x, y)  # compile
         float(loss)
 
-        def run(variables=variables, opt=opt):
+        def run(variables=variables, opt=opt, fn=fn, key=key, lr=lr, x=x, y=y):
             for e in range(epochs):
                 variables, opt, loss = fn(variables, opt, key, np.int32(e + 1), lr, x, y)
             return float(loss)

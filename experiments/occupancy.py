@@ -140,7 +140,6 @@ def _load(kind: str, what, cache: Path | None):
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the exit status (0 = every mesh ran, 1 = some failed)."""
     from ntkgrid.data import DataError
-
     from ntkgrid.sweep import load_config_json
 
     args = build_parser().parse_args(argv)

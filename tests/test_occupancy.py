@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import urllib.error
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,10 +160,10 @@ def test_fresh_points_every_epoch_labelled_and_cached_exactly(tmp_path):
 def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobians(tmp_path):
     """Both kernels against J J^T of explicit float64 Jacobians: of the logit, and of
     sigmoid(logit) (the output the BCE loss sees); the sigmoid one is not the logit one."""
+    import flax.serialization
     import jax
     import jax.flatten_util
     import jax.numpy as jnp
-    import flax.serialization
 
     from ntkgrid.config import EncodingConfig, TrainConfig
     from ntkgrid.train import fit
@@ -184,7 +183,7 @@ def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobi
         v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables["variables"])
         flat, unravel = jax.flatten_util.ravel_pytree(v64["params"])
         x64 = jnp.asarray(ntk_x, jnp.float64)
-        f = lambda p: model.clone(param_dtype=jnp.float64).apply({"params": unravel(p)}, x64)[:, 0]  # noqa: E731
+        f = lambda p: model.clone(param_dtype=jnp.float64).apply({"params": unravel(p)}, x64)[:, 0]
         jacs = np.asarray(jax.jacrev(lambda p: jnp.stack([f(p), jax.nn.sigmoid(f(p))]))(flat))  # (2, P, n)
         for output, jac in zip(("logit", "sigmoid"), jacs):
             want = np.sort(np.linalg.eigvalsh(jac @ jac.T))[::-1]

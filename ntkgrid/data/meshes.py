@@ -53,9 +53,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "STANFORD_BASE_URL",
     "STANFORD_MODELS",
-    "default_cache_dir",
     "FreshPoints",
     "check_solid",
+    "default_cache_dir",
     "default_shape",
     "download_stanford",
     "load_any",
@@ -663,10 +663,12 @@ class FreshPoints:
         if path is not None and path.exists():
             try:
                 bits = np.load(path)
+            except (OSError, ValueError) as exc:  # an unreadable cache entry is recomputed
+                warnings.warn(f"{path}: unreadable label cache ({exc}); recomputing", stacklevel=2)
+            else:
                 if bits.shape == ((self.size + 7) // 8,) and bits.dtype == np.uint8:
                     return np.unpackbits(bits, count=self.size).astype(bool)
-            except Exception:  # an unreadable cache entry is recomputed
-                pass
+                warnings.warn(f"{path}: label cache of the wrong shape; recomputing", stacklevel=2)
         pts = self.points(epoch) if points is None else points
         t0 = time.perf_counter()
         with warnings.catch_warnings():
