@@ -58,8 +58,8 @@ import optax
 from ntkgrid import train as T
 from ntkgrid.config import TrainConfig
 
-__all__ = ["BatchRun", "MATMUL_PRECISIONS", "TRACE_COUNTS", "fit_batch", "make_batch_epoch_fn", "run_mesh",
-           "runs_per_program"]
+__all__ = ["BatchRun", "MATMUL_PRECISIONS", "TRACE_COUNTS", "fit_batch", "make_batch_epoch_fn", "precision_scope",
+           "run_mesh", "runs_per_program"]
 
 #: Values of ``matmul_precision``: None/"default" (JAX's default: TF32 on recent NVIDIA
 #: GPUs) or "highest" (full float32).
@@ -184,7 +184,9 @@ def runs_per_program(cfg: TrainConfig, n_points: int, dim: int = 2, out_dim: int
 
 
 @contextlib.contextmanager
-def _precision(name: str | None):
+def precision_scope(name: str | None):
+    """``jax.default_matmul_precision(name)`` for the ``with`` block only; None or
+    ``"default"`` leave JAX's default (TF32 on recent NVIDIA GPUs) in place."""
     if name is None or name == "default":
         yield
         return
@@ -363,7 +365,7 @@ def fit_batch(cfg: TrainConfig, runs: Sequence[BatchRun], *, resume: bool = True
     cfgs = [cfg.replace(**{k: v for k, v in (("seed", r.seed), ("learning_rate", r.learning_rate))
                            if v is not None}) for r in runs]
     _same_program(cfgs)
-    with _precision(matmul_precision):
+    with precision_scope(matmul_precision):
         slots: list[_Slot | Exception] = []
         for i, (c, r) in enumerate(zip(cfgs, runs)):
             try:
