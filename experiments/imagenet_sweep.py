@@ -26,7 +26,9 @@ it), sharded over the local devices when there are several. ``--shard auto`` run
 process's share ``jax.process_index()/jax.process_count()``; with ``--distributed``
 ``jax.distributed.initialize()`` is called first (it reads the cluster from the
 environment: SLURM, or ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``).
-Training uses JAX's default float32 matmuls (TF32 on recent NVIDIA GPUs);
+On a CPU the program asks XLA for one device per core (at most 8; set
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` to choose), so a group's runs
+also spread over the cores. Training uses JAX's default float32 matmuls (TF32 on recent NVIDIA GPUs);
 ``--matmul-precision highest`` trains in full float32. Kernels and spectra are float64.
 
 Exit status: 0 when every selected image has results; 1 when some were skipped or failed
@@ -40,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log, overrides
+from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log, overrides, split_host_cpus
 
 ENCODINGS = ("baseline", "fourier", "multigrid")
 
@@ -91,6 +93,7 @@ def _default_out(args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Run (or merge) the sweep; returns the exit status (see the module docstring)."""
+    split_host_cpus()  # before JAX starts: one CPU device per core, so groups shard over the cores
     from ntkgrid import presets, sweep
     from ntkgrid.data import DataError
     from ntkgrid.data.images import shard as take_shard

@@ -175,16 +175,28 @@ def test_bad_input_files_are_skipped_and_reported(tmp_path, capsys):
 
 
 def test_a_failing_run_is_reported_and_the_rest_kept(tmp_path, capsys):
-    (src,), _ = sweep.select_sources(None, 1, 0)
+    (src, other), _ = sweep.select_sources(None, 2, 0)
     out = tmp_path / "o"
     stale = out / "runs" / src.image_id / "baseline"
     stale.mkdir(parents=True)
     sweep.write_json(stale / "run.json", {"config": {"learning_rate": 123.0}, "options": {}})
-    assert imagenet_sweep.main(["--num-synsets", "1", "--encodings", "baseline", *TINY, "--out", str(out)]) == 1
+    assert imagenet_sweep.main(["--num-synsets", "2", "--encodings", "baseline", *TINY, "--runs-per-program", "2",
+                                "--out", str(out)]) == 1
+    assert "2 image(s) in one program" in capsys.readouterr().out  # one group, one image of it fails
     (failed,) = _json(out / "failed.json")
     assert failed["image_id"] == src.image_id and "run.json" in failed["errors"]["baseline"]
+    assert [i["image_id"] for i in _json(out / "results.json")["images"]] == [other.image_id]
     assert "## Failed runs" in (out / "report.md").read_text()
     assert (stale / "run.json").exists()  # the foreign run is left alone
+
+
+def test_shard_auto_takes_the_jax_process(monkeypatch):
+    import jax
+
+    assert sweep.resolve_shard("auto") is None and sweep.resolve_shard("1/3") == "1/3"  # one process: all
+    monkeypatch.setattr(jax, "process_count", lambda: 4)
+    monkeypatch.setattr(jax, "process_index", lambda: 2)
+    assert sweep.resolve_shard("auto") == "2/4"
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "file"])
@@ -202,6 +214,7 @@ def test_unusable_data_root_is_a_clear_error(tmp_path, capsys, make):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--shard", "3/2"], "shard index"),
+    (["--runs-per-program", "0"], "--runs-per-program must be"),
     (["--size", "4"], "--size must be >= 11"),
     (["--config-json", "multigrid"], "NAME=PATH"),
     (["--config-json", "hashgrid=x.json"], "unknown name"),
