@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     group = _group_size(args.runs_per_program, configs, size, n)
     load0 = os.getloadavg()
     print(f"bench_sweep: {n} images of {size}x{size} px, {epochs} epoch(s), Table 2 encodings "
-          f"{', '.join(configs)}, {len(jax.local_devices())} {jax.default_backend()} device(s), batched: {group} image(s) per program",
+          f"{', '.join(configs)}, {len(jax.local_devices())} {jax.default_backend()} device(s), "
+          f"batched: {group} image(s) per program",
           flush=True)
 
     warm = _configs(1)
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"images/minute (3 encodings each): sequential {per_min['sequential']:.2f}, "
           f"batched {per_min['batched']:.2f}, ratio {ratio:.2f}x")
     print(f"load average start {load0[0]:.1f}, end {load1[0]:.1f} on {os.cpu_count()} CPUs")
-    result = {"images": n, "size": size, "epochs": epochs, "runs_per_program": group, "matmul_precision": args.matmul_precision,
+    result = {"images": n, "size": size, "epochs": epochs, "runs_per_program": group,
+              "matmul_precision": args.matmul_precision,
               "images_per_minute": per_min, "seconds": total, "ratio": ratio, "rows": rows,
               "machine": {**sweep.describe_machine(), "loadavg_start": load0, "loadavg_end": load1}}
     if args.json is not None:
