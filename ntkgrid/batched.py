@@ -68,11 +68,12 @@ MATMUL_PRECISIONS = ("default", "highest")
 #: How many times the batched epoch was traced (tests, profiling).
 TRACE_COUNTS = T.TRACE_COUNTS
 
-#: Most runs one program holds when sized automatically: on a CPU more runs per program
-#: stop paying off beyond the cores' vector width (our choice), on an accelerator the
-#: 100-synset sweep fits in one program.
-MAX_AUTO_RUNS = {"cpu": 32, "gpu": 128, "tpu": 128}
-
+#: Most runs per local device one program holds when sized automatically. On a CPU each
+#: run's weights (1-2 MB for Table 2's 2x512 MLP) want to stay in a core's L2 cache: on the
+#: 2-core dev box (2 MB L2 per core), 2 runs per device were fastest (1 run per device and
+#: 4 or more were slower; measured with ``benchmarks/bench_sweep.py``, our choice). On an
+#: accelerator the 100-synset sweep fits in one program.
+MAX_AUTO_RUNS_PER_DEVICE = {"cpu": 2, "gpu": 128, "tpu": 128}
 
 @dataclasses.dataclass(frozen=True)
 class BatchRun:
@@ -165,22 +166,23 @@ def _free_bytes(device) -> int:
 
 def runs_per_program(cfg: TrainConfig, n_points: int, dim: int = 2, out_dim: int = 3, *,
                      devices: Sequence | None = None, fraction: float = 0.25) -> int:
-    """How many runs of ``cfg`` on ``n_points`` points to train in one program.
+    """How many runs of ``cfg`` on ``n_points`` points to train in one program (at least one per device).
 
     Per run (float32): parameters 6 times (parameters, gradients, the update, the masked
     copy, the donated input, the optimizer state), the data ``N (d + O)`` and the epoch's
     index list ``N``, and the activations of a minibatch through the MLP (4 copies of
     ``B * sum(hidden)``). ``fraction`` of the first device's free memory
     (``Device.memory_stats()``, or the host's available memory on a CPU) divided by
-    that, times the number of devices, capped at :data:`MAX_AUTO_RUNS` for the backend.
+    that, times the number of devices, capped at :data:`MAX_AUTO_RUNS_PER_DEVICE` times
+    the number of devices.
     """
     devices = list(jax.local_devices() if devices is None else devices)
     model = cfg.model(dim, out_dim)
     per_run = 4 * (6 * _param_count(model, dim) + n_points * (dim + out_dim + 1)
                    + 4 * cfg.batch_size * (sum(cfg.hidden) + dim + out_dim))
     fit_one = int(fraction * _free_bytes(devices[0]) // max(per_run, 1))
-    cap = MAX_AUTO_RUNS.get(devices[0].platform, MAX_AUTO_RUNS["gpu"])
-    return max(1, min(cap, fit_one * len(devices)))
+    cap = MAX_AUTO_RUNS_PER_DEVICE.get(devices[0].platform, MAX_AUTO_RUNS_PER_DEVICE["gpu"])
+    return max(1, min(cap, fit_one)) * len(devices)
 
 
 @contextlib.contextmanager

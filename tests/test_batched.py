@@ -173,15 +173,17 @@ def test_precision_scope_reaches_the_training_program_and_stays_scoped():
 
 def test_runs_per_program_follows_memory(monkeypatch):
     big = CFG.replace(hidden=(512, 512), batch_size=10)
-    n = batched.runs_per_program(big, 128 * 128)
-    assert 1 <= n <= batched.MAX_AUTO_RUNS[jax.default_backend()]
-    monkeypatch.setattr(batched, "_free_bytes", lambda d: 2**30)
-    per_run = batched.runs_per_program(big, 128 * 128, fraction=1.0)
+    cap = batched.MAX_AUTO_RUNS_PER_DEVICE[jax.default_backend()]
+    n_dev = len(jax.local_devices())
+    assert 1 <= batched.runs_per_program(big, 128 * 128) <= cap * n_dev
     params = batched._param_count(big.model(2, 3), 2)
-    assert per_run == min(batched.MAX_AUTO_RUNS[jax.default_backend()], 2**30 // (4 * (6 * params + 128 * 128 * 6
-                                                                                       + 4 * 10 * (1024 + 5))))
+    per_run = 4 * (6 * params + 128 * 128 * 6 + 4 * 10 * (1024 + 5))
+    monkeypatch.setattr(batched, "_free_bytes", lambda d: 3 * per_run)
+    assert batched.runs_per_program(big, 128 * 128, fraction=1.0) == min(cap, 3) * n_dev
+    assert batched.runs_per_program(big, 128 * 128, fraction=1.0, devices=jax.local_devices() * 2) == \
+        min(cap, 3) * 2 * n_dev
     monkeypatch.setattr(batched, "_free_bytes", lambda d: 1)
-    assert batched.runs_per_program(big, 128 * 128) == 1
+    assert batched.runs_per_program(big, 128 * 128) == n_dev
 
 
 SHARDED = textwrap.dedent("""
