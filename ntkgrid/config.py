@@ -113,8 +113,10 @@ class TrainConfig:
     parameterization: str = "ntk"  # "ntk" (paper) or "standard"
     beta: float = 0.1  # bias scale of the NTK parameterisation
     checkpoints: tuple[int, ...] | None = None  # epochs to measure at; None = (0, epochs//2, epochs)
-    ntk_points: int = 1024  # points in the fixed subset the NTK spectrum is computed on (0 = none)
+    curve_every: int | None = None  # full-data loss/PSNR every n epochs (training curve); None = ~30 points, 0 = off
+    ntk_points: int | None = None  # NTK points: None = the training set (capped per backend), n = n-point window, 0 = none
     ntk_method: str = "structured"  # kernel method for spectra ("structured" or "jacobian")
+    ntk_group_spectra: str = "last"  # spectra of the mlp/no_grid/grid kernels: at "every" checkpoint or the "last"
     seed: int = 0  # PRNG seed: initialisation and minibatch order
 
     def __post_init__(self):
@@ -122,6 +124,10 @@ class TrainConfig:
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError(f"need epochs >= 1, batch_size >= 1, learning_rate > 0; got {self}")
+        if self.ntk_group_spectra not in ("every", "last"):
+            raise ValueError(f"ntk_group_spectra must be 'every' or 'last', got {self.ntk_group_spectra!r}")
+        if self.curve_every is not None and self.curve_every < 0:
+            raise ValueError(f"curve_every must be >= 0 or None, got {self.curve_every}")
 
     def checkpoint_epochs(self) -> tuple[int, ...]:
         """Sorted epochs at which metrics and spectra are recorded (0 = before training)."""
@@ -130,6 +136,15 @@ class TrainConfig:
         if bad:
             raise ValueError(f"checkpoints {bad} outside 0..{self.epochs}")
         return tuple(sorted(set(cps)))
+
+    def curve_epochs(self) -> tuple[int, ...]:
+        """Epochs (0..epochs) at which the full-data loss and PSNR are measured for the training
+        curve: every ``curve_every`` epochs (``None``: ``max(1, epochs // 30)``), plus 0 and the
+        last epoch; ``()`` when ``curve_every == 0``."""
+        every = max(1, self.epochs // 30) if self.curve_every is None else int(self.curve_every)
+        if every == 0:
+            return ()
+        return tuple(sorted({*range(0, self.epochs + 1, every), self.epochs}))
 
     def model(self, dim: int, out_dim: int):
         """The :class:`~ntkgrid.models.CoordinateMLP` this config trains."""

@@ -158,8 +158,22 @@ def _op_block(s: dict, cot: jnp.ndarray, i: int, j: int, b: int, trace: bool) ->
     return jnp.einsum("onw,pmw->nmop", ci, cj) * g[:, :, None, None]
 
 
+_GROUP_OF_KIND = {"dense": "mlp", "sparse": "grid"}
+
+
+def _group_mode(groups: bool | str) -> str:
+    """``False`` -> ``"none"``, ``True`` -> ``"split"``, ``"ops"`` -> ``"ops"``."""
+    if groups is False or groups is None:
+        return "none"
+    if groups is True or groups == "split":
+        return "split"
+    if groups == "ops":
+        return "ops"
+    raise ValueError(f"groups must be False, True ('split': total/mlp/grid) or 'ops' (also per op), got {groups!r}")
+
+
 @functools.lru_cache(maxsize=32)
-def _compiled(model: nn.Module, trace: bool, b: int, groups: bool):
+def _compiled(model: nn.Module, trace: bool, b: int, mode: str):
     """Jitted (structure, block) functions for one model, cached so repeated kernels of the
     same model (checkpoints, sweeps) compile once per input shape."""
     static: dict[str, dict] = {}
@@ -175,8 +189,16 @@ def _compiled(model: nn.Module, trace: bool, b: int, groups: bool):
 
     @jax.jit
     def block(arrays, i, j):
+        # One pass: every op's block is computed once from the shared cotangents and summed
+        # on the device into the requested groups, so only those cross to the host.
         per_op = {name: _op_block({**static[name], **a}, c, i, j, b, trace) for name, (a, c) in arrays.items()}
-        return per_op if groups else {"total": sum(per_op.values())}
+        if mode == "none":
+            return {"total": sum(per_op.values())}
+        sums: dict[str, jnp.ndarray] = {}
+        for name, k in per_op.items():
+            g = _GROUP_OF_KIND[static[name]["kind"]]
+            sums[g] = sums[g] + k if g in sums else k
+        return {**sums, **per_op} if mode == "ops" else sums
 
     return traced, block, static
 
@@ -187,7 +209,7 @@ def structured_ntk(
     x: jnp.ndarray,
     *,
     trace: bool = True,
-    groups: bool = False,
+    groups: bool | str = False,
     block_size: int = 1024,
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Exact empirical NTK from per-op Gram matrices (see the module docstring).
@@ -198,43 +220,47 @@ def structured_ntk(
       variables: ``{"params": ...}`` as returned by ``model.init``.
       x: ``(N, d)`` points.
       trace: mean over outputs (``(N, N)``) or the full ``(N, N, O, O)`` kernel.
-      groups: also return the kernel of each op and of the ``"mlp"`` / ``"grid"`` groups.
+      groups: ``False``: the total kernel only. ``True`` (or ``"split"``): a dict with
+        ``"total"``, ``"mlp"`` (all dense layers) and, when the model has grid levels,
+        ``"grid"``; ``total = mlp + grid`` exactly. ``"ops"``: also one kernel per op
+        (``"dense_0"``, ``"encoding/level_1"``, ...). The groups come from one pass over the
+        blocks (the cotangents and each op's Gram block are computed once, summed on the
+        device), so ``True`` costs about one extra ``N x N`` host array per group.
       block_size: rows and columns per block; bounds the working memory.
 
     Returns:
       The kernel as a NumPy array (dtype of the computation), or a dict of them.
     """
+    mode = _group_mode(groups)
     n = x.shape[0]
     b = int(min(block_size, n))
     n_pad = -(-n // b) * b
     x_pad = jnp.concatenate([x, jnp.broadcast_to(x[:1], (n_pad - n, x.shape[1]))]) if n_pad > n else x
-    traced, block, static = _compiled(model, trace, b, groups)
+    traced, block, static = _compiled(model, trace, b, mode)
     out, arrays = traced(variables, x_pad)
-    ops = {name: ({**static[name], **a}, c) for name, (a, c) in arrays.items()}
     o = out.shape[-1]
     shape = (n, n) if trace else (n, n, o, o)
-    names = list(ops)
-    kinds = {ops[name][0]["kind"] for name in names}
-    group_keys = [g for g, kind in (("mlp", "dense"), ("grid", "sparse")) if kind in kinds]
-    keys = ["total"] + (group_keys + names if groups else [])
-    result = {k: np.zeros(shape, dtype=np.dtype(out.dtype)) for k in keys}
+    kinds = {static[name]["kind"] for name in arrays}
+    keys = ["total"] if mode == "none" else [_GROUP_OF_KIND[k] for k in ("dense", "sparse") if k in kinds]
+    if mode == "ops":
+        keys += list(arrays)
+    result = {k: np.empty(shape, dtype=np.dtype(out.dtype)) for k in keys}
 
-    for i in range(0, n_pad, b):
-        for j in range(i, n_pad, b):
-            per_op = jax.device_get(block(arrays, i, j))
+    for i in range(0, n, b):
+        for j in range(i, n, b):
+            blocks = jax.device_get(block(arrays, i, j))
             ri, rj = slice(i, min(i + b, n)), slice(j, min(j + b, n))
             ni, nj = ri.stop - ri.start, rj.stop - rj.start
-            if ni <= 0 or nj <= 0:
-                continue
-            for name, k in per_op.items():
+            for key, k in blocks.items():
                 k = k[:ni, :nj]
-                group = "grid" if groups and ops[name][0]["kind"] == "sparse" else "mlp"
-                targets = ["total", group, name] if groups else ["total"]
-                for t in targets:
-                    result[t][ri, rj] += k
-                    if j != i:
-                        result[t][rj, ri] += np.swapaxes(k, 0, 1) if trace else np.transpose(k, (1, 0, 3, 2))
-    return result if groups else result["total"]
+                result[key][ri, rj] = k
+                if j != i:
+                    result[key][rj, ri] = np.swapaxes(k, 0, 1) if trace else np.transpose(k, (1, 0, 3, 2))
+    if mode == "none":
+        return result["total"]
+    present = [result[g] for g in ("mlp", "grid") if g in result]
+    total = present[0] + present[1] if len(present) == 2 else present[0].copy()
+    return {"total": total, **result}
 
 
 def _param_subset(params: Mapping, keep: Callable[[str], bool]):
@@ -301,7 +327,7 @@ def empirical_ntk(
     *,
     method: str = "structured",
     trace: bool = True,
-    groups: bool = False,
+    groups: bool | str = False,
     block_size: int = 1024,
 ):
     """Empirical NTK of ``model`` at ``variables`` on points ``x`` (``(N, d)``).

@@ -296,7 +296,7 @@ def activation_regions_figure(path: str | os.PathLike, maps: Sequence[tuple[str,
 
 def curves_figure(path: str | os.PathLike, panels: Sequence[tuple[str, str, Sequence[Mapping]]], *,
                   logy: Sequence[bool] | None = None, suptitle: str | None = None,
-                  data: Mapping | None = None) -> tuple[Path, Path | None]:
+                  data: Mapping | None = None, xlabel: str = "epoch") -> tuple[Path, Path | None]:
     """Line plots, one panel per ``(title, ylabel, curves)``; a curve is ``{"name", "x",
     "y"}`` (``name`` picks the colour, optional ``label``, ``linestyle``, ``marker``).
     ``logy[i]`` makes panel ``i``'s y axis logarithmic. The JSON holds ``data`` or the curves."""
@@ -309,7 +309,7 @@ def curves_figure(path: str | os.PathLike, panels: Sequence[tuple[str, str, Sequ
         if logy is not None and logy[i]:
             ax.set_yscale("log")
         ax.set_title(title)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)

@@ -312,6 +312,10 @@ def _run_record(result, run_dir: str) -> dict:
         "floor": None if spec is None else spec.floor,
         "n_above_floor": None if spec is None else spec.n_above_floor,
         "ntk_points": None if spec is None else int(spec.eigenvalues.size),
+        "ntk_selection": result.options.get("ntk_selection"),
+        "grid_offdiag_fraction": final.get("grid_offdiag_fraction"),
+        "grid_offdiag_history": {int(h["epoch"]): h.get("grid_offdiag_fraction") for h in result.history},
+        "curve": [{k: c.get(k) for k in ("epoch", "loss", "psnr")} for c in result.curve],
     }
 
 
@@ -836,7 +840,25 @@ def summarize(out: str | os.PathLike, *, log: Log = print, wall_seconds: float |
         plots.spectra_figure(out / "spectra", [("Mean NTK spectra (dashed: middle, solid: end)", curves)],
                              xlabel=f"eigenvalue index (resampled to {SPECTRUM_LENGTH})", data=data)
         paths["spectra"] = out / "spectra.png"
-    report = sweep_report(manifest, rows, order, records, sweep, means, wall_seconds)
+    from ntkgrid import evidence
+
+    claims = evidence.theorem1(records, manifest.get("configs", {}))
+    ratio = evidence.ratio_curves(claims)
+    if ratio:
+        plots.curves_figure(out / "theorem1_ratio", [("MPE / baseline eigenvalues", "log10 ratio", ratio)],
+                            xlabel="normalised eigenvalue index i/(N-1)",
+                            data=claims)
+        paths["theorem1_ratio"] = out / "theorem1_ratio.png"
+    train_curves = evidence.training_curves(records, names)
+    if train_curves:
+        cv = lambda key: [{"name": n, "x": c["epoch"], "y": c[key]} for n, c in train_curves.items()  # noqa: E731
+                          if all(v is not None for v in c[key])]
+        plots.curves_figure(out / "training_curves", [("full-image PSNR", "PSNR dB", cv("psnr")),
+                                                      ("full-image loss", "MSE", cv("loss"))],
+                            logy=[False, True], data={"curves": train_curves})
+        paths["training_curves"] = out / "training_curves.png"
+    report = sweep_report(manifest, rows, order, records, sweep, means, wall_seconds,
+                          claims=claims, figures=set(paths))
     write_text(out / "report.md", report)
     paths["report"] = out / "report.md"
     log(f"summary of {len(records)} image(s): {out / 'summary.md'}, report: {out / 'report.md'}")
@@ -876,8 +898,13 @@ def _config_table(configs: Mapping[str, Mapping]) -> str:
 
 
 def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, records: Sequence[Mapping],
-                 sweep: Mapping, means: Mapping, wall_seconds: float | None) -> str:
-    """The ``report.md`` of a sweep (Markdown)."""
+                 sweep: Mapping, means: Mapping, wall_seconds: float | None, *, claims: Mapping | None = None,
+                 figures: Iterable[str] = ()) -> str:
+    """The ``report.md`` of a sweep (Markdown). ``claims``: :func:`ntkgrid.evidence.theorem1`'s
+    result; ``figures``: the names of the figures written (``"training_curves"``, ...)."""
+    from ntkgrid import evidence
+
+    figures = set(figures)
     names = list(manifest.get("configs", {}))
     m = manifest
     src = m.get("data_root") or "scikit-image's bundled photos (no --data-root)"
@@ -905,6 +932,10 @@ def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, rec
         verdict = {True: "holds", False: "does NOT hold", None: "cannot be judged"}[order["holds_on_mean"]]
         lines += [f"Paper's ordering {exp} in mean PSNR: **{verdict}** (mean PSNR: {mp}); per image it holds "
                   f"on {order['images_holding']} of {order['images_compared']}.", ""]
+    if "training_curves" in figures:
+        lines += ["![training curves](training_curves.png)", "",
+                  "Full-image PSNR and loss through training (every image's prediction measured at regular "
+                  "epochs, not the minibatch loss), mean over images. Data: training_curves.json.", ""]
     if any(means.get(n, {}).get("total") for n in names):
         lines += ["## NTK spectra", "", "![mean spectra](spectra.png)", "",
                   f"Mean over images of each run's float64 NTK eigenvalues (descending), resampled to "
@@ -919,11 +950,23 @@ def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, rec
                     continue
                 above = [r["runs"][n]["n_above_floor"] for r in records if n in r["runs"]
                          and r["runs"][n].get("n_above_floor") is not None] if cp == "end" else []
-                body.append([n, cp, ",".join(map(str, mm["epochs"])), str(mm["count"]), float(mm["mean"][0]),
-                             float(mm["mean"][-1]), float(mm["floor"]),
+                runs = [r["runs"][n] for r in records if n in r["runs"]]
+                pts = sorted({r.get("ntk_points") for r in runs if r.get("ntk_points")})
+                off = [r.get("grid_offdiag_fraction") for r in runs if r.get("grid_offdiag_fraction") is not None]
+                body.append([n, cp, ",".join(map(str, mm["epochs"])), str(mm["count"]),
+                             ",".join(map(str, pts)) or "-", _fmt(float(np.mean(off)), 4) if off else "-",
+                             float(mm["mean"][0]), float(mm["mean"][-1]), float(mm["floor"]),
                              _fmt(float(np.mean(above)), 1) if above else "-"])
-        lines += [markdown_table(["encoding", "checkpoint", "epoch(s)", "images", "mean λ_max",
-                                  "mean λ_min", "mean floor", "eigenvalues above floor (end, mean)"], body)]
+        lines += ["Kernels are taken on the training set (every pixel of the training image, or a contiguous "
+                  "window of it where the backend's cap requires one: never a strided subset). 'grid off-diagonal "
+                  "share' is the share of the grid kernel's squared Frobenius norm off its diagonal at the end "
+                  "of training: 0 when no two of the points share a grid node.", "",
+                  markdown_table(["encoding", "checkpoint", "epoch(s)", "images", "NTK points",
+                                  "grid off-diagonal share", "mean λ_max", "mean λ_min", "mean floor",
+                                  "eigenvalues above floor (end, mean)"], body)]
+    if claims:
+        lines += evidence.theorem1_markdown(claims, figure="theorem1_ratio.png" if "theorem1_ratio" in figures
+                                            else None)
     if records:
         lines += ["## Per image", ""]
         body = [[r["image_id"], r["source"]] + [
@@ -966,10 +1009,12 @@ def checkpoint_variables(run_path: str | os.PathLike, epoch: int) -> dict:
 
 
 def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int, *, out_dim: int = 3,
-                      groups: bool = False):
+                      groups: bool | str = False, solve: Sequence[str] | None = None, scale_mlp: float | None = None):
     """Float64 NTK of a run's checkpoint at ``epoch`` on the run's own spectrum points
-    (``spectra/ntk_x.npy``): ``(Spectrum, kernel)`` or, with ``groups``, ``({group:
-    Spectrum}, {group: kernel})`` as :func:`ntkgrid.spectrum.ntk_spectrum`."""
+    (``spectra/ntk_x.npy``): ``(Spectrum, kernel)`` or, with ``groups`` (``True`` or
+    ``"ops"``), ``({group: Spectrum}, {group: kernel})`` as
+    :func:`ntkgrid.spectrum.ntk_spectrum` (``solve``: the groups to solve). ``scale_mlp``:
+    first scale the dense layers (:func:`ntkgrid.theory.scale_mlp`; a constructed control)."""
     from ntkgrid.spectrum import ntk_spectrum
 
     x_path = Path(run_path) / "spectra" / "ntk_x.npy"
@@ -977,8 +1022,12 @@ def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int,
         raise SweepError(f"{x_path}: the run recorded no NTK points (ntk_points=0?)")
     x = np.load(x_path)
     variables = checkpoint_variables(run_path, epoch)
+    if scale_mlp is not None:
+        from ntkgrid.theory import scale_mlp as scale
+
+        variables = scale(variables, scale_mlp)
     model = cfg.model(x.shape[1], out_dim)
-    return ntk_spectrum(model, variables, x, method=cfg.ntk_method, groups=groups)
+    return ntk_spectrum(model, variables, x, method=cfg.ntk_method, groups=groups, solve=solve)
 
 
 def grid_tables(cfg: TrainConfig, variables: Mapping) -> list[tuple[str, np.ndarray]]:

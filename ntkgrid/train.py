@@ -27,18 +27,24 @@ At each epoch of ``cfg.checkpoint_epochs()`` plus the final epoch (always measur
 :func:`fit` records a history entry (see :data:`HISTORY_KEYS`): full-data loss,
 PSNR/MS-SSIM (images; predictions clipped to ``[0, 1]``, metrics in float64), accuracy
 (``bce``), the float64 NTK spectrum on a fixed evaluation subset split by parameter group
-(:func:`ntkgrid.spectrum.ntk_spectrum`, ``groups=True``), and ``eval_fn``'s extras.
+(:func:`ntkgrid.spectrum.ntk_spectrum`, ``groups=True``) on the training set
+(:func:`training_set_points`: every training point, or a contiguous window of pixels where
+the backend's cap requires one), the grid kernel's off-diagonal share, and ``eval_fn``'s
+extras.
 
 Files in ``out_dir`` (all written atomically):
 
 * ``run.json``: ``{"format", "label", "config", "options"}``, written at the start;
   ``options`` = ``{"n_points", "dim", "out_dim", "epoch_size", "image_shape",
-  "ntk_points", "data_hash", "ntk_hash"}``. A later call with a different config or data
+  "ntk_points", "ntk_selection", "ntk_window", "data_hash", "ntk_hash"}``. A later call with a different config or data
   in the same ``out_dir`` raises ``ValueError`` naming the differing fields.
 * ``metrics.jsonl``: one JSON line per measured epoch: the scalar keys of the history
   entry, ``"spectrum"`` as ``{group: {"lambda_max", "lambda_min", "floor",
   "n_above_floor", "n_negative"}}`` (or null), ``"spectrum_file"`` and
   ``"checkpoint_file"`` (paths relative to ``out_dir``). Non-finite numbers are null.
+* ``curve.jsonl``: the training curve, one JSON line per epoch of
+  ``cfg.curve_epochs()`` and per measured epoch: ``{"epoch", "loss", "psnr", "accuracy",
+  "train_loss"}`` measured on all the data (not the minibatch loss).
 * ``spectra/epoch_XXXXXX.npz``: per group ``eigenvalues/<group>`` (descending, float64),
   ``floor/<group>``, ``n_above_floor/<group>``, ``n_negative/<group>``,
   ``asymmetry/<group>``, plus ``groups`` (names) and ``epoch``;
@@ -71,6 +77,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,7 +92,8 @@ import optax
 from ntkgrid.config import TrainConfig
 from ntkgrid.spectrum import Spectrum
 
-__all__ = ["HISTORY_KEYS", "RunResult", "TRACE_COUNTS", "fit", "load_run", "load_spectra", "make_epoch_fn", "predict"]
+__all__ = ["HISTORY_KEYS", "RunResult", "TRACE_COUNTS", "fit", "load_run", "load_spectra", "make_epoch_fn",
+           "ntk_points_cap", "predict", "training_set_points"]
 
 FORMAT = 1
 
@@ -94,9 +102,11 @@ FORMAT = 1
 #: (mean minibatch loss of that epoch; None at 0), psnr (dB, clipped output, mse only),
 #: ms_ssim, ms_ssim_scales, ms_ssim_reduced (images only), accuracy (bce only: logit > 0
 #: vs label > 0.5), spectrum (the "total" :class:`Spectrum`), spectra ({group: Spectrum}),
-#: seconds (cumulative wall time of the run at this checkpoint).
+#: ntk_points (how many points the kernels were taken on), grid_offdiag_fraction (share of
+#: the grid kernel's squared Frobenius norm off its diagonal: 0 when no two of those points
+#: share a grid node; None without a grid), seconds (cumulative wall time of the run).
 HISTORY_KEYS = ("epoch", "loss", "train_loss", "psnr", "ms_ssim", "ms_ssim_scales", "ms_ssim_reduced",
-                "accuracy", "spectrum", "spectra", "seconds")
+                "accuracy", "spectrum", "spectra", "ntk_points", "grid_offdiag_fraction", "seconds")
 
 #: How many times each jitted function was traced (``"epoch"``, ``"predict"``); a Python
 #: side effect inside the traced bodies, for tests and profiling.
@@ -122,6 +132,10 @@ class RunResult:
       complete: the run reached its last epoch or diverged (``summary.json`` exists).
       out_dir: where its files are (None if nothing was written).
       options: the data-dependent settings (see ``run.json`` in the module docstring).
+      curve: the training curve: one dict per epoch of ``config.curve_epochs()`` and per
+        measured epoch, ``{"epoch", "loss", "psnr", "accuracy", "train_loss"}``: full-data
+        loss and PSNR (dB, clipped output; ``mse`` only), accuracy (``bce`` only) and the
+        mean minibatch loss of that epoch (None at 0), sorted by epoch.
     """
 
     config: TrainConfig
@@ -136,6 +150,7 @@ class RunResult:
     complete: bool = True
     out_dir: Path | None = None
     options: dict = dataclasses.field(default_factory=dict)
+    curve: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def final(self) -> dict:
@@ -258,10 +273,66 @@ def _bce_np(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
-def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, ntk_x, eval_fn) -> dict:
+def _curve_point(cfg: TrainConfig, model, variables, coords, targets) -> dict:
+    """Full-data loss, PSNR (``mse``; dB of the output clipped to [0, 1]) and accuracy
+    (``bce``) of ``variables``: one point of the training curve (no spectra, no MS-SSIM)."""
+    pred = predict(model, variables, coords).astype(np.float64)
+    y = np.asarray(targets, np.float64)
+    point: dict[str, Any] = {"loss": None, "psnr": None, "accuracy": None}
+    if cfg.loss == "mse":
+        point["loss"] = float(np.mean(np.square(pred - y)))
+        if math.isfinite(point["loss"]):
+            mse = float(np.mean(np.square(np.clip(pred, 0.0, 1.0) - y)))
+            point["psnr"] = float("inf") if mse == 0 else float(-10.0 * np.log10(mse))
+    else:
+        point["loss"] = _bce_np(pred, y)
+        point["accuracy"] = float(np.mean((pred > 0) == (y > 0.5)))
+    return point
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}"
+    return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
+def _spectra_with_fallback(cfg: TrainConfig, model, variables, ntk_x: np.ndarray, window,
+                           all_groups: bool = True) -> tuple[dict, dict]:
+    """``({group: Spectrum}, {group: kernel})`` on ``ntk_x``; if the kernel does not fit in
+    memory, warns and retries on the CPU cap (:data:`ntkgrid.presets.NTK_POINTS_CAP`):
+    a centred window of ``window`` ``(h, w)`` (image points), else the first points.
+    ``all_groups=False`` solves only the total kernel's spectrum (the group kernels are
+    still returned, e.g. for the grid's off-diagonal share)."""
+    from ntkgrid.spectrum import ntk_spectrum
+
+    groups = cfg.ntk_method == "structured"
+
+    def solve(points):
+        spec, kernels = ntk_spectrum(model, variables, points, method=cfg.ntk_method, groups=groups,
+                                     solve=None if all_groups else ("total",))
+        return (spec, kernels) if groups else ({"total": spec}, {"total": kernels})
+
+    try:
+        return solve(ntk_x)
+    except Exception as err:  # noqa: BLE001 - XlaRuntimeError has no stable import path
+        cap = ntk_points_cap("cpu")
+        if not _is_out_of_memory(err) or ntk_x.shape[0] <= cap:
+            raise
+        if window is not None:
+            from ntkgrid.data.images import ntk_window
+
+            idx, _ = ntk_window(window, cap)
+        else:
+            idx = np.arange(cap)
+        warnings.warn(f"NTK on {ntk_x.shape[0]} points ran out of memory ({type(err).__name__}); "
+                      f"spectra on {idx.size} points instead (ntkgrid.presets.NTK_POINTS_CAP['cpu'])",
+                      RuntimeWarning, stacklevel=2)
+        return solve(ntk_x[idx])
+
+
+def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, ntk_x, eval_fn,
+             ntk_window=None, last: bool = True) -> dict:
     """A history entry (without epoch/train_loss/seconds) for ``variables``."""
     from ntkgrid import metrics
-    from ntkgrid.spectrum import ntk_spectrum
 
     pred = predict(model, variables, coords)
     y = targets.astype(np.float64)
@@ -287,10 +358,14 @@ def _measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, n
             else:
                 entry["ms_ssim_scales"], entry["ms_ssim_reduced"] = 0, True
     if ntk_x is not None:
-        groups = cfg.ntk_method == "structured"
-        spec, _ = ntk_spectrum(model, variables, ntk_x, method=cfg.ntk_method, groups=groups)
-        spectra = spec if groups else {"total": spec}
+        all_groups = last or cfg.ntk_group_spectra == "every"
+        spectra, kernels = _spectra_with_fallback(cfg, model, variables, ntk_x, ntk_window, all_groups)
         entry["spectra"], entry["spectrum"] = spectra, spectra["total"]
+        entry["ntk_points"] = int(spectra["total"].eigenvalues.size)
+        if "grid" in kernels:
+            from ntkgrid.spectrum import offdiag_fraction
+
+            entry["grid_offdiag_fraction"] = offdiag_fraction(kernels["grid"])
     if eval_fn is not None:
         extra = dict(eval_fn(_jit_apply(model), variables))
         clash = sorted(set(extra) & set(HISTORY_KEYS))
@@ -406,6 +481,16 @@ def _read_history(out: Path) -> list[dict]:
     return history
 
 
+def _read_curve(out: Path) -> list[dict]:
+    path = out / "curve.jsonl"
+    if not path.exists():
+        return []
+    try:
+        return [json.loads(t) for t in path.read_text().splitlines() if t.strip()]
+    except ValueError as err:
+        raise ValueError(f"{path}: not JSON lines ({err})") from err
+
+
 def _history_lines(out: Path) -> dict[int, dict]:
     path = out / "metrics.jsonl"
     if not path.exists():
@@ -442,7 +527,7 @@ def _clear(out: Path, after: int = -1) -> None:
             if int(f.name.split("_")[1].split(".")[0]) > after:
                 f.unlink()
     if after < 0:
-        for name in ("summary.json", "metrics.jsonl"):
+        for name in ("summary.json", "metrics.jsonl", "curve.jsonl"):
             (out / name).unlink(missing_ok=True)
 
 
@@ -462,7 +547,12 @@ def _check_same_run(out: Path, config: dict, options: dict) -> None:
         path = out / name
         if path.exists():
             meta = _read_json(path)
-            diffs = _diff({"config": meta.get("config", {}), "options": meta.get("options", {})},
+            stored = meta.get("config", {})
+            try:  # fields added since the run was written take their defaults
+                stored = _json_safe(TrainConfig.from_dict(stored).to_dict())
+            except (TypeError, ValueError):
+                pass
+            diffs = _diff({"config": stored, "options": meta.get("options", {})},
                           _json_safe({"config": config, "options": options}))
             if diffs:
                 raise ValueError(
@@ -483,16 +573,47 @@ def _hash(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _default_ntk_x(coords: np.ndarray, n: int, image_shape) -> np.ndarray | None:
-    if n <= 0:
-        return None
-    if image_shape is not None:
-        from ntkgrid.data.images import eval_subset
+def ntk_points_cap(backend: str | None = None) -> int:
+    """Most kernel points taken by default on ``backend`` (JAX's default backend if None):
+    :data:`ntkgrid.presets.NTK_POINTS_CAP`."""
+    from ntkgrid.presets import NTK_POINTS_CAP
 
-        return coords[eval_subset(image_shape, n)]
-    if n >= coords.shape[0]:
-        return coords
-    return coords[np.sort(np.random.default_rng(0).choice(coords.shape[0], n, replace=False))]
+    return NTK_POINTS_CAP.get(backend or jax.default_backend(), NTK_POINTS_CAP["cpu"])
+
+
+def training_set_points(coords: np.ndarray, n: int | None, image_shape=None) -> tuple[np.ndarray | None, dict]:
+    """The points NTK spectra are computed on, and how they were chosen.
+
+    ``coords``: ``(N, d)`` training points; ``n``: ``TrainConfig.ntk_points`` (``None``:
+    the whole training set up to :func:`ntk_points_cap`; ``0``: none; ``n``: a cap of ``n``
+    points). For images (``image_shape`` given) a cap is a contiguous centred window of
+    pixels (:func:`ntkgrid.data.images.ntk_window`); for other data a uniform random subset
+    drawn with seed 0 (training draws its points uniformly from the same pool).
+
+    Returns ``(points (M, d) or None, {"ntk_points": M, "ntk_selection": "all" | "window" |
+    "random" | None, "ntk_window": [h, w] or None})``. Raises ``ValueError`` naming the
+    value when an explicit ``n`` exceeds the ``N`` training points.
+    """
+    none = {"ntk_points": 0, "ntk_selection": None, "ntk_window": None}
+    total = coords.shape[0]
+    if n is not None and int(n) <= 0:
+        return None, none
+    if n is not None and int(n) > total:
+        raise ValueError(f"ntk_points={n} exceeds the {total} training points; use ntk_points=None for all of them")
+    cap = ntk_points_cap() if n is None else int(n)
+    if cap >= total:
+        return coords, {"ntk_points": total, "ntk_selection": "all",
+                        "ntk_window": list(image_shape[:2]) if image_shape is not None else None}
+    if n is None:
+        warnings.warn(f"NTK spectra on {cap} of the {total} training points (the {jax.default_backend()} cap, "
+                      "ntkgrid.presets.NTK_POINTS_CAP)", RuntimeWarning, stacklevel=3)
+    if image_shape is not None:
+        from ntkgrid.data.images import ntk_window
+
+        idx, hw = ntk_window(image_shape, cap)
+        return coords[idx], {"ntk_points": int(idx.size), "ntk_selection": "window", "ntk_window": list(hw)}
+    idx = np.sort(np.random.default_rng(0).choice(total, cap, replace=False))
+    return coords[idx], {"ntk_points": cap, "ntk_selection": "random", "ntk_window": None}
 
 
 def _validate(cfg: TrainConfig, coords, targets, image_shape, epoch_size):
@@ -541,11 +662,12 @@ def fit(
       coords: ``(N, d)`` points in ``[0, 1]^d`` (float32); the pool for ``epoch_size``.
       targets: ``(N, O)`` values: RGB in ``[0, 1]`` (``mse``) or labels in ``[0, 1]`` (``bce``).
       image_shape: ``(H, W)`` (or ``(H, W, O)``) with ``H W = N`` when the points are an
-        image's pixels in row-major order; enables MS-SSIM and picks the NTK subset as
-        a regular sub-grid (:func:`ntkgrid.data.images.eval_subset`).
-      ntk_x: ``(M, d)`` points for the NTK spectra; default ``cfg.ntk_points`` of ``coords``
-        (an image sub-grid, else a random subset drawn with seed 0, the same for every
-        ``cfg.seed``); ``cfg.ntk_points == 0`` and no ``ntk_x``: no spectra.
+        image's pixels in row-major order; enables MS-SSIM, and a cap on the NTK points
+        then takes a contiguous window of pixels (:func:`training_set_points`).
+      ntk_x: ``(M, d)`` points for the NTK spectra; default: chosen from ``coords`` by
+        :func:`training_set_points` with ``cfg.ntk_points`` (the whole training set up to
+        the backend's cap; the same points for every ``cfg.seed``); ``cfg.ntk_points == 0``
+        and no ``ntk_x``: no spectra.
       eval_fn: ``eval_fn(apply, variables) -> {name: value}`` called at every measured
         epoch; ``apply(variables, x)`` is the jitted model. Values should be numbers.
       out_dir: directory for the files listed in the module docstring; None writes none.
@@ -561,17 +683,18 @@ def fit(
     """
     x, y, shape, e_size = _validate(cfg, coords, targets, image_shape, epoch_size)
     save_epochs = sorted(set(cfg.checkpoint_epochs()) | {cfg.epochs})
+    curve_epochs = set(cfg.curve_epochs())
     n, d = x.shape
     o = y.shape[1]
     if ntk_x is None:
-        ntk_x = _default_ntk_x(x, cfg.ntk_points, shape)
+        ntk_x, selection = training_set_points(x, cfg.ntk_points, shape)
     else:
         ntk_x = np.asarray(ntk_x, np.float32)
         if ntk_x.ndim != 2 or ntk_x.shape[1] != d:
             raise ValueError(f"ntk_x must have shape (M, {d}), got {ntk_x.shape}")
+        selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "given", "ntk_window": None}
     options = {"n_points": n, "dim": d, "out_dim": o, "epoch_size": e_size,
-               "image_shape": list(shape) if shape else None,
-               "ntk_points": 0 if ntk_x is None else int(ntk_x.shape[0]),
+               "image_shape": list(shape) if shape else None, **selection,
                "data_hash": _hash(x, y), "ntk_hash": None if ntk_x is None else _hash(ntk_x)}
     config = cfg.to_dict()
 
@@ -581,7 +704,7 @@ def fit(
     opt_state = optax.sgd(cfg.learning_rate).init(variables["params"])
 
     out = Path(out_dir) if out_dir is not None else None
-    start, losses, history, lines, seconds0 = 0, [], [], {}, 0.0
+    start, losses, history, lines, seconds0, curve = 0, [], [], {}, 0.0, []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         _check_same_run(out, config, options)
@@ -606,6 +729,7 @@ def fit(
             seconds0 = float(state["seconds"])
             lines = {k: v for k, v in lines.items() if k <= start}
             history = [h for h in _read_history(out) if h["epoch"] <= start]
+            curve = [c for c in _read_curve(out) if c["epoch"] <= start]
         _write_json(out / "run.json", {"format": FORMAT, "label": label, "config": config, "options": options})
         if ntk_x is not None:
             buf = io.BytesIO()
@@ -624,12 +748,21 @@ def fit(
         _write_bytes(_ckpt_path(out, epoch), flax.serialization.to_bytes(state))
         return _ckpt_path(out, epoch)
 
+    def add_curve_point(epoch: int, point: Mapping) -> bool:
+        """Record ``epoch``'s full-data loss/PSNR; False if the loss is non-finite."""
+        curve.append({"epoch": epoch, **{k: point.get(k) for k in ("loss", "psnr", "accuracy")},
+                      "train_loss": losses[epoch - 1] if epoch > 0 else None})
+        if out is not None:
+            _write_json(out / "curve.jsonl", curve, lines=True)
+        return point.get("loss") is not None and math.isfinite(point["loss"])
+
     def checkpoint(epoch: int) -> bool:
         """Measure and save ``epoch``; False if its loss is non-finite (divergence)."""
         nonlocal kept, kept_epoch
         host = _host_copy(variables)  # a copy: the device buffers are donated to the next epoch
-        entry = _measure(cfg, model, host, x, y, shape, ntk_x, eval_fn)
-        if not math.isfinite(entry["loss"]):
+        entry = _measure(cfg, model, host, x, y, shape, ntk_x, eval_fn, selection["ntk_window"],
+                         last=epoch == cfg.epochs)
+        if not add_curve_point(epoch, entry):
             return False
         entry["epoch"] = epoch
         entry["train_loss"] = losses[epoch - 1] if epoch > 0 else None
@@ -650,6 +783,8 @@ def fit(
     try:
         if start == 0 and not history and 0 in save_epochs and not checkpoint(0):
             diverged_epoch = 0
+        elif start == 0 and not curve and 0 in curve_epochs and 0 not in save_epochs:
+            add_curve_point(0, _curve_point(cfg, model, variables, x, y))
         epoch_fn = make_epoch_fn(model, cfg.loss, cfg.batch_size, n, e_size)
         lr = np.float32(cfg.learning_rate)
         xd, yd, kd = jnp.asarray(x), jnp.asarray(y), jnp.asarray(data_key)
@@ -684,6 +819,11 @@ def fit(
                     break
                 if not checkpoint(epoch):
                     diverged_epoch = epoch
+            elif epoch in curve_epochs:
+                if not settle():
+                    break
+                if not add_curve_point(epoch, _curve_point(cfg, model, variables, x, y)):
+                    diverged_epoch = epoch
         if pending is not None and diverged_epoch is None:
             settle()
     finally:
@@ -694,7 +834,8 @@ def fit(
     result = RunResult(
         config=cfg, label=label, params=jax.tree.map(jnp.asarray, kept), params_epoch=kept_epoch,
         history=history, losses=np.asarray(losses, np.float64), diverged=diverged_epoch is not None,
-        diverged_epoch=diverged_epoch, seconds=elapsed(), complete=True, out_dir=out, options=options)
+        diverged_epoch=diverged_epoch, seconds=elapsed(), complete=True, out_dir=out, options=options,
+        curve=curve)
     if out is not None:
         _write_json(out / "summary.json", _summary(result, lines))
     return result
@@ -704,7 +845,8 @@ def _summary(r: RunResult, lines: Mapping[int, dict]) -> dict:
     return {"format": FORMAT, "label": r.label, "config": r.config.to_dict(), "options": r.options,
             "complete": r.complete, "diverged": r.diverged, "diverged_epoch": r.diverged_epoch,
             "epochs_run": int(r.losses.size), "params_epoch": r.params_epoch, "seconds": r.seconds,
-            "final": lines[max(lines)] if lines else None, "losses": [float(v) for v in r.losses]}
+            "final": lines[max(lines)] if lines else None, "losses": [float(v) for v in r.losses],
+            "curve": r.curve}
 
 
 class _NoBar:
@@ -764,4 +906,5 @@ def load_run(out_dir: str | os.PathLike) -> RunResult:
     return RunResult(
         config=cfg, label=meta.get("label", ""), params=params, params_epoch=params_epoch, history=history,
         losses=losses, diverged=bool(meta.get("diverged", False)), diverged_epoch=meta.get("diverged_epoch"),
-        seconds=seconds, complete=complete, out_dir=out, options=meta.get("options", {}))
+        seconds=seconds, complete=complete, out_dir=out, options=meta.get("options", {}),
+        curve=_read_curve(out))

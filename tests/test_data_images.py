@@ -453,3 +453,24 @@ def test_eval_subset(shape, n, exact):
     if len(rows) > 1 and len(cols) > 1:
         assert rows[0] == 0 and rows[-1] == H - 1 and cols[0] == 0 and cols[-1] == W - 1
     np.testing.assert_array_equal(idx, I.eval_subset(shape, n))
+
+
+@pytest.mark.parametrize("shape, n, hw", [
+    ((64, 64), 4096, (64, 64)), ((128, 128), 4096, (64, 64)), ((128, 128), 1000, (31, 32)),
+    ((20, 100), 900, (20, 45)), ((7, 9), 1, (1, 1)),
+])
+def test_ntk_window_is_one_contiguous_centred_block(shape, n, hw):
+    idx, got = I.ntk_window(shape, n)
+    assert got == hw and idx.size == hw[0] * hw[1] <= n
+    rows, cols = np.unravel_index(idx, shape)
+    # Every pixel of one block: consecutive rows and columns, no stride.
+    assert set(np.diff(np.unique(rows))) <= {1} and set(np.diff(np.unique(cols))) <= {1}
+    assert np.unique(rows).size * np.unique(cols).size == idx.size
+    assert abs(rows.min() - (shape[0] - 1 - rows.max())) <= 1 and abs(cols.min() - (shape[1] - 1 - cols.max())) <= 1
+
+
+def test_ntk_window_refuses_more_points_than_pixels():
+    with pytest.raises(ValueError, match="5000 points requested but the image has only 64x64 = 4096"):
+        I.ntk_window((64, 64), 5000)
+    with pytest.raises(ValueError, match=">= 1"):
+        I.ntk_window((64, 64), 0)

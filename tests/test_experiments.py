@@ -56,6 +56,10 @@ def test_sweep_outputs(sweep_dir):
             assert 5 < run["psnr"] < 80 and 0 <= run["ms_ssim"] <= 1 and not run["diverged"]
             assert run["checkpoints"] == {"start": None, "middle": 1, "end": 2}
             assert run["ntk_points"] == 16 and run["floor"] < run["lambda_max"]
+            assert run["ntk_selection"] == "window"  # a contiguous 4x4 block of the 16 px image
+            assert [c["epoch"] for c in run["curve"]] == [0, 1, 2] and run["curve"][-1]["psnr"] == pytest.approx(
+                run["psnr"])
+            assert (run["grid_offdiag_fraction"] is None) == (enc == "baseline")
     rows = {r["encoding"]: r for r in res["summary"]}
     for enc in ("baseline", "multigrid"):
         ps = [i["runs"][enc]["psnr"] for i in res["images"]]
@@ -71,6 +75,12 @@ def test_sweep_outputs(sweep_dir):
             assert m["mean"][0] >= m["mean"][-1] and m["floor"] > 0
     report = (sweep_dir / "report.md").read_text()
     assert "![mean spectra](spectra.png)" in report and "Paper's ordering multigrid > baseline" in report
+    assert "## Theorem 1" in report and "![ratio](theorem1_ratio.png)" in report
+    assert _is_png(sweep_dir / "theorem1_ratio.png") and _is_png(sweep_dir / "training_curves.png")
+    claims = _json(sweep_dir / "theorem1_ratio.json")
+    assert {(p["name"], p["kernel"]) for p in claims["per_image"]} == {("multigrid", "total"), ("multigrid", "no_grid")}
+    assert len(claims["per_image"]) == 2 * 3  # images x (middle: total; end: total, no_grid)
+    assert all(p["verdict"] in ("holds", "does not hold") for p in claims["per_image"])
     assert all(i["image_id"] in report for i in res["images"])
     assert "| multigrid | 2 | 0 |" in (sweep_dir / "summary.md").read_text()
     csv = (sweep_dir / "summary.csv").read_text().splitlines()
@@ -324,7 +334,15 @@ def test_grid_ablation_on_a_sweep(sweep_dir, tmp_path):
     for cp in ("middle", "end"):
         s = th["summary"][cp]
         assert s["images"] == 2 and s["weyl_holds"] == 2 and s["lambda_min_grid_median"] > 0
-        assert 0 <= s["baseline_below_total_fraction_mean"] <= 1
+        assert s["ntk_points"] == [16] and 0 <= s["grid_offdiag_fraction_mean"] < 1
+        for key in ("total", "no_grid"):
+            t = s[f"theorem1_{key}"]
+            assert t["images_compared"] == 2 and 0 <= t["fraction_mean"] <= 1
+            assert t["on_mean"]["verdict"] in ("holds", "does not hold")
+    # The control is built to fail, and the report says so.
+    assert th["control"][0]["verdict"] == "does not hold" and th["control"][0]["scale"] == grid_ablation.CONTROL_SCALE
+    report = (out / "report.md").read_text()
+    assert "verdict **does not hold**" in report and _is_png(out / "theorem1_ratio.png")
     groups = _json(out / "levels.json")["groups"]
     assert {"total", "no_grid", "grid", "mlp", "encoding/level_0", "encoding/level_1"} <= set(groups)
     assert "Theorem 1" in (out / "report.md").read_text()

@@ -360,7 +360,7 @@ def test_inside_coordinate_mlp_and_structured_ntk():
     assert sorted(variables["params"]["encoding"]) == [f"level_{i}" for i in range(3)]
     assert variables["params"]["encoding"]["level_2"].shape == (64, 2)
 
-    kernels = structured_ntk(model, variables, x, groups=True)
+    kernels = structured_ntk(model, variables, x, groups="ops")
     assert {f"encoding/level_{i}" for i in range(3)} <= set(kernels)
 
     @jax.jit

@@ -60,7 +60,7 @@ def test_structured_equals_jacobian_contraction(name, hidden, out_dim, trace):
 def test_groups_sum_to_total(name):
     with jax.enable_x64(True):
         model, v, x = _setup(name, (16, 16), 3)
-        ks = structured_ntk(model, v, x, groups=True, block_size=5)
+        ks = structured_ntk(model, v, x, groups="ops", block_size=5)
     ops = [k for k in ks if k not in ("total", "mlp", "grid")]
     assert ops and all(("/" in k) or k.startswith("dense_") for k in ops)
     assert rel_err(sum(ks[k] for k in ops), ks["total"]) <= 1e-13

@@ -91,7 +91,7 @@ def test_float64_scoped_and_psd_on_a_real_image(camera_points):
 
     for _ in range(20):
         v = step(v)
-    specs, kernels = ntk_spectrum(model, v, x, groups=True)
+    specs, kernels = ntk_spectrum(model, v, x, groups="ops")
     assert not jax.config.jax_enable_x64 and jnp.zeros(1).dtype == jnp.float32
     for name in ("total", "mlp", "grid", "no_grid", "encoding/level_0"):
         s, k = specs[name], kernels[name]
@@ -115,3 +115,53 @@ def test_float32_kernel_is_worse_than_float64(camera_points):
     tail = slice(s64.n_above_floor - 100, s64.n_above_floor)
     rel = np.abs(s32.eigenvalues[tail] - s64.eigenvalues[tail]) / s64.eigenvalues[tail]
     assert rel.max() > 1e-2
+
+
+# ----------------------------------------------------------------------------- training-set kernels
+
+
+def test_jax_and_lapack_eigensolvers_agree_to_1e_12():
+    from ntkgrid.spectrum import eigh, eigvalsh
+
+    k = _psd(300, 300, 7) + _psd(300, 20, 8) * 1e3
+    a, b = eigvalsh(k, "numpy"), eigvalsh(k, "jax")
+    assert np.all(np.diff(a) <= 0)
+    assert np.max(np.abs(a - b)) / a[0] <= 1e-12
+    w, v = eigh(k, "jax")
+    assert np.max(np.abs(w - a)) / a[0] <= 1e-12
+    np.testing.assert_allclose((k @ v[:, :5]) / w[:5], v[:, :5], atol=1e-9)
+    assert not jax.config.jax_enable_x64
+    with pytest.raises(ValueError, match="backend"):
+        eigvalsh(k, "cupy")
+
+
+@pytest.mark.parametrize("kernel, expected", [
+    (np.diag([1.0, 2.0, 3.0]), 0.0),
+    (np.ones((4, 4)), 0.75),
+    (np.array([[1.0, 1.0], [1.0, 1.0]]) + np.diag([2.0, 0.0]), 2 / 12),  # [[3, 1], [1, 1]]
+])
+def test_offdiag_fraction_table(kernel, expected):
+    from ntkgrid.spectrum import offdiag_fraction
+
+    assert offdiag_fraction(kernel) == pytest.approx(expected, abs=1e-15)
+
+
+def test_strided_subset_hides_grid_sharing_that_the_full_image_shows():
+    """A grid coarser than the image (8 nodes per side, 32 px): on a strided 4x4 subset no
+    two points share a node, so the grid kernel is exactly diagonal; on the whole image
+    (and on a contiguous window) neighbouring pixels share nodes."""
+    from ntkgrid.data.images import eval_subset, image_to_dataset, ntk_window
+    from ntkgrid.spectrum import offdiag_fraction
+
+    img = np.random.default_rng(0).random((32, 32, 3))
+    x, _ = image_to_dataset(img)
+    model = CoordinateMLP(MultiGrid(dim=2, num_levels=1, features_per_level=2, min_res=8, max_res=8),
+                          hidden=(32,), out_dim=3)
+    v = model.init(jax.random.PRNGKey(0), x[:1])
+    frac = {}
+    for name, idx in (("strided", eval_subset((32, 32), 16)), ("window", ntk_window((32, 32), 256)[0]),
+                      ("full", np.arange(32 * 32))):
+        _, k = ntk_spectrum(model, v, x[idx], groups=True)
+        frac[name] = offdiag_fraction(k["grid"])
+    assert frac["strided"] == 0.0
+    assert frac["full"] > 0.5 and frac["window"] > 0.5

@@ -68,15 +68,17 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
         assert set(train.HISTORY_KEYS) <= set(h)
         assert h["ms_ssim_scales"] == 2 and h["ms_ssim_reduced"]  # 32 px: metrics' small-image fallback
         spectra = h["spectra"]
-        assert {"total", "mlp", "grid", "no_grid", "encoding/level_0", "encoding/level_1"} <= set(spectra)
-        assert h["spectrum"] is spectra["total"]
+        assert set(spectra) == {"total", "mlp", "grid", "no_grid"}  # per-op spectra: ntk_spectrum(groups="ops")
+        assert h["spectrum"] is spectra["total"] and h["ntk_points"] == 64
+        assert 0.0 < h["grid_offdiag_fraction"] < 1.0  # an 8x8 window: neighbouring pixels share nodes
         for s in spectra.values():
             assert s.eigenvalues.shape == (64,) and s.floor > 0
             assert np.all(np.diff(s.eigenvalues) <= 0) and 0 < s.n_above_floor <= 64
     assert r.history[0]["train_loss"] is None and r.history[2]["train_loss"] == r.losses[5]
 
     # Files and their keys.
-    assert json.loads((tmp_path / "run.json").read_text())["options"]["ntk_points"] == 64
+    options = json.loads((tmp_path / "run.json").read_text())["options"]
+    assert (options["ntk_points"], options["ntk_selection"], options["ntk_window"]) == (64, "window", [8, 8])
     lines = [json.loads(t) for t in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [ln["epoch"] for ln in lines] == [0, 3, 6]
     for ln, h in zip(lines, r.history):
@@ -86,7 +88,7 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
         assert ln["spectrum"]["no_grid"]["floor"] == h["spectra"]["no_grid"].floor
         assert (tmp_path / ln["checkpoint_file"]).exists()
         npz = np.load(tmp_path / ln["spectrum_file"])
-        np.testing.assert_array_equal(npz["eigenvalues/encoding/level_1"], h["spectra"]["encoding/level_1"].eigenvalues)
+        np.testing.assert_array_equal(npz["eigenvalues/grid"], h["spectra"]["grid"].eigenvalues)
     assert np.load(tmp_path / "spectra" / "ntk_x.npy").shape == (64, 2)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"config", "options", "complete", "diverged", "diverged_epoch", "seconds", "final", "losses",
@@ -267,3 +269,39 @@ def test_ms_ssim_matches_pytorch_msssim_on_trained_model_output():
     ref = float(pytorch_msssim.ms_ssim(to_t(pred), to_t(y.astype(np.float64)), data_range=1.0))
     assert 0.2 < ref < 0.99  # a partly trained model: neither noise nor a copy of the image
     assert abs(ours["ms_ssim"] - ref) <= 1e-5
+
+
+def test_curve_is_full_data_loss_at_regular_epochs_and_survives_resume(tmp_path):
+    x, y = astronaut(8)
+    cfg = SMALL.replace(epochs=6, curve_every=2, checkpoints=(3,))
+    res = train.fit(cfg, x, y, out_dir=tmp_path, progress=False)
+    assert [c["epoch"] for c in res.curve] == [0, 2, 3, 4, 6]
+    for c in res.curve:  # each point is the full-data loss, not the minibatch mean
+        if c["epoch"] in (3, 6):
+            h = next(h for h in res.history if h["epoch"] == c["epoch"])
+            assert c["loss"] == pytest.approx(h["loss"], rel=1e-12)
+    final = train.predict(cfg, res.params, x)
+    assert res.curve[-1]["loss"] == pytest.approx(float(np.mean((final.astype(np.float64) - y) ** 2)), rel=1e-6)
+    assert res.curve[1]["train_loss"] == pytest.approx(res.losses[1])
+    again = train.load_run(tmp_path)
+    assert again.curve == res.curve
+    assert SMALL.replace(epochs=90).curve_epochs()[:3] == (0, 3, 6) and SMALL.replace(curve_every=0).curve_epochs() == ()
+
+
+def test_training_set_points_default_cap_and_errors(monkeypatch):
+    x, _ = astronaut(16)
+    pts, sel = train.training_set_points(x, None, (16, 16))
+    assert pts is x and sel == {"ntk_points": 256, "ntk_selection": "all", "ntk_window": [16, 16]}
+    pts, sel = train.training_set_points(x, 64, (16, 16))
+    assert sel["ntk_selection"] == "window" and sel["ntk_window"] == [8, 8] and pts.shape == (64, 2)
+    assert train.training_set_points(x, 0, (16, 16))[0] is None
+    with pytest.raises(ValueError, match="ntk_points=300 exceeds the 256 training points"):
+        train.training_set_points(x, 300, (16, 16))
+    from ntkgrid import presets
+
+    monkeypatch.setitem(presets.NTK_POINTS_CAP, "cpu", 100)
+    with pytest.warns(RuntimeWarning, match="100 of the 256 training points"):
+        pts, sel = train.training_set_points(x, None, (16, 16))
+    assert sel == {"ntk_points": 100, "ntk_selection": "window", "ntk_window": [10, 10]}
+    _, sel = train.training_set_points(x, 50, None)  # not an image: a uniform random subset
+    assert sel["ntk_selection"] == "random" and sel["ntk_points"] == 50

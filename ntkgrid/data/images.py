@@ -53,6 +53,7 @@ __all__ = [
     "bundled_images",
     "dataset_to_image",
     "eval_subset",
+    "ntk_window",
     "image_to_dataset",
     "load_image",
     "load_records",
@@ -616,3 +617,31 @@ def eval_subset(shape: Sequence[int], n_points: int) -> np.ndarray:
     rows = _spread(r, H)
     cols = _spread(c, W)
     return (rows[:, None] * W + cols[None, :]).reshape(-1).astype(np.int64)
+
+
+def ntk_window(shape: Sequence[int], n_points: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A contiguous, centred block of pixels for NTK spectra on the training set.
+
+    The NTK of a grid model is only meaningful on points that share grid nodes as they do
+    in training; a strided subset (:func:`eval_subset`) makes the grid kernel diagonal. So
+    a cap on the number of kernel points takes a window of the image at training
+    resolution, every pixel of one block, never a strided or random subset.
+
+    ``shape``: ``(H, W[, C])``; ``n_points``: the cap, ``1 <= n_points <= H*W``.
+    Returns ``(indices, (h, w))``: flat row-major pixel indices (``int64``, sorted) of the
+    ``h x w`` block centred in the image, with ``h = min(H, isqrt(n))`` and
+    ``w = min(W, n // h)`` (so ``h*w <= n``, and ``h*w == n`` for a square ``n`` that fits),
+    and the block's shape. ``n_points >= H*W`` is an error: ask for all pixels instead.
+    """
+    H, W = int(shape[0]), int(shape[1])
+    n = int(n_points)
+    if n < 1:
+        raise ValueError(f"NTK window: n_points must be >= 1, got {n_points}")
+    if n > H * W:
+        raise ValueError(f"NTK window: {n} points requested but the image has only {H}x{W} = {H * W} pixels")
+    h = min(H, math.isqrt(n))
+    w = min(W, n // h)
+    h = min(H, n // w)
+    r0, c0 = (H - h) // 2, (W - w) // 2
+    rows, cols = np.arange(r0, r0 + h), np.arange(c0, c0 + w)
+    return (rows[:, None] * W + cols[None, :]).reshape(-1).astype(np.int64), (h, w)
