@@ -213,15 +213,15 @@ class _Slot:
         o = y.shape[1]
         ntk_x = run.ntk_x
         if ntk_x is None:
-            ntk_x = T._default_ntk_x(x, cfg.ntk_points, shape)
+            ntk_x, selection = T.training_set_points(x, cfg.ntk_points, shape)
         else:
             ntk_x = np.asarray(ntk_x, np.float32)
             if ntk_x.ndim != 2 or ntk_x.shape[1] != d:
                 raise ValueError(f"ntk_x must have shape (M, {d}), got {ntk_x.shape}")
-        self.ntk_x = ntk_x
+            selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "given", "ntk_window": None}
+        self.ntk_x, self.selection = ntk_x, selection
         self.options = {"n_points": n, "dim": d, "out_dim": o, "epoch_size": e_size,
-                        "image_shape": list(shape) if shape else None,
-                        "ntk_points": 0 if ntk_x is None else int(ntk_x.shape[0]),
+                        "image_shape": list(shape) if shape else None, **selection,
                         "data_hash": T._hash(x, y), "ntk_hash": None if ntk_x is None else T._hash(ntk_x)}
         config = cfg.to_dict()
         self.model = cfg.model(d, o)
@@ -229,7 +229,7 @@ class _Slot:
         variables = T._jit_init(self.model)(init_key, jnp.asarray(x[:1]))
         opt_state = optax.sgd(cfg.learning_rate).init(variables["params"])
         self.out = out = Path(run.out_dir) if run.out_dir is not None else None
-        self.start, self.losses, self.history, self.lines, self.seconds0 = 0, [], [], {}, 0.0
+        self.start, self.losses, self.history, self.lines, self.seconds0, self.curve = 0, [], [], {}, 0.0, []
         self.result: T.RunResult | None = None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
@@ -256,6 +256,7 @@ class _Slot:
                 self.seconds0 = float(state["seconds"])
                 self.lines = {k: v for k, v in self.lines.items() if k <= self.start}
                 self.history = [h for h in T._read_history(out) if h["epoch"] <= self.start]
+                self.curve = [c for c in T._read_curve(out) if c["epoch"] <= self.start]
             T._write_json(out / "run.json", {"format": T.FORMAT, "label": run.label, "config": config,
                                              "options": self.options})
             if ntk_x is not None:
@@ -284,9 +285,10 @@ class _Slot:
     def checkpoint(self, epoch: int, host: dict, opt_state) -> bool:
         """``fit``'s ``checkpoint``: measure and save ``epoch``; False if its loss is non-finite."""
         t0 = time.perf_counter()
-        entry = T._measure(self.cfg, self.model, host, self.x, self.y, self.shape, self.ntk_x, self.eval_fn)
+        entry = T._measure(self.cfg, self.model, host, self.x, self.y, self.shape, self.ntk_x, self.eval_fn,
+                           self.selection["ntk_window"], last=epoch == self.cfg.epochs)
         self.measure_seconds += time.perf_counter() - t0
-        if not math.isfinite(entry["loss"]):
+        if not self.add_curve_point(epoch, entry):
             return False
         entry["epoch"] = epoch
         entry["train_loss"] = self.losses[epoch - 1] if epoch > 0 else None
@@ -304,6 +306,22 @@ class _Slot:
             T._write_json(out / "metrics.jsonl", [self.lines[k] for k in sorted(self.lines)], lines=True)
         return True
 
+    def add_curve_point(self, epoch: int, point: Mapping) -> bool:
+        """``fit``'s ``add_curve_point``: record ``epoch``'s full-data loss/PSNR; False if the
+        loss is non-finite."""
+        self.curve.append({"epoch": epoch, **{k: point.get(k) for k in ("loss", "psnr", "accuracy")},
+                           "train_loss": self.losses[epoch - 1] if epoch > 0 else None})
+        if self.out is not None:
+            T._write_json(self.out / "curve.jsonl", self.curve, lines=True)
+        return point.get("loss") is not None and math.isfinite(point["loss"])
+
+    def curve_point(self, epoch: int, host: dict) -> bool:
+        """A training-curve point at a curve epoch that is not a checkpoint."""
+        t0 = time.perf_counter()
+        point = T._curve_point(self.cfg, self.model, host, self.x, self.y)
+        self.measure_seconds += time.perf_counter() - t0
+        return self.add_curve_point(epoch, point)
+
     def finish(self, opt_state) -> T.RunResult:
         out = self.out
         if out is not None and not T._ckpt_path(out, self.kept_epoch).exists():  # diverged before any checkpoint
@@ -312,7 +330,7 @@ class _Slot:
             config=self.cfg, label=self.run.label, params=jax.tree.map(jnp.asarray, self.kept),
             params_epoch=self.kept_epoch, history=self.history, losses=np.asarray(self.losses, np.float64),
             diverged=self.diverged_epoch is not None, diverged_epoch=self.diverged_epoch, seconds=self.elapsed(),
-            complete=True, out_dir=out, options=self.options)
+            complete=True, out_dir=out, options=self.options, curve=self.curve)
         if out is not None:
             T._write_json(out / "summary.json", T._summary(self.result, self.lines))
         return self.result
@@ -415,9 +433,14 @@ def _train(cfg: TrainConfig, slots: list[_Slot], progress: bool, devices) -> Non
         if not slot.checkpoint(epoch, host, opt_host):
             slot.diverged_epoch = epoch
 
+    curve_epochs = set(cfg.curve_epochs())
     for s in slots:
         if s.start == 0 and not s.history and 0 in save_epochs:
             measure(s, 0, s.variables, s.opt_state)
+        elif s.start == 0 and not s.curve and 0 in curve_epochs and 0 not in save_epochs:
+            credit()
+            if not s.curve_point(0, s.variables):
+                s.diverged_epoch = 0
 
     model = slots[0].model
     epoch_fn = make_batch_epoch_fn(model, cfg.loss, cfg.batch_size, slots[0].x.shape[0], slots[0].e_size, mesh)
@@ -462,7 +485,7 @@ def _train(cfg: TrainConfig, slots: list[_Slot], progress: bool, devices) -> Non
             if pending is not None:
                 settle(pending)
             pending = (epoch + 1, mask, value)
-            if epoch + 1 in save_epochs:
+            if epoch + 1 in save_epochs or epoch + 1 in curve_epochs:
                 settle(pending)
                 pending = None
                 todo = [k for k, s in enumerate(slots) if s.training and epoch + 1 > s.start]
@@ -470,7 +493,12 @@ def _train(cfg: TrainConfig, slots: list[_Slot], progress: bool, devices) -> Non
                     host_v, host_s = T._host_copy(variables), T._host_copy(opt_state)
                     for k in todo:
                         take = functools.partial(_take, k)
-                        measure(slots[k], epoch + 1, jax.tree.map(take, host_v), jax.tree.map(take, host_s))
+                        if epoch + 1 in save_epochs:
+                            measure(slots[k], epoch + 1, jax.tree.map(take, host_v), jax.tree.map(take, host_s))
+                        else:
+                            credit()
+                            if not slots[k].curve_point(epoch + 1, jax.tree.map(take, host_v)):
+                                slots[k].diverged_epoch = epoch + 1
         if pending is not None:
             settle(pending)
     finally:

@@ -71,6 +71,13 @@ def assert_same_run(a: train.RunResult, b: train.RunResult, tol: float = TOL):
                 np.testing.assert_allclose(hb[key], ha[key], rtol=tol, err_msg=key)
         for g, s in ha["spectra"].items():
             np.testing.assert_allclose(hb["spectra"][g].eigenvalues[:4], s.eigenvalues[:4], rtol=10 * tol)
+    assert [c["epoch"] for c in a.curve] == [c["epoch"] for c in b.curve] and a.curve
+    for ca, cb in zip(a.curve, b.curve):
+        for key in ("loss", "psnr", "train_loss"):
+            if ca[key] is None:
+                assert cb[key] is None
+            else:
+                np.testing.assert_allclose(cb[key], ca[key], rtol=tol, err_msg=f"curve {key}")
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
         np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=10 * tol, atol=10 * tol)
 
