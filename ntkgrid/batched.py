@@ -412,7 +412,10 @@ def _stack(trees: Sequence) -> Any:
 
 def _train(cfg: TrainConfig, slots: list[_Slot], progress: bool, devices) -> None:
     save_epochs = sorted(set(cfg.checkpoint_epochs()) | {cfg.epochs})
-    mesh = run_mesh(devices)
+    devices = list(jax.local_devices() if devices is None else devices)
+    # At least 2 runs per device: XLA:CPU ran a program with one run per device 2-3x slower
+    # than fit's own (same step HLO up to operand order; see benchmarks/RESULTS.md).
+    mesh = run_mesh(devices[:max(1, len(slots) // 2)])
     n_dev = 1 if mesh is None else mesh.devices.size
     r_real = len(slots)
     r_pad = -(-r_real // n_dev) * n_dev
@@ -443,7 +446,11 @@ def _train(cfg: TrainConfig, slots: list[_Slot], progress: bool, devices) -> Non
                 s.diverged_epoch = 0
 
     model = slots[0].model
-    epoch_fn = make_batch_epoch_fn(model, cfg.loss, cfg.batch_size, slots[0].x.shape[0], slots[0].e_size, mesh)
+    if r_pad == 1:  # one run: fit's own program (see above), on the run axis of length 1
+        epoch_fn = _single_run_epoch(T.make_epoch_fn(model, cfg.loss, cfg.batch_size, slots[0].x.shape[0],
+                                                     slots[0].e_size))
+    else:
+        epoch_fn = make_batch_epoch_fn(model, cfg.loss, cfg.batch_size, slots[0].x.shape[0], slots[0].e_size, mesh)
     put = (lambda a: jax.device_put(a)) if mesh is None else \
         (lambda a: jax.device_put(a, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))))
     sel = [slots[i] for i in index]
@@ -507,6 +514,20 @@ def _train(cfg: TrainConfig, slots: list[_Slot], progress: bool, devices) -> Non
     host_s = T._host_copy(opt_state)
     for k, s in enumerate(slots):
         s.finish(jax.tree.map(functools.partial(_take, k), host_s))
+
+
+def _single_run_epoch(single: Callable) -> Callable:
+    """:func:`make_batch_epoch_fn`'s signature for one run, calling ``fit``'s epoch."""
+
+    def epoch(variables, opt_state, data_keys, epoch_index, learning_rates, active, coords, targets):
+        if not bool(np.asarray(active)[0]):
+            return variables, opt_state, jnp.full((1,), jnp.nan, jnp.float32)
+        first = functools.partial(jax.tree.map, lambda a: a[0])
+        v, s, loss = single(first(variables), first(opt_state), data_keys[0], epoch_index, learning_rates[0],
+                            coords[0], targets[0])
+        return jax.tree.map(lambda a: a[None], v), jax.tree.map(lambda a: a[None], s), loss[None]
+
+    return epoch
 
 
 def _take(k: int, a: np.ndarray) -> np.ndarray:

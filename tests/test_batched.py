@@ -121,6 +121,11 @@ def test_a_diverging_run_stops_alone(sequential):
     assert_same_run(sequential[2], got[2])
 
 
+def test_a_batch_of_one_is_fit(sequential):
+    (got,) = batched.fit_batch(CFG, runs(None)[:1], progress=False)
+    assert_same_run(sequential[0], got, tol=0)  # fit's own program (see _train)
+
+
 def dataclass_replace(run, **kw):
     import dataclasses
 
@@ -202,17 +207,17 @@ SHARDED = textwrap.dedent("""
     cfg = TrainConfig(hidden=(16,), learning_rate=1.0, epochs=3, batch_size=8, ntk_points=0, checkpoints=(3,))
     rng = np.random.default_rng(0)
     x = rng.random((32, 2)).astype(np.float32)
-    runs = [batched.BatchRun(x, rng.random((32, 3)).astype(np.float32), seed=s) for s in range(3)]
+    runs = [batched.BatchRun(x, rng.random((32, 3)).astype(np.float32), seed=s) for s in range(5)]
     got = batched.fit_batch(cfg, runs, progress=False)
     ref = [train.fit(cfg.replace(seed=s), r.coords, r.targets, progress=False) for s, r in enumerate(runs)]
     mesh = batched.run_mesh()
     fn = batched.make_batch_epoch_fn(cfg.model(2, 3), "mse", 8, 32, 32, mesh)
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
     model = cfg.model(2, 3)
-    v = jax.vmap(lambda k: model.init(k, x[:1]))(jax.random.split(jax.random.PRNGKey(0), 4))
-    args = [jax.device_put(a, sharding) for a in (v, optax.sgd(1.0).init({}), np.zeros((4, 2), np.uint32))]
-    rest = [jax.device_put(a, sharding) for a in (np.ones(4, np.float32), np.ones(4, bool),
-                                                  np.stack([x] * 4), np.zeros((4, 32, 3), np.float32))]
+    v = jax.vmap(lambda k: model.init(k, x[:1]))(jax.random.split(jax.random.PRNGKey(0), 6))
+    args = [jax.device_put(a, sharding) for a in (v, optax.sgd(1.0).init({}), np.zeros((6, 2), np.uint32))]
+    rest = [jax.device_put(a, sharding) for a in (np.ones(6, np.float32), np.ones(6, bool),
+                                                  np.stack([x] * 6), np.zeros((6, 32, 3), np.float32))]
     v2, _, losses = fn(*args, np.int32(0), *rest)
     shards = [len(leaf.sharding.device_set) for leaf in jax.tree.leaves((v2, losses))]
     print(json.dumps({"got": [g.losses.tolist() for g in got], "ref": [r.losses.tolist() for r in ref],
@@ -227,6 +232,6 @@ def test_run_axis_is_sharded_over_two_host_devices():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["mesh"] == 2 and out["traced"] == 1  # 3 runs padded to 4, one program
+    assert out["mesh"] == 2 and out["traced"] == 1  # 5 runs padded to 6, one program
     assert set(out["shards"]) == {2} and "runs" in out["spec"]  # state and losses live on both devices
     np.testing.assert_allclose(out["got"], out["ref"], rtol=1e-6)
