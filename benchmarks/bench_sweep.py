@@ -32,8 +32,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def _configs(epochs: int) -> dict:
     from ntkgrid import presets

@@ -10,18 +10,23 @@ leading run axis. Each run keeps
 * its own minibatch order: the PRNG derivation of :func:`~ntkgrid.train.fit`
   (``PRNGKey(seed)`` splits into an init key and a data key, epoch ``e`` uses
   ``fold_in(data_key, e)``), so every run computes what ``fit`` computes one at a time
-  (on CPU the same numbers up to float32 rounding of the batched matmuls),
+  (on the CPU we see the same numbers bit for bit; the tests allow 1e-6),
 * its own divergence flag: a run whose epoch loss (or checkpoint loss) is non-finite
   stops updating (its update is masked with ``jnp.where``) while the others go on,
 * its own run folder, in exactly :mod:`ntkgrid.train`'s format (``run.json``,
-  ``metrics.jsonl``, ``spectra/``, ``checkpoints/``, ``summary.json``), written with
+  ``metrics.jsonl``, ``curve.jsonl``, ``spectra/``, ``checkpoints/``, ``summary.json``), written with
   train.py's own helpers and measured with its ``_measure``; resuming works per run (runs
   of one batch may resume from different epochs: a run is masked until the batch's epoch
   counter reaches its own), and :func:`ntkgrid.train.load_run` reads the folders.
 
 Devices: with several local devices (``jax.local_devices()``) the run axis is sharded
 over them (``jax.sharding.NamedSharding`` on a 1-D ``Mesh`` named ``"runs"``; the batch is
-padded to a multiple of the device count with masked copies). Several hosts run
+padded to a multiple of the device count with masked copies), with at least 2 runs per
+device; a batch of one run runs ``fit``'s own epoch program (XLA:CPU ran programs of one
+vmap-ed run per device 2-3x slower than ``fit``'s, see ``benchmarks/RESULTS.md``). On a
+CPU, XLA exposes one device unless ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+is set before JAX starts (the sweep's CLI does that: :func:`experiments.split_host_cpus`);
+the gain there comes from the cores, since a batch-10 step is bound by arithmetic. Several hosts run
 independent shards of a sweep (``jax.process_index()/process_count()``), each on its
 local devices.
 
@@ -58,8 +63,8 @@ import optax
 from ntkgrid import train as T
 from ntkgrid.config import TrainConfig
 
-__all__ = ["BatchRun", "MATMUL_PRECISIONS", "TRACE_COUNTS", "fit_batch", "make_batch_epoch_fn", "precision_scope",
-           "run_mesh", "runs_per_program"]
+__all__ = ["MATMUL_PRECISIONS", "MAX_AUTO_RUNS_PER_DEVICE", "TRACE_COUNTS", "BatchRun", "fit_batch",
+           "make_batch_epoch_fn", "precision_scope", "run_mesh", "runs_per_program"]
 
 #: Values of ``matmul_precision``: None/"default" (JAX's default: TF32 on recent NVIDIA
 #: GPUs) or "highest" (full float32).
@@ -205,9 +210,9 @@ class _Slot:
     """One run of a batch: what :func:`ntkgrid.train.fit` keeps in its locals, set up (and
     resumed) the same way, plus the measuring and file writing of its checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, run: BatchRun, resume: bool, eval_fn):
+    def __init__(self, cfg: TrainConfig, run: BatchRun, resume: bool, eval_fn, epoch_size: int | None = None):
         self.cfg, self.run, self.eval_fn = cfg, run, eval_fn
-        x, y, shape, e_size = T._validate(cfg, run.coords, run.targets, run.image_shape, None)
+        x, y, shape, e_size = T._validate(cfg, run.coords, run.targets, run.image_shape, epoch_size)
         self.x, self.y, self.shape, self.e_size = x, y, shape, e_size
         n, d = x.shape
         o = y.shape[1]
@@ -350,7 +355,8 @@ def _same_program(cfgs: Sequence[TrainConfig]) -> None:
 def fit_batch(cfg: TrainConfig, runs: Sequence[BatchRun], *, resume: bool = True, progress: bool = True,
               eval_fn: Callable | None = None, devices: Sequence | None = None,
               matmul_precision: str | None = None, on_error: str = "raise",
-              log: Callable[[str], None] | None = None) -> list[T.RunResult | Exception]:
+              log: Callable[[str], None] | None = None, epoch_size: int | None = None
+              ) -> list[T.RunResult | Exception]:
     """Train every run of ``runs`` (see :class:`BatchRun`) with ``cfg`` in one compiled program.
 
     Equivalent to ``[fit(cfg.replace(seed=.., learning_rate=..), run.coords, run.targets,
@@ -371,6 +377,7 @@ def fit_batch(cfg: TrainConfig, runs: Sequence[BatchRun], *, resume: bool = True
         another run) raises; "return": its place in the result holds the exception and
         the other runs train.
       log: called with a line when a run fails to set up (``on_error="return"``).
+      epoch_size: points drawn per epoch, as ``fit``'s (default: all).
 
     Returns:
       one :class:`ntkgrid.train.RunResult` (or, with ``on_error="return"``, exception) per
@@ -389,7 +396,7 @@ def fit_batch(cfg: TrainConfig, runs: Sequence[BatchRun], *, resume: bool = True
         slots: list[_Slot | Exception] = []
         for i, (c, r) in enumerate(zip(cfgs, runs)):
             try:
-                slots.append(_Slot(c, r, resume, eval_fn))
+                slots.append(_Slot(c, r, resume, eval_fn, epoch_size))
             except Exception as err:  # noqa: BLE001 - per run, so that the others train
                 if on_error == "raise":
                     raise
