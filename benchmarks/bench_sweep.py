@@ -80,34 +80,36 @@ def main(argv: list[str] | None = None) -> dict:
     n = len(data)
     configs = _configs(epochs)
     precision = None if args.matmul_precision == "default" else args.matmul_precision
-    from ntkgrid.sweep import _group_size
+    from ntkgrid.sweep import _group_sizes
 
-    group = _group_size(args.runs_per_program, configs, size, n)
+    groups = _group_sizes(args.runs_per_program, configs, size, n)
     load0 = os.getloadavg()
     print(f"bench_sweep: {n} images of {size}x{size} px, {epochs} epoch(s), Table 2 encodings "
           f"{', '.join(configs)}, {len(jax.local_devices())} {jax.default_backend()} device(s), "
-          f"batched: {group} image(s) per program",
+          f"batched: images per program {groups}",
           flush=True)
 
     warm = _configs(1)
     for name, cfg in warm.items():  # compile both ways (one epoch), untimed
-        _train("sequential", cfg, data[:1], size, precision, group)
-        _train("batched", cfg, data, size, precision, group)
+        _train("sequential", cfg, data[:1], size, precision, groups[name])
+        _train("batched", cfg, data, size, precision, groups[name])
 
     rows, total = [], {"sequential": 0.0, "batched": 0.0}
-    print(f"{'encoding':<10}{'batch':>6}{'sequential s':>14}{'batched s':>11}{'ratio':>7}{'max |dPSNR| dB':>16}")
+    print(f"{'encoding':<10}{'batch':>6}{'per prog':>9}{'sequential s':>14}{'batched s':>11}{'ratio':>7}"
+          f"{'max |dPSNR| dB':>16}")
     for name, cfg in configs.items():
         secs, psnr = {}, {}
         for mode in ("sequential", "batched"):
             t0 = time.perf_counter()
-            res = _train(mode, cfg, data, size, precision, group)
+            res = _train(mode, cfg, data, size, precision, groups[name])
             secs[mode] = time.perf_counter() - t0
             psnr[mode] = [r.final.get("psnr") for r in res]
             total[mode] += secs[mode]
         diff = max(abs(a - b) for a, b in zip(psnr["sequential"], psnr["batched"]))
-        rows.append({"encoding": name, "batch_size": cfg.batch_size, "seconds": secs, "psnr": psnr,
+        rows.append({"encoding": name, "batch_size": cfg.batch_size, "runs_per_program": groups[name],
+                     "seconds": secs, "psnr": psnr,
                      "max_abs_psnr_difference_db": diff, "ratio": secs["sequential"] / secs["batched"]})
-        print(f"{name:<10}{cfg.batch_size:>6}{secs['sequential']:>14.2f}{secs['batched']:>11.2f}"
+        print(f"{name:<10}{cfg.batch_size:>6}{groups[name]:>9}{secs['sequential']:>14.2f}{secs['batched']:>11.2f}"
               f"{secs['sequential'] / secs['batched']:>7.2f}{diff:>16.2e}", flush=True)
     per_min = {k: 60.0 * n / v for k, v in total.items()}
     ratio = per_min["batched"] / per_min["sequential"]
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"images/minute (3 encodings each): sequential {per_min['sequential']:.2f}, "
           f"batched {per_min['batched']:.2f}, ratio {ratio:.2f}x")
     print(f"load average start {load0[0]:.1f}, end {load1[0]:.1f} on {os.cpu_count()} CPUs")
-    result = {"images": n, "size": size, "epochs": epochs, "runs_per_program": group,
+    result = {"images": n, "size": size, "epochs": epochs, "runs_per_program": groups,
               "matmul_precision": args.matmul_precision,
               "images_per_minute": per_min, "seconds": total, "ratio": ratio, "rows": rows,
               "machine": {**sweep.describe_machine(), "loadavg_start": load0, "loadavg_end": load1}}

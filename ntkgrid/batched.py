@@ -80,6 +80,12 @@ TRACE_COUNTS = T.TRACE_COUNTS
 #: accelerator the 100-synset sweep fits in one program.
 MAX_AUTO_RUNS_PER_DEVICE = {"cpu": 2, "gpu": 128, "tpu": 128}
 
+#: On a CPU, configs whose minibatch has at least this many points train one run per
+#: program when sized automatically: their steps already keep the cores busy, and batched
+#: Fourier runs of batch 92 took 1.2-1.3x as long as sequential ones on the dev box
+#: (``benchmarks/bench_sweep.py``, three runs; our choice of threshold).
+CPU_BATCHED_MAX_BATCH = 64
+
 @dataclasses.dataclass(frozen=True)
 class BatchRun:
     """One run of a batch: the arguments :func:`ntkgrid.train.fit` would get.
@@ -179,9 +185,12 @@ def runs_per_program(cfg: TrainConfig, n_points: int, dim: int = 2, out_dim: int
     ``B * sum(hidden)``). ``fraction`` of the first device's free memory
     (``Device.memory_stats()``, or the host's available memory on a CPU) divided by
     that, times the number of devices, capped at :data:`MAX_AUTO_RUNS_PER_DEVICE` times
-    the number of devices.
+    the number of devices. On a CPU, 1 for minibatches of :data:`CPU_BATCHED_MAX_BATCH`
+    points or more.
     """
     devices = list(jax.local_devices() if devices is None else devices)
+    if devices[0].platform == "cpu" and cfg.batch_size >= CPU_BATCHED_MAX_BATCH:
+        return 1
     model = cfg.model(dim, out_dim)
     per_run = 4 * (6 * _param_count(model, dim) + n_points * (dim + out_dim + 1)
                    + 4 * cfg.batch_size * (sum(cfg.hidden) + dim + out_dim))

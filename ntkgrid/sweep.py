@@ -17,10 +17,12 @@ settings that decide the results (configs, image size, seed, the selected images
 rerun with different ones into the same folder stops with an error naming the
 differences before anything is computed, so nothing already computed is lost.
 
-Batching: the images of a shard train in groups (``runs_per_program``, default sized from
-the device's memory): per group and config, all its images are ONE compiled program
-(:func:`run_group`, :func:`ntkgrid.batched.fit_batch`), with the numbers and run folders of
-one-at-a-time training; several local devices share the group (its run axis is sharded).
+Batching: the images of a shard train in groups (``runs_per_program``, default sized per
+config from the device's memory, :func:`ntkgrid.batched.runs_per_program`): per group and
+config, its images are one compiled program (:func:`run_group`,
+:func:`ntkgrid.batched.fit_batch`), with the numbers and run folders of one-at-a-time
+training; several local devices share a program (its run axis is sharded). An image's
+results are written when all its configs are done.
 
 Sharding: ``shard="i/n"`` runs images ``i, i+n, ...`` of the selection (use one output
 folder per shard); :func:`merge` collects shard folders into one summary equal to that of
@@ -351,16 +353,19 @@ def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir:
     return out
 
 
-def _group_size(runs_per_program: int | None, configs: Mapping[str, TrainConfig], size: int, n: int) -> int:
+def _group_sizes(runs_per_program: int | None, configs: Mapping[str, TrainConfig], size: int,
+                 n: int) -> dict[str, int]:
+    """Images per program for each config: ``runs_per_program``, or (None) each config's
+    :func:`ntkgrid.batched.runs_per_program` for ``size x size`` images; at most ``n``."""
     if runs_per_program is not None:
         if runs_per_program < 1:
             raise SweepError(f"runs per program must be >= 1, got {runs_per_program}")
-        return int(runs_per_program)
-    if n == 0 or not configs:
-        return 1
+        return {name: int(runs_per_program) for name in configs}
+    if n == 0:
+        return dict.fromkeys(configs, 1)
     from ntkgrid.batched import runs_per_program as auto
 
-    return max(1, min(n, *(auto(c, size * size) for c in configs.values())))
+    return {name: max(1, min(n, auto(c, size * size))) for name, c in configs.items()}
 
 
 def _log_run(log: Log, label: str, res, seconds: float | None) -> None:
@@ -375,10 +380,11 @@ def _log_run(log: Log, label: str, res, seconds: float | None) -> None:
 
 def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfig], runs_root: str | os.PathLike,
               *, log: Log = print, progress: bool = True, tags: Mapping[str, str] | None = None,
-              matmul_precision: str | None = None) -> dict[str, dict[str, Any]]:
+              matmul_precision: str | None = None, sizes: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
     """Fit every config on every image, the images of one config in ONE program
-    (:func:`ntkgrid.batched.fit_batch`); ``runs_root/<image_id>/<name>`` holds each run
-    (resumable, :mod:`ntkgrid.train`'s format, the same numbers as :func:`run_configs`).
+    (:func:`ntkgrid.batched.fit_batch`), or in programs of ``sizes[name]`` images;
+    ``runs_root/<image_id>/<name>`` holds each run (resumable, :mod:`ntkgrid.train`'s
+    format, the same numbers as :func:`run_configs`).
 
     ``images``: ``{image_id: (H, W, 3) float32}`` of one size. Returns ``{image_id: {name:
     RunResult}}`` as :func:`run_configs` (a run that raises is left out and its error is
@@ -405,24 +411,28 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
         ids = list(images)
         runs = [BatchRun(data[k][0], data[k][1], image_shape=images[k].shape[:2],
                          out_dir=Path(runs_root) / k / name, label=f"{tags.get(k, k)} {name}") for k in ids]
+        per = max(1, int((sizes or {}).get(name, len(ids))))
         t0 = time.perf_counter()
-        try:
-            results = fit_batch(cfg, runs, progress=progress, on_error="return", matmul_precision=matmul_precision)
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # noqa: BLE001 - retry one by one so that only the culprit fails
-            log(f"{name}: the batch of {len(ids)} failed ({type(err).__name__}: {err}); training one at a time")
-            results = []
-            for k, run in zip(ids, runs):
-                try:
-                    results.append(fit(cfg, run.coords, run.targets, image_shape=run.image_shape,
-                                       out_dir=run.out_dir, progress=progress, label=run.label))
-                except KeyboardInterrupt:
-                    raise
-                except Exception as e:  # noqa: BLE001
-                    results.append(e)
+        results = []
+        for i in range(0, len(runs), per):
+            chunk = runs[i:i + per]
+            try:
+                results += fit_batch(cfg, chunk, progress=progress, on_error="return",
+                                     matmul_precision=matmul_precision)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # noqa: BLE001 - retry one by one so that only the culprit fails
+                log(f"{name}: the batch of {len(chunk)} failed ({type(err).__name__}: {err}); training one at a time")
+                for run in chunk:
+                    try:
+                        results.append(fit(cfg, run.coords, run.targets, image_shape=run.image_shape,
+                                           out_dir=run.out_dir, progress=progress, label=run.label))
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as e:  # noqa: BLE001
+                        results.append(e)
         dt = time.perf_counter() - t0
-        log(f"{name}: {len(ids)} image(s) in one program, {dt:.1f} s")
+        log(f"{name}: {len(ids)} image(s) in {-(-len(ids) // per)} program(s), {dt:.1f} s")
         for k, res in zip(ids, results):
             if isinstance(res, BaseException):
                 fail(k, name, res)
@@ -544,9 +554,11 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
             resumed.append(src.image_id)
         else:
             todo.append((i, src))
-    group = _group_size(runs_per_program, configs, size, len(todo))
+    sizes = _group_sizes(runs_per_program, configs, size, len(todo))
+    group = max(sizes.values(), default=1)
     if todo:
-        log(f"training {len(todo)} image(s) in groups of up to {group} per program")
+        log(f"training {len(todo)} image(s) in groups of {group}; images per program: "
+            + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     for g in range(0, len(todo), group):
         images = {}
         for i, src in todo[g:g + group]:
@@ -560,7 +572,7 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
                 write_json(skipped_path, skipped)
         runs = run_group({k: img for k, (_, _, img) in images.items()}, configs, out / "runs", log=log,
                          progress=progress, tags={k: t for k, (t, _, _) in images.items()},
-                         matmul_precision=matmul_precision)
+                         matmul_precision=matmul_precision, sizes=sizes)
         for iid, (_, src, image) in images.items():
             errors = runs[iid].pop("_errors", {})
             if errors:

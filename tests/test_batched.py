@@ -196,6 +196,8 @@ def test_runs_per_program_follows_memory(monkeypatch):
         min(cap, 3) * 2 * n_dev
     monkeypatch.setattr(batched, "_free_bytes", lambda d: 1)
     assert batched.runs_per_program(big, 128 * 128) == n_dev
+    if jax.default_backend() == "cpu":  # large minibatches keep the cores busy alone
+        assert batched.runs_per_program(big.replace(batch_size=batched.CPU_BATCHED_MAX_BATCH), 128 * 128) == 1
 
 
 SHARDED = textwrap.dedent("""

@@ -192,7 +192,7 @@ def test_a_failing_run_is_reported_and_the_rest_kept(tmp_path, capsys):
     sweep.write_json(stale / "run.json", {"config": {"learning_rate": 123.0}, "options": {}})
     assert imagenet_sweep.main(["--num-synsets", "2", "--encodings", "baseline", *TINY, "--runs-per-program", "2",
                                 "--out", str(out)]) == 1
-    assert "2 image(s) in one program" in capsys.readouterr().out  # one group, one image of it fails
+    assert "2 image(s) in 1 program(s)" in capsys.readouterr().out  # one group, one image of it fails
     (failed,) = _json(out / "failed.json")
     assert failed["image_id"] == src.image_id and "run.json" in failed["errors"]["baseline"]
     assert [i["image_id"] for i in _json(out / "results.json")["images"]] == [other.image_id]
