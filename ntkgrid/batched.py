@@ -467,8 +467,8 @@ def _train(cfg: TrainConfig, slots: list[_Slot], progress: bool, devices) -> Non
                                                      slots[0].e_size))
     else:
         epoch_fn = make_batch_epoch_fn(model, cfg.loss, cfg.batch_size, slots[0].x.shape[0], slots[0].e_size, mesh)
-    put = (lambda a: jax.device_put(a)) if mesh is None else \
-        (lambda a: jax.device_put(a, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))))
+    where = devices[0] if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    put = functools.partial(jax.device_put, device=where)
     sel = [slots[i] for i in index]
     variables = put(_stack([s.variables for s in sel]))
     opt_state = put(_stack([s.opt_state for s in sel]))
