@@ -60,7 +60,9 @@ def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str 
     g.add_argument("--epochs", type=int, default=None, help="epochs (checkpoints scale along)")
     g.add_argument("--batch-size", type=int, default=None, help="SGD minibatch size")
     g.add_argument("--lr", type=float, default=None, help="SGD step size")
-    g.add_argument("--ntk-points", type=int, default=None, help="points of the NTK spectra (0: none)")
+    g.add_argument("--ntk-points", type=int, default=None,
+                   help="cap on the NTK points: a contiguous centred window of this many training pixels (0: no "
+                        "spectra; default: every training pixel, up to ntkgrid.presets.NTK_POINTS_CAP on this backend)")
     ap.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
 
 
@@ -70,14 +72,21 @@ def overrides(args: argparse.Namespace) -> dict:
             "ntk_points": args.ntk_points, "seed": args.seed}
 
 
-def check_overrides(args: argparse.Namespace) -> None:
-    """Reject impossible override values with a ``ValueError`` naming the option."""
+def check_overrides(args: argparse.Namespace, preset: str | None = None) -> None:
+    """Reject impossible override values with a ``ValueError`` naming the option (and
+    ``--ntk-points`` beyond the training image's pixels, when ``preset`` gives its size)."""
     for opt, val, low in (("--size", args.size, 11), ("--epochs", args.epochs, 1),
                           ("--batch-size", args.batch_size, 1), ("--ntk-points", args.ntk_points, 0)):
         if val is not None and val < low:
             raise ValueError(f"{opt} must be >= {low}, got {val}")
     if args.lr is not None and not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
+    preset = preset or getattr(args, "preset", None)
+    if args.ntk_points and preset in ("paper", "quick"):
+        side = image_side(args, preset)
+        if args.ntk_points > side * side:
+            raise ValueError(f"--ntk-points {args.ntk_points} exceeds the {side}x{side} = {side * side} pixels of "
+                             "the training image (leave it out for all of them)")
 
 
 def configs_for(table: Mapping, preset: str, names, args: argparse.Namespace) -> dict:

@@ -55,7 +55,7 @@ def _run_sweep(args, out: Path) -> Path | int:
 
     preset = args.preset or ("paper" if args.data_root is not None else "quick")
     try:
-        check_overrides(args)
+        check_overrides(args, preset)
         configs = configs_for(presets.IMAGENET, preset, ENCODINGS, args)
         sources, warns = sweep.select_sources(args.data_root, args.num_synsets, args.seed)
     except DataError as err:

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     preset = args.preset or ("paper" if args.data_root is not None else "quick")
     try:
-        check_overrides(args)
+        check_overrides(args, preset)
         if args.num_synsets < 1:
             raise ValueError(f"--num-synsets must be >= 1, got {args.num_synsets}")
         if args.distributed:

@@ -11,6 +11,13 @@ and at the end (solid) in ``spectra.png`` / ``.json``, and the relative Frobeniu
 0 -> middle and middle -> end in ``kernel_change.png`` / ``.json``, with ``report.md``.
 The kernels are recomputed in float64 from each run's checkpoints on its spectrum points.
 ``--runs-dir runs/scaling/runs`` reuses the scaling experiment's runs (same settings).
+
+Predicted against measured training (the paper's Eqs. 5-7): from the kernel on the whole
+training image and its eigenvectors at epoch 0 and at the middle of training, the linearised
+expected-SGD prediction (:func:`ntkgrid.theory.predict_training`) of the full-image loss at
+every later epoch the run measured, against that measured loss
+(``prediction_<config>.png`` / ``.json``: loss curves and the residual's energy per
+eigenvalue band), with the relative error in ``report.md``.
 """
 
 from __future__ import annotations
@@ -65,6 +72,12 @@ def analyse(ctx: dict) -> dict:
     if results:
         plots.bar_figure(out / "kernel_change", {n: v["kernel_change"] for n, v in results.items()},
                          ylabel="||K1 - K0||_F / ||K0||_F", title="relative change of the NTK during training")
+    notes: list[str] = []
+    predictions = _predictions(ctx, runs, problems, notes)
+    for n, v in predictions.items():
+        results.setdefault(n, {})["prediction"] = [
+            {k: p[k] for k in ("from_epoch", "end_epoch", "max_relative_error", "final_relative_error", "stable",
+                               "critical_learning_rate")} for p in v]
     sweep.write_json(out / "evolution.json", {"image": ctx["src"].source, "configs": results,
                                                         "problems": problems})
     header = ["config", "epochs (start, middle, end)", "0 -> end", "0 -> middle", "middle -> end",
@@ -72,17 +85,67 @@ def analyse(ctx: dict) -> dict:
     body = [[n, f"{v['epochs']['start']}, {v['epochs']['middle']}, {v['epochs']['end']}",
              v["kernel_change"]["start->end"], v["kernel_change"].get("start->middle"),
              v["kernel_change"].get("middle->end"), v["spectra"]["start"]["lambda_min"],
-             v["spectra"]["end"]["lambda_min"]] for n, v in results.items()]
+             v["spectra"]["end"]["lambda_min"]] for n, v in results.items() if "kernel_change" in v]
     table = sweep.markdown_table(header, body)
     report = [f"# NTK change during training (Appendix B, Fig. 11) on {ctx['src'].source}", "",
               f"- runs in `{ctx['runs_dir']}`; kernels recomputed in float64 from the checkpoints", "",
               "Relative Frobenius change ||K1 - K0||_F / ||K0||_F of the traced NTK on the spectrum points:", "",
               table, "![spectra](spectra.png)", "", "![kernel change](kernel_change.png)", ""]
+    if predictions:
+        report += ["## Predicted against measured training (Eqs. 5-7)", "",
+                   "From the float64 NTK on every training pixel at a checkpoint, the linearised expected-SGD "
+                   "prediction r(s) = (I - η g (B/N) K)^s r(0) of the residual (g = 2/(B O) for the mean squared "
+                   "error; the kernel fixed from the checkpoint on; see ntkgrid.theory), against the full-image "
+                   "loss the run measured. 'max rel. error': max over the later measured epochs of "
+                   "|predicted - measured| / measured. η_crit = 2 / (g (B/N) λ_max): above it the prediction "
+                   "diverges.", ""]
+        body = [[n, str(p["from_epoch"]), str(p["end_epoch"]),
+                 p["max_relative_error"] if p["stable"] else "unstable (η > η_crit)",
+                 p["final_relative_error"] if p["stable"] else "-", p["critical_learning_rate"],
+                 ctx["configs"][n].learning_rate] for n, v in predictions.items() for p in v]
+        report += [sweep.markdown_table(["config", "from epoch", "to epoch", "max rel. error", "final rel. error",
+                                         "η_crit", "η used"], body),
+                   "Where η exceeds the η_crit of the kernel at a checkpoint the linear prediction diverges; a "
+                   "run that still trains has left the linear regime (its largest eigenvalues fall early in "
+                   "training: compare λ_max at epoch 0 and later in spectra.json).", ""]
+        report += [f"![prediction {n}](prediction_{n}.png)" for n in predictions] + [""]
+    report += [f"- {x}" for x in notes] + ([""] if notes else [])
     if problems:
         report += ["## Not analysed", ""] + [f"- {p}" for p in problems] + [""]
     report += failed_runs_section(ctx["errors"])
     sweep.write_text(out / "report.md", "\n".join(report))
     return {"results": results, "problems": problems, "table": table}
+
+
+def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str]) -> dict:
+    """Predicted vs measured loss per config from epoch 0 and from the middle checkpoint."""
+    from ntkgrid import plots, sweep
+    from ntkgrid.data.images import image_to_dataset
+    from ntkgrid.evidence import predicted_vs_measured
+
+    coords, values = image_to_dataset(ctx["image"])
+    out = {}
+    for n, r in runs.items():
+        if r.diverged:
+            continue
+        if r.options.get("ntk_selection") != "all":
+            notes.append(f"{n}: no prediction: its kernels are on {r.options.get('ntk_points')} "
+                         f"({r.options.get('ntk_selection')}) of the {r.options.get('n_points')} training points; "
+                         "the prediction needs them all (leave --ntk-points out)")
+            continue
+        cps = sweep.middle_and_end(r.history, r.config.epochs)
+        preds = []
+        for cp in ("start", "middle"):
+            if cps[cp] is None:
+                continue
+            try:
+                preds.append(predicted_vs_measured(r, coords, values, cps[cp]))
+            except (ValueError, sweep.SweepError) as err:
+                problems.append(f"{n}: no prediction from epoch {cps[cp]}: {err}")
+        if preds:
+            plots.prediction_figure(ctx["out"] / f"prediction_{n}", n, preds)
+            out[n] = preds
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

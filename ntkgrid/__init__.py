@@ -11,13 +11,22 @@ and imports neural-tangents only when one of its kernels is asked for.
     (5, 3)
 """
 
+from ntkgrid.config import EncodingConfig, TrainConfig
 from ntkgrid.encodings import FourierFeatures, GaussianFourierFeatures, HashGrid, Identity, MulFAGrid, MultiGrid
 from ntkgrid.models import CoordinateMLP, NTKDense
 
 __version__ = "0.1.0"
 
+# Loaded on first use, so that ``import ntkgrid`` stays light (no optax, no LAPACK work).
+_LAZY = {
+    "fit": "ntkgrid.train", "load_run": "ntkgrid.train", "predict": "ntkgrid.train",
+    "empirical_ntk": "ntkgrid.ntk", "ntk_spectrum": "ntkgrid.spectrum", "offdiag_fraction": "ntkgrid.spectrum",
+    "compare_spectra": "ntkgrid.theory", "predict_training": "ntkgrid.theory",
+}
+
 __all__ = [
     "CoordinateMLP",
+    "EncodingConfig",
     "FourierFeatures",
     "GaussianFourierFeatures",
     "HashGrid",
@@ -25,4 +34,20 @@ __all__ = [
     "MulFAGrid",
     "MultiGrid",
     "NTKDense",
+    "TrainConfig",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ntkgrid' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

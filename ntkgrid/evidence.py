@@ -9,6 +9,9 @@
 * :func:`training_curves` — the mean full-image PSNR and loss through training per
   configuration (the runs' ``curve.jsonl``; Figs. 6, 8, 10).
 * :func:`theorem1_markdown` — the report section.
+* :func:`predicted_vs_measured` — the kernel-regression prediction of a run's training
+  loss from a checkpoint (the paper's Eqs. 5-7, :func:`ntkgrid.theory.predict_training`)
+  against the full-image loss the run measured.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import numpy as np
 
 from ntkgrid.spectrum import Spectrum, resample
 
-__all__ = ["GRID_KINDS", "grid_configs", "ratio_curves", "theorem1", "theorem1_markdown", "training_curves"]
+__all__ = ["GRID_KINDS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
+           "training_curves"]
 
 GRID_KINDS = ("multigrid", "hashgrid", "mulfagrid")
 
@@ -185,3 +189,62 @@ def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str
         ["image", "network", "kernel", "checkpoint", "NTK points", "grid off-diagonal share", "verdict",
          "fraction", "median log10 ratio", "min log10 ratio"], body)]
     return lines
+
+
+def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epoch: int) -> dict:
+    """The kernel-regression prediction (:func:`ntkgrid.theory.predict_training`) of a run's
+    training-set loss after ``from_epoch``, against the loss it measured (its ``curve``).
+
+    ``run``: a :class:`ntkgrid.train.RunResult` with an ``out_dir``, whose spectra were
+    taken on the whole training set (``options["ntk_selection"] == "all"``, so the kernel's
+    points are ``coords`` in order) and with a checkpoint at ``from_epoch``; ``coords``
+    ``(N, d)`` and ``targets`` ``(N, O)``: its training data; ``mse`` loss only.
+
+    Returns ``{"from_epoch", "epochs" (T,), "measured" (T,), "predicted" (T,),
+    "relative_error" (T,) |pred - meas| / meas, "max_relative_error" (after from_epoch),
+    "final_relative_error", "stable", "edges", "bands_start", "bands_predicted_end",
+    "bands_measured_end" (energy per eigenvalue band at from_epoch, predicted and measured
+    at the last curve epoch; measured = the final residual projected on the kernel's
+    eigenvectors at from_epoch), "end_epoch", "lambda_max", "critical_learning_rate"}``.
+    Raises ``ValueError`` naming what is missing.
+    """
+    from ntkgrid.spectrum import eigh
+    from ntkgrid.sweep import checkpoint_variables, recompute_kernels
+    from ntkgrid.theory import band_energies, loss_gradient_scale, predict_training
+    from ntkgrid.train import predict
+
+    cfg = run.config
+    if run.out_dir is None:
+        raise ValueError(f"{run.label or 'run'}: has no run folder to read its checkpoints from")
+    if run.options.get("ntk_selection") != "all":
+        raise ValueError(f"{run.out_dir}: the prediction needs kernels on the whole training set, but its spectra "
+                         f"were taken on {run.options.get('ntk_points')} {run.options.get('ntk_selection')} points")
+    o = int(np.asarray(targets).shape[1])
+    g = loss_gradient_scale(cfg.loss, cfg.batch_size, o, getattr(cfg, "loss_reduction", "mean"))
+    spectrum, kernel = recompute_kernels(cfg, run.out_dir, from_epoch, out_dim=o)
+    lam, q = eigh(kernel)
+    y = np.asarray(targets, np.float64)
+    resid = predict(cfg, checkpoint_variables(run.out_dir, from_epoch), coords).astype(np.float64) - y
+    later = [c for c in run.curve if c["epoch"] >= from_epoch and c.get("loss") is not None]
+    if len(later) < 2:
+        raise ValueError(f"{run.out_dir}: no full-data losses measured after epoch {from_epoch} (curve_every=0?)")
+    epochs = np.array([c["epoch"] for c in later])
+    measured = np.array([c["loss"] for c in later], np.float64)
+    pred = predict_training(lam, q, resid, learning_rate=cfg.learning_rate, gradient_scale=g,
+                            batch_size=cfg.batch_size, epoch_size=int(run.options.get("epoch_size", len(y))),
+                            epochs=epochs - from_epoch, floor=spectrum.floor)
+    end = int(epochs[-1])
+    resid_end = predict(cfg, checkpoint_variables(run.out_dir, end), coords).astype(np.float64) - y \
+        if end in {int(h["epoch"]) for h in run.history} else None
+    rel = np.abs(pred["loss"] - measured) / measured
+    n = lam.size
+    return {
+        "from_epoch": int(from_epoch), "epochs": epochs, "measured": measured, "predicted": pred["loss"],
+        "relative_error": rel, "max_relative_error": float(rel[1:].max()), "final_relative_error": float(rel[-1]),
+        "stable": pred["stable"], "edges": pred["edges"],
+        "bands_start": band_energies(lam, pred["coefficients"], pred["edges"]),
+        "bands_predicted_end": pred["bands"][-1],
+        "bands_measured_end": None if resid_end is None else band_energies(lam, q.T @ resid_end, pred["edges"]),
+        "end_epoch": end, "lambda_max": float(lam[0]),
+        "critical_learning_rate": float(2.0 / (g * (cfg.batch_size / n) * lam[0])),
+    }

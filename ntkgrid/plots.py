@@ -31,6 +31,7 @@ __all__ = [
     "grid_params_figure",
     "image_grid_figure",
     "new_figure",
+    "prediction_figure",
     "save",
     "spectra_axes",
     "spectra_figure",
@@ -347,3 +348,46 @@ def bar_figure(path: str | os.PathLike, values: Mapping[str, Mapping[str, float]
         ax.legend(fontsize=7)
     ax.grid(True, axis="y", alpha=0.3)
     return save(fig, path, {"values": values, "ylabel": ylabel})
+
+
+def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[Mapping]) -> tuple[Path, Path | None]:
+    """Predicted (kernel regression from a checkpoint, dashed) against measured (solid)
+    full-data loss through training, and the residual's energy per eigenvalue band at the
+    checkpoint, predicted and measured at the end. ``predictions``: dicts of
+    :func:`ntkgrid.evidence.predicted_vs_measured`, one per starting checkpoint."""
+    fig, axes = new_figure(1, 2, panel=(5.0, 3.8))
+    ax, bx = axes[0]
+    color = style(name)["color"]
+    measured_drawn = False
+    for k, p in enumerate(predictions):
+        if not measured_drawn:
+            ax.plot(p["epochs"], p["measured"], "-", color=color, lw=1.8, label="measured (full image)")
+            measured_drawn = True
+        ax.plot(p["epochs"], p["predicted"], "--", color=_shade(color, 0.6 + 0.3 * k), marker="o", ms=3,
+                label=f"predicted from epoch {p['from_epoch']} (max rel. err. {p['max_relative_error']:.2f})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE")
+    ax.set_title(f"{name}: loss, predicted vs measured")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    if predictions:
+        p = predictions[0]
+        edges = np.asarray(p["edges"], np.float64)
+        centers = np.sqrt(np.maximum(edges[:-1], edges[1] / 10) * edges[1:])
+        series = [("at epoch %d" % p["from_epoch"], p["bands_start"], "-", "o"),
+                  ("predicted at epoch %d" % p["end_epoch"], p["bands_predicted_end"], "--", "s")]
+        if p.get("bands_measured_end") is not None:
+            series.append(("measured at epoch %d" % p["end_epoch"], p["bands_measured_end"], ":", "^"))
+        for label, values, ls, marker in series:
+            v = np.asarray(values, np.float64)
+            ok = v > 0
+            bx.plot(centers[ok], v[ok], ls, marker=marker, ms=4, color=color, label=label)
+        bx.set_xscale("log")
+        bx.set_yscale("log")
+        bx.set_xlabel("eigenvalue band (decade centre; first band: below the floor)")
+        bx.set_ylabel("residual energy (MSE share)")
+        bx.set_title("residual per eigenvalue band")
+        bx.grid(True, alpha=0.3)
+        bx.legend(fontsize=7)
+    return save(fig, path, {"name": name, "predictions": [dict(p) for p in predictions]})

@@ -692,7 +692,9 @@ def fit(
         ntk_x = np.asarray(ntk_x, np.float32)
         if ntk_x.ndim != 2 or ntk_x.shape[1] != d:
             raise ValueError(f"ntk_x must have shape (M, {d}), got {ntk_x.shape}")
-        selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "given", "ntk_window": None}
+        whole = shape is not None and np.array_equal(ntk_x, x)  # the training image itself
+        selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "all" if whole else "given",
+                     "ntk_window": list(shape) if whole else None}
     options = {"n_points": n, "dim": d, "out_dim": o, "epoch_size": e_size,
                "image_shape": list(shape) if shape else None, **selection,
                "data_hash": _hash(x, y), "ntk_hash": None if ntk_x is None else _hash(ntk_x)}

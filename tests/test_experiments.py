@@ -226,6 +226,7 @@ def test_unusable_data_root_is_a_clear_error(tmp_path, capsys, make):
     (["--shard", "3/2"], "shard index"),
     (["--runs-per-program", "0"], "--runs-per-program must be"),
     (["--size", "4"], "--size must be >= 11"),
+    (["--size", "16", "--ntk-points", "300"], "--ntk-points 300 exceeds the 16x16 = 256 pixels"),
     (["--config-json", "multigrid"], "NAME=PATH"),
     (["--config-json", "hashgrid=x.json"], "unknown name"),
     (["--config-json", "multigrid=/nonexistent/best.json"], "/nonexistent/best.json"),
@@ -292,6 +293,21 @@ def test_ntk_evolution_reuses_scaling_runs(scaling_dir, tmp_path, capsys):
         assert all(0 < v < 10 for v in ch.values())
         assert ev["configs"][name]["epochs"] == {"start": 0, "middle": 1, "end": 2}
     assert _is_png(out / "spectra.png") and _is_png(out / "kernel_change.png")
+
+
+def test_ntk_evolution_predicts_training_from_the_training_set_kernel(tmp_path):
+    """Without --ntk-points the kernels are on every pixel, so the kernel-regression prediction
+    of the full-image loss is made from epoch 0 and from the middle checkpoint."""
+    out = tmp_path / "evo"
+    assert ntk_evolution.main(["--configs", "baseline", "--size", "16", "--epochs", "4", "--lr", "5",
+                               "--no-progress", "--out", str(out)]) == 0
+    (first, middle) = _json(out / "evolution.json")["configs"]["baseline"]["prediction"]
+    assert (first["from_epoch"], middle["from_epoch"], middle["end_epoch"]) == (0, 2, 4)
+    assert first["stable"] and first["critical_learning_rate"] > 5
+    assert 0 <= middle["max_relative_error"] < 0.5  # a 2x512 ReLU net near its linear regime
+    data = _json(out / "prediction_baseline.json")["predictions"][1]
+    assert data["epochs"] == [2, 3, 4] and data["predicted"][0] == pytest.approx(data["measured"][0], rel=1e-6)
+    assert _is_png(out / "prediction_baseline.png") and "## Predicted against measured" in (out / "report.md").read_text()
 
 
 def test_inspect_grid_outputs(scaling_dir, tmp_path):

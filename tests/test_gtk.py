@@ -210,6 +210,7 @@ def test_experiment_main_tiny(tmp_path):
     assert c["gtk_vs_neural_tangents"] <= 1e-10 and c["gtk_change"] <= 1e-12
     assert c["gd_vs_discrete_prediction"] <= 1e-9 and max(c["gd_vs_ode"]) <= c["ode_tolerance"]
     assert res["spectrum"]["1d"]["mulfagrid"]["rank"] > res["spectrum"]["1d"]["dense"]["rank"]
+    assert res["spectrum"]["2d"]["dense"]["grid_offdiag_fraction"] > 0.3 and c["grid_offdiag_fraction"] > 0.1
     assert 0.0 <= res["bounds"]["fraction_mulfagrid_lower"] <= 1.0
     run = res["image"]["runs"]["mulfagrid"]
     assert math.isfinite(run["psnr"]) and run["params"] == 2 * (9 + 25) + (4 * 4 + 4) + (4 * 3 + 3)  # grid + MLP

@@ -26,6 +26,19 @@ def test_import_has_no_side_effects():
     assert out == "False False False"
 
 
+def test_public_api_is_curated_and_lazy():
+    out = _run(
+        "import sys, ntkgrid; light = 'optax' not in sys.modules and 'ntkgrid.train' not in sys.modules;"
+        "from ntkgrid import fit, load_run, ntk_spectrum, empirical_ntk, TrainConfig, compare_spectra;"
+        "print(light, fit.__module__, ntk_spectrum.__module__, sorted(set(ntkgrid.__all__) - set(dir(ntkgrid))))"
+    )
+    assert out == "True ntkgrid.train ntkgrid.spectrum []"
+    import ntkgrid
+
+    with pytest.raises(AttributeError, match="no attribute 'tap_structure'"):
+        ntkgrid.tap_structure  # noqa: B018 - internals are not re-exported
+
+
 def test_neural_tangents_imports_without_tensorflow():
     out = _run(
         "import sys; from ntkgrid._nt_compat import import_nt; nt = import_nt();"

@@ -305,3 +305,26 @@ def test_training_set_points_default_cap_and_errors(monkeypatch):
     assert sel == {"ntk_points": 100, "ntk_selection": "window", "ntk_window": [10, 10]}
     _, sel = train.training_set_points(x, 50, None)  # not an image: a uniform random subset
     assert sel["ntk_selection"] == "random" and sel["ntk_points"] == 50
+
+
+def test_out_of_memory_kernel_falls_back_to_the_cpu_cap_with_a_warning(monkeypatch):
+    """A kernel that does not fit in memory is retried on a centred window of the CPU cap;
+    the run goes on and records the points actually used."""
+    from ntkgrid import presets, spectrum
+
+    real = spectrum.ntk_spectrum
+
+    def small_memory(model, variables, x, **kw):
+        if x.shape[0] > 64:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.0GiB")
+        return real(model, variables, x, **kw)
+
+    monkeypatch.setattr(spectrum, "ntk_spectrum", small_memory)
+    monkeypatch.setitem(presets.NTK_POINTS_CAP, "cpu", 64)
+    x, y = astronaut(16)
+    with pytest.warns(RuntimeWarning) as record:
+        r = train.fit(SMALL.replace(encoding=MULTIGRID, epochs=1, checkpoints=(1,)), x, y, image_shape=(16, 16),
+                      ntk_x=x, progress=False)
+    assert any("ran out of memory" in str(w.message) for w in record)
+    assert r.final["ntk_points"] == 64 and r.final["spectrum"].eigenvalues.shape == (64,)
+    assert r.options["ntk_selection"] == "all"  # ntk_x was the whole image: the fallback is its centred 8x8
