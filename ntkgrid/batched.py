@@ -232,7 +232,9 @@ class _Slot:
             ntk_x = np.asarray(ntk_x, np.float32)
             if ntk_x.ndim != 2 or ntk_x.shape[1] != d:
                 raise ValueError(f"ntk_x must have shape (M, {d}), got {ntk_x.shape}")
-            selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "given", "ntk_window": None}
+            whole = shape is not None and np.array_equal(ntk_x, x)  # the training image itself
+            selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "all" if whole else "given",
+                         "ntk_window": list(shape) if whole else None}
         self.ntk_x, self.selection = ntk_x, selection
         self.options = {"n_points": n, "dim": d, "out_dim": o, "epoch_size": e_size,
                         "image_shape": list(shape) if shape else None, **selection,
