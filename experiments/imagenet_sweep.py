@@ -28,8 +28,9 @@ process's share ``jax.process_index()/jax.process_count()``; with ``--distribute
 environment: SLURM, or ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``).
 On a CPU the program asks XLA for one device per core (at most 8; set
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` to choose), so a group's runs
-also spread over the cores. Training uses JAX's default float32 matmuls (TF32 on recent NVIDIA GPUs);
-``--matmul-precision highest`` trains in full float32. Kernels and spectra are float64.
+also spread over the cores. Training uses JAX's default float32 matmuls (TF32 on recent
+NVIDIA GPUs); ``--matmul-precision highest`` trains in full float32. Kernels and spectra
+are float64.
 
 Exit status: 0 when every selected image has results; 1 when some were skipped or failed
 (they are listed in report.md); 2 for bad arguments or an unusable data root.
@@ -42,7 +43,8 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log, overrides, split_host_cpus
+from experiments import (add_run_args, check_overrides, configs_for, fail, image_side, log, overrides,
+                         split_host_cpus)
 
 ENCODINGS = ("baseline", "fourier", "multigrid")
 
