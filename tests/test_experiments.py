@@ -16,7 +16,9 @@ from ntkgrid import presets, sweep
 from ntkgrid.config import TrainConfig
 
 TINY = ["--size", "16", "--epochs", "2", "--ntk-points", "16", "--no-progress"]
-SWEEP = ["--num-synsets", "2", "--encodings", "baseline", "multigrid", *TINY]
+# Two images in one program per encoding (ntkgrid.batched); a shard's single image trains alone, so
+# test_shards_and_merge_equal_unsharded compares batched against one-at-a-time training.
+SWEEP = ["--runs-per-program", "2", "--num-synsets", "2", "--encodings", "baseline", "multigrid", *TINY]
 
 
 def _json(path: Path):
