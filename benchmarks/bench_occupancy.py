@@ -9,6 +9,23 @@ scratch, then prints one row per stage from the run's ``results.json`` (wall sec
 and the totals: wall time, process CPU time (user + system, all threads) and the load
 average before and after (a busy machine inflates wall time, not CPU time). The quick
 preset's target is a wall time under 10 minutes on a 2-core CPU.
+
+    python -m benchmarks.bench_occupancy --throughput [--mesh PATH] [--epochs 2]
+                                         [--points-per-epoch 100000] [--json OUT]
+
+Points per second at the paper preset's settings (Table 4's networks and batches; an
+epoch = ``--points-per-epoch`` fresh points uniform in the mesh's bounding box), on
+whatever JAX device is the default (the table says which):
+
+* ``label``: :class:`ntkgrid.data.meshes.FreshPoints` drawing and labelling an epoch
+  (Embree ray parity, batched), cold (first call: Embree's BVH build) and warm;
+* ``train <encoding>``: the jitted SGD epoch alone (:func:`ntkgrid.train.make_epoch_fn`,
+  points already on the device), after one compiling epoch;
+* ``fit <encoding>``: :func:`ntkgrid.train.fit` with ``epoch_data`` (labelling of epoch
+  e + 1 on the host overlapping epoch e on the device), compile included.
+
+Each row also gives the process CPU seconds (user + system) it used: on a shared machine
+wall-clock rates fall with the load, CPU seconds much less.
 """
 
 from __future__ import annotations
@@ -39,13 +56,87 @@ def stage_rows(results: dict) -> list[tuple[str, float]]:
         rows.append((f"{m['name']}: ground-truth render", m["gt_render_seconds"]))
         for enc, run in m["runs"].items():
             for what, sec in run["seconds"].items():
-                what = "train (+ checkpoint metrics, spectra)" if what == "train" else what
+                what = "train (+ checkpoint metrics)" if what == "train" else what
                 rows.append((f"{m['name']}: {enc} {what}", sec))
     return rows
 
 
+def throughput(mesh_path: str | None, epochs: int = 2, points_per_epoch: int = 100_000,
+               encodings=("baseline", "fourier", "multigrid")) -> dict:
+    """Rows ``{"what", "points", "wall_s", "cpu_s", "points_per_s"}`` (see the module docstring)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from ntkgrid import occupancy as occ
+    from ntkgrid.data.meshes import FreshPoints, default_shape, load_mesh
+    from ntkgrid.train import fit, make_epoch_fn
+
+    mesh = load_mesh(mesh_path) if mesh_path else default_shape()
+    name = Path(mesh_path).stem if mesh_path else "default_shape"
+    rows = []
+
+    def timed(what, n, fn):
+        w0, c0 = time.perf_counter(), _cpu_seconds()
+        out = fn()
+        w, c = time.perf_counter() - w0, _cpu_seconds() - c0
+        rows.append({"what": what, "points": n, "wall_s": w, "cpu_s": c, "points_per_s": n / w})
+        print(f"{what:<34s} {n:>9d} points  {w:7.2f} s wall  {c:7.2f} s CPU  {n / w:>11,.0f} points/s", flush=True)
+        return out
+
+    box = np.asarray(mesh.bounds)
+    sampler = FreshPoints(mesh, box, points_per_epoch, seed=0)
+    timed("label (cold: BVH build + 1 epoch)", points_per_epoch, lambda: sampler(0))
+    timed(f"label (warm, {epochs} epochs)", epochs * points_per_epoch,
+          lambda: [sampler(e) for e in range(1, epochs + 1)])
+    meas_x, meas_y = sampler(epochs + 1)
+    configs = occ.configs_for(name, "paper", encodings)
+    for enc, cfg in configs.items():
+        model = cfg.model(3, 1)
+        variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+        opt = optax.sgd(cfg.learning_rate).init(variables["params"])
+        fn = make_epoch_fn(model, "bce", cfg.batch_size, points_per_epoch, points_per_epoch)
+        x, y = jnp.asarray(meas_x), jnp.asarray(meas_y)
+        key, lr = jnp.asarray(jax.random.PRNGKey(1)), np.float32(cfg.learning_rate)
+        variables, opt, loss = fn(variables, opt, key, np.int32(0), lr, x, y)  # compile
+        float(loss)
+
+        def run(variables=variables, opt=opt, fn=fn, key=key, lr=lr, x=x, y=y):
+            for e in range(epochs):
+                variables, opt, loss = fn(variables, opt, key, np.int32(e + 1), lr, x, y)
+            return float(loss)
+
+        timed(f"train {enc} (B={cfg.batch_size})", epochs * points_per_epoch, run)
+    for enc, cfg in configs.items():
+        fresh = FreshPoints(mesh, box, points_per_epoch, seed=1)
+        timed(f"fit {enc} (fresh points, compile)", epochs * points_per_epoch,
+              lambda cfg=cfg, fresh=fresh: fit(cfg.replace(epochs=epochs, checkpoints=(epochs,), ntk_points=0),
+                                               meas_x, meas_y, epoch_data=fresh, progress=False))
+    return {"mesh": name, "device": str(jax.devices()[0]), "backend": jax.default_backend(),
+            "points_per_epoch": points_per_epoch, "epochs": epochs, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--throughput" in argv:
+        ap = argparse.ArgumentParser(description="points/s of labelling and training (paper preset)")
+        ap.add_argument("--throughput", action="store_true")
+        ap.add_argument("--mesh", default=None, help="a mesh file (default: the procedural default shape)")
+        ap.add_argument("--epochs", type=int, default=2)
+        ap.add_argument("--points-per-epoch", type=int, default=100_000)
+        ap.add_argument("--json", type=Path, default=None)
+        args = ap.parse_args(argv)
+        load0 = os.getloadavg()
+        doc = throughput(args.mesh, args.epochs, args.points_per_epoch)
+        machine = f"{platform.machine()} {platform.processor() or ''}".strip()
+        doc.update(cpus=os.cpu_count(), machine=machine, loadavg_before=load0, loadavg_after=os.getloadavg())
+        print(f"device {doc['device']} ({doc['backend']}), {os.cpu_count()} CPUs ({machine}), load average "
+              f"{load0[0]:.1f} before, {doc['loadavg_after'][0]:.1f} after")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        return doc
     extra = []
     if "--" in argv:
         i = argv.index("--")

@@ -15,9 +15,32 @@ See ``experiments/README.md``. The helpers below are the options the 2D programs
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+#: Most CPU devices :func:`split_host_cpus` asks XLA for (our choice).
+MAX_HOST_DEVICES = 8
+
+
+def split_host_cpus(n: int | None = None) -> int | None:
+    """Ask XLA for ``n`` CPU devices (default: one per core, at most :data:`MAX_HOST_DEVICES`)
+    by adding ``--xla_force_host_platform_device_count=n`` to ``XLA_FLAGS``, so that
+    batched training (:mod:`ntkgrid.batched`) shards its runs over the cores, one thread
+    per device. Takes effect only before JAX is imported; does nothing when ``XLA_FLAGS``
+    already sets the count (the user's choice wins) or JAX is already imported. Only the
+    CPU platform is affected: a GPU stays the default device. Returns the count set, or
+    None."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "jax" in sys.modules or "xla_force_host_platform_device_count" in flags:
+        return None
+    n = min(os.cpu_count() or 1, MAX_HOST_DEVICES) if n is None else int(n)
+    if n < 2:
+        return None
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    return n
+
 
 def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str | None = "quick") -> None:
     """``--preset --seed --out`` and the per-run overrides every 2D experiment takes."""

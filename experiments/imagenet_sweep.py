@@ -1,7 +1,8 @@
 """The ImageNet sweep (the paper's Table 1 ImageNet columns and Fig. 5a).
 
     python -m experiments.imagenet_sweep [--data-root DIR] [--num-synsets 100] [--seed 0]
-        [--preset paper|quick] [--out DIR] [--shard i/n] [--encodings ...]
+        [--preset paper|quick] [--out DIR] [--shard i/n|auto] [--distributed] [--encodings ...]
+        [--runs-per-program N|auto] [--matmul-precision default|highest]
         [--config-json NAME=PATH ...] [--size PX] [--epochs N] [--batch-size N] [--lr X]
         [--ntk-points N] [--no-progress]
     python -m experiments.imagenet_sweep merge --out DIR [SHARD_DIR ...]
@@ -19,6 +20,18 @@ NTK spectra at the middle and the end of training, resampled to 8000 values, wit
 numerical floor), ``report.md`` (also lists skipped files), and ``runs/`` (every training
 run). Rerunning skips finished images; ``merge`` combines shard folders.
 
+The images of one encoding train together, ``--runs-per-program`` of them in one compiled
+program (default ``auto``: sized from the device's memory; the numbers do not depend on
+it), sharded over the local devices when there are several. ``--shard auto`` runs this
+process's share ``jax.process_index()/jax.process_count()``; with ``--distributed``
+``jax.distributed.initialize()`` is called first (it reads the cluster from the
+environment: SLURM, or ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``).
+On a CPU the program asks XLA for one device per core (at most 8; set
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` to choose), so a group's runs
+also spread over the cores. Training uses JAX's default float32 matmuls (TF32 on recent
+NVIDIA GPUs); ``--matmul-precision highest`` trains in full float32. Kernels and spectra
+are float64.
+
 Exit status: 0 when every selected image has results; 1 when some were skipped or failed
 (they are listed in report.md); 2 for bad arguments or an unusable data root.
 """
@@ -30,7 +43,8 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log, overrides
+from experiments import (add_run_args, check_overrides, configs_for, fail, image_side, log, overrides,
+                         split_host_cpus)
 
 ENCODINGS = ("baseline", "fourier", "multigrid")
 
@@ -45,7 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ImageNet-style folder <root>/<wnid>/<image> (default: scikit-image's bundled photos)")
     ap.add_argument("--num-synsets", type=int, default=100,
                     help="synsets to draw, one image each (default 100; bundled photos: all 12 at most)")
-    ap.add_argument("--shard", default=None, metavar="i/n", help="run only shard i of n of the selected images")
+    ap.add_argument("--shard", default=None, metavar="i/n|auto",
+                    help="run only shard i of n of the selected images; auto: jax.process_index()/process_count()")
+    ap.add_argument("--distributed", action="store_true",
+                    help="call jax.distributed.initialize() first (multi-host; use with --shard auto)")
+    ap.add_argument("--runs-per-program", default="auto", metavar="N|auto",
+                    help="images trained together in one compiled program (default auto: from device memory)")
+    ap.add_argument("--matmul-precision", choices=("default", "highest"), default="default",
+                    help="float32 matmul precision of training: default (TF32 on recent NVIDIA GPUs) or highest")
     ap.add_argument("--encodings", nargs="+", default=list(ENCODINGS), choices=ENCODINGS,
                     help="which encodings to train (default: all three)")
     ap.add_argument("--config-json", action="append", default=[], metavar="NAME=PATH",
@@ -74,6 +95,7 @@ def _default_out(args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Run (or merge) the sweep; returns the exit status (see the module docstring)."""
+    split_host_cpus()  # before JAX starts: one CPU device per core, so groups shard over the cores
     from ntkgrid import presets, sweep
     from ntkgrid.data import DataError
     from ntkgrid.data.images import shard as take_shard
@@ -93,7 +115,25 @@ def main(argv: list[str] | None = None) -> int:
         check_overrides(args, preset)
         if args.num_synsets < 1:
             raise ValueError(f"--num-synsets must be >= 1, got {args.num_synsets}")
+        if args.distributed:
+            import jax
+
+            try:
+                jax.distributed.initialize()
+            except (RuntimeError, ValueError) as err:
+                raise ValueError(f"--distributed: jax.distributed.initialize() failed ({err})") from err
+        if args.shard == "auto":
+            args.shard = sweep.resolve_shard("auto")
         take_shard([], args.shard)  # validates the spec
+        rpp = None
+        if args.runs_per_program != "auto":
+            try:
+                rpp = int(args.runs_per_program)
+            except ValueError:
+                rpp = 0
+            if rpp < 1:
+                raise ValueError(f"--runs-per-program must be a positive integer or auto, "
+                                 f"got {args.runs_per_program!r}")
         configs = configs_for(presets.IMAGENET, preset, args.encodings, args)
         for spec in args.config_json:
             name, cfg = sweep.load_config_json(spec, args.encodings)
@@ -118,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 "config_json": list(args.config_json)}
     try:
         result = sweep.run_sweep(out, sources, configs, size=size, manifest=manifest, shard=args.shard, log=log,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, runs_per_program=rpp,
+                                 matmul_precision=args.matmul_precision)
     except sweep.SweepError as err:
         return fail(str(err))
     for line in (out / "summary.md").read_text().splitlines():

@@ -4,15 +4,22 @@
         [--preset quick|paper] [--encodings baseline fourier multigrid] [--seed 0]
         [--out runs/occupancy] [--epochs N] [--batch-size N] [--lr LR] [--pool-size N] [--eval-size N]
         [--resolution PX] [--mc-resolution N] [--ntk-points N] [--view AZ EL] [--hidden W ...]
+        [--sampling fresh|pool] [--points-per-epoch N] [--steps-per-epoch N] [--region bbox|cube]
+        [--ntk-output sigmoid|logit] [--curve-points N] [--config-json ENCODING=PATH ...]
 
 With neither ``--mesh`` nor ``--download`` the procedural default shape
-(:func:`ntkgrid.data.meshes.default_shape`) is used (``--mesh default`` adds it to a list). Each mesh is scaled so its longest
+(:func:`ntkgrid.data.meshes.default_shape`) is used (``--mesh default`` adds it to a list).
+Each mesh is scaled so its longest
 axis spans [0, 1]; its Table 4 row is picked by name (armadillo / happy_buddha / dragon,
 otherwise armadillo's). Several meshes: their spectra are averaged (Fig. 5b). A mesh that
 cannot be used is reported (file and problem) and the others still run; the exit status
 is then 1. Outputs (see experiments/OCCUPANCY.md): ``<out>/<mesh>/{render.png,
-surface_<enc>.ply, metrics.json, <enc>/...}``, ``<out>/spectra.{png,json}``,
-``<out>/results.json``, ``<out>/report.md``; labelled pools cached in ``<out>/pools/``.
+iou_curve.png, surface_<enc>.ply, metrics.json, <enc>/...}``, ``<out>/spectra.{png,json}``
+(the ``--ntk-output`` kernel) and ``<out>/spectra_<other>.{png,json}``,
+``<out>/results.json``, ``<out>/report.md``; labelled pools and per-seed label caches in
+``<out>/pools/``. ``--config-json multigrid=runs/tune/best_occupancy_multigrid.json``
+replaces that encoding's Table 4 entry by a tuned one (``python -m experiments.tune
+--task occupancy``), as ``--config-json`` does in the 2D sweep.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from pathlib import Path
 
 from ntkgrid import occupancy as occ
 
+#: The paper's three Stanford scans (Table 4's rows, Fig. 5b's meshes).
+PAPER_MESHES = ("armadillo", "dragon", "happy_buddha")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from ntkgrid.data.meshes import STANFORD_MODELS
@@ -34,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m experiments.occupancy", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mesh", nargs="+", default=[], metavar="PATH",
                     help="mesh files (.ply .off .obj .stl, anything trimesh reads); 'default': the procedural shape")
-    ap.add_argument("--download", nargs="+", default=[], metavar="NAME", choices=sorted(STANFORD_MODELS),
-                    help="Stanford scans to fetch (cached under --cache) and use")
+    ap.add_argument("--download", nargs="+", default=[], metavar="NAME", choices=sorted([*STANFORD_MODELS, "paper"]),
+                    help="Stanford scans to fetch (cached under --cache) and use; 'paper': the paper's three "
+                         "(armadillo, dragon, happy_buddha)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="where downloads go (default: $NTKGRID_CACHE or ~/.cache/ntkgrid, then meshes/)")
     ap.add_argument("--preset", choices=("quick", "paper"), default="quick",
@@ -57,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override the 8x256 hidden widths (for tiny test runs)")
     ap.add_argument("--view", type=float, nargs=2, default=None, metavar=("AZ", "EL"),
                     help="camera azimuth and elevation in degrees (y is up)")
+    ap.add_argument("--sampling", choices=occ.SAMPLINGS, default=None,
+                    help="fresh: new uniform points every epoch, labelled on the fly (Appendix E; paper default); "
+                         "pool: a fixed labelled pool, half near the surface (quick default)")
+    ap.add_argument("--points-per-epoch", type=int, default=None,
+                    help="points an epoch trains on (paper: 100000; 0: use --steps-per-epoch)")
+    ap.add_argument("--steps-per-epoch", type=int, default=None,
+                    help="SGD steps an epoch takes when --points-per-epoch is 0 (quick: 8)")
+    ap.add_argument("--region", choices=occ.REGIONS, default=None,
+                    help="uniform points in the scaled mesh's bounding box (default) or the unit cube")
+    ap.add_argument("--ntk-output", choices=occ.NTK_OUTPUTS, default=None,
+                    help="kernel of spectra.png: sigmoid output (default, what the loss sees) or logit; "
+                         "the other one goes to spectra_<other>.png")
+    ap.add_argument("--curve-points", type=int, default=None, help="epochs of the IoU curve (evenly spaced)")
+    ap.add_argument("--config-json", action="append", default=[], metavar="ENCODING=PATH",
+                    help="a TrainConfig JSON (e.g. experiments.tune's best_occupancy_<encoding>.json) "
+                         "replacing that encoding's Table 4 entry; repeatable")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
 
@@ -76,6 +103,9 @@ def _setup(args) -> occ.OccupancySetup:
             ch[field] = getattr(args, arg)
     if args.view is not None:
         ch["view"] = tuple(args.view)
+    for arg in ("sampling", "points_per_epoch", "steps_per_epoch", "region", "ntk_output", "curve_points"):
+        if getattr(args, arg) is not None:
+            ch[arg] = getattr(args, arg)
     return s.replace(**ch)
 
 
@@ -83,7 +113,8 @@ def _sources(args) -> list[tuple[str, str, object]]:
     """``[(name, kind, what)]``: kind "file" (path), "download" (model name) or "default"."""
     out = [("default_shape", "default", None) if p == "default" and not Path(p).exists() else (Path(p).stem, "file", p)
            for p in args.mesh]
-    out += [(n, "download", n) for n in args.download]
+    names = [m for n in args.download for m in (PAPER_MESHES if n == "paper" else (n,))]
+    out += [(n, "download", n) for n in dict.fromkeys(names)]
     if not out:
         out.append(("default_shape", "default", None))
     names: dict[str, int] = {}
@@ -109,14 +140,22 @@ def _load(kind: str, what, cache: Path | None):
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the exit status (0 = every mesh ran, 1 = some failed)."""
     from ntkgrid.data import DataError
+    from ntkgrid.sweep import load_config_json
 
     args = build_parser().parse_args(argv)
     try:
         setup = _setup(args)
+        if args.epochs is not None and args.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
         overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
                      "ntk_points": args.ntk_points,
                      "hidden": tuple(args.hidden) if args.hidden else None}
-        occ.configs_for("default_shape", args.preset, args.encodings, args.seed, **overrides)  # validate early
+        tuned = dict(load_config_json(spec, occ.ENCODINGS) for spec in args.config_json)
+        for enc, cfg in tuned.items():
+            if cfg.loss != "bce":
+                raise ValueError(f"--config-json {enc}: a {cfg.loss!r} config is not an occupancy one (loss 'bce')")
+        occ.configs_for("default_shape", args.preset, args.encodings, args.seed, setup=setup, tuned=tuned,
+                        **overrides)  # validate early
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -130,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             t_load = time.perf_counter()
             mesh = _load(kind, what, args.cache)
             t_load = time.perf_counter() - t_load
-            configs = occ.configs_for(name, args.preset, args.encodings, args.seed, **overrides)
+            configs = occ.configs_for(name, args.preset, args.encodings, args.seed, setup=setup, tuned=tuned,
+                                      **overrides)
             key, matched = occ.mesh_preset_key(name)
             print(f"[{name}] Table 4 row: {key}" + ("" if matched else " (name not recognised: armadillo's)"),
                   flush=True)
@@ -147,12 +187,15 @@ def main(argv: list[str] | None = None) -> int:
             errors.append({"mesh": name, "source": str(what), "error": f"{type(err).__name__}: {err}"})
     total = time.perf_counter() - t_start
     if results:
-        summary = occ.plot_mean_spectra(results, out / "spectra.png")
-        (out / "spectra.json").write_text(json.dumps(summary) + "\n")
-        counts = {e: {w: v.get("count") for w, v in s.items()} for e, s in summary.items()}
-        print(f"spectra: {out / 'spectra.png'} (meshes averaged: {counts})")
+        for output in (setup.ntk_output, *(o for o in occ.NTK_OUTPUTS if o != setup.ntk_output)):
+            stem = "spectra" if output == setup.ntk_output else f"spectra_{output}"
+            summary = occ.plot_mean_spectra(results, out / f"{stem}.png", output=output)
+            (out / f"{stem}.json").write_text(json.dumps({"kernel": output, **summary}) + "\n")
+            counts = {e: {w: v.get("count") for w, v in s.items()} for e, s in summary.items()}
+            print(f"spectra ({output} kernel): {out / f'{stem}.png'} (meshes averaged: {counts})")
     if results or errors:
         meta = {"preset": args.preset, "seed": args.seed, "encodings": args.encodings,
+                "ntk_output": setup.ntk_output, "config_json": list(args.config_json),
                 "setup": dataclasses.asdict(setup), "argv": sys.argv[1:] if argv is None else list(argv),
                 "seconds": total}
         jpath, mpath = occ.write_results(results, errors, out, meta)

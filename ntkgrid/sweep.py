@@ -17,9 +17,18 @@ settings that decide the results (configs, image size, seed, the selected images
 rerun with different ones into the same folder stops with an error naming the
 differences before anything is computed, so nothing already computed is lost.
 
+Batching: the images of a shard train in groups (``runs_per_program``, default sized per
+config from the device's memory, :func:`ntkgrid.batched.runs_per_program`): per group and
+config, its images are one compiled program (:func:`run_group`,
+:func:`ntkgrid.batched.fit_batch`), with the numbers and run folders of one-at-a-time
+training; several local devices share a program (its run axis is sharded). An image's
+results are written when all its configs are done.
+
 Sharding: ``shard="i/n"`` runs images ``i, i+n, ...`` of the selection (use one output
 folder per shard); :func:`merge` collects shard folders into one summary equal to that of
-an unsharded run (per-image results point at the shards' run folders).
+an unsharded run (per-image results point at the shards' run folders). ``shard="auto"``
+takes ``jax.process_index()/jax.process_count()`` (one shard per process of a
+``jax.distributed.initialize()`` job).
 
 Spectra: each run records float64 NTK spectra (by parameter group) at its checkpoints;
 "middle" is the measured epoch nearest ``epochs / 2`` and "end" the last one. Mean
@@ -67,7 +76,9 @@ __all__ = [
     "middle_and_end",
     "recompute_kernels",
     "resolve_image",
+    "resolve_shard",
     "run_configs",
+    "run_group",
     "run_sweep",
     "select_sources",
     "summarize",
@@ -335,17 +346,112 @@ def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir:
             errors[name] = f"{type(err).__name__}: {err}"
             log(f"{prefix}{name}: FAILED ({errors[name]})")
             continue
-        f = res.final
-        psnr, ms = f.get("psnr"), f.get("ms_ssim")
-        msg = f"PSNR {psnr:.2f} dB" if psnr is not None else "no PSNR"
-        msg += f", MS-SSIM {ms:.3f}" if ms is not None else ""
-        if res.diverged:
-            msg += f", DIVERGED at epoch {res.diverged_epoch}"
-        log(f"{prefix}{name}: {msg} ({time.perf_counter() - t0:.1f} s)")
+        _log_run(log, f"{prefix}{name}", res, time.perf_counter() - t0)
         out[name] = res
     if errors:
         out["_errors"] = errors
     return out
+
+
+def _group_sizes(runs_per_program: int | None, configs: Mapping[str, TrainConfig], size: int,
+                 n: int) -> dict[str, int]:
+    """Images per program for each config: ``runs_per_program``, or (None) each config's
+    :func:`ntkgrid.batched.runs_per_program` for ``size x size`` images; at most ``n``."""
+    if runs_per_program is not None:
+        if runs_per_program < 1:
+            raise SweepError(f"runs per program must be >= 1, got {runs_per_program}")
+        return {name: int(runs_per_program) for name in configs}
+    if n == 0:
+        return dict.fromkeys(configs, 1)
+    from ntkgrid.batched import runs_per_program as auto
+
+    return {name: max(1, min(n, auto(c, size * size))) for name, c in configs.items()}
+
+
+def _log_run(log: Log, label: str, res, seconds: float | None) -> None:
+    f = res.final
+    psnr, ms = f.get("psnr"), f.get("ms_ssim")
+    msg = f"PSNR {psnr:.2f} dB" if psnr is not None else "no PSNR"
+    msg += f", MS-SSIM {ms:.3f}" if ms is not None else ""
+    if res.diverged:
+        msg += f", DIVERGED at epoch {res.diverged_epoch}"
+    log(f"{label}: {msg}" + (f" ({seconds:.1f} s)" if seconds is not None else ""))
+
+
+def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfig], runs_root: str | os.PathLike,
+              *, log: Log = print, progress: bool = True, tags: Mapping[str, str] | None = None,
+              matmul_precision: str | None = None, sizes: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
+    """Fit every config on every image, the images of one config in ONE program
+    (:func:`ntkgrid.batched.fit_batch`), or in programs of ``sizes[name]`` images;
+    ``runs_root/<image_id>/<name>`` holds each run (resumable, :mod:`ntkgrid.train`'s
+    format, the same numbers as :func:`run_configs`).
+
+    ``images``: ``{image_id: (H, W, 3) float32}`` of one size. Returns ``{image_id: {name:
+    RunResult}}`` as :func:`run_configs` (a run that raises is left out and its error is
+    under ``"_errors"``). A run that cannot start (e.g. its folder holds another run)
+    fails alone; if the batched program itself fails, each image of it is retried on its
+    own with :func:`ntkgrid.train.fit`, so one bad image loses only itself.
+    """
+    from ntkgrid.batched import BatchRun, fit_batch
+    from ntkgrid.data.images import image_to_dataset
+    from ntkgrid.train import fit
+
+    tags = dict(tags or {})
+    data = {k: image_to_dataset(img) for k, img in images.items()}
+    out: dict[str, dict[str, Any]] = {k: {} for k in images}
+
+    def fail(iid: str, name: str, err: BaseException) -> None:
+        msg = f"{type(err).__name__}: {err}"
+        out[iid].setdefault("_errors", {})[name] = msg
+        log(f"{tags.get(iid, iid)} {name}: FAILED ({msg})")
+
+    for name, cfg in configs.items():
+        if not images:
+            break
+        ids = list(images)
+        runs = [BatchRun(data[k][0], data[k][1], image_shape=images[k].shape[:2],
+                         out_dir=Path(runs_root) / k / name, label=f"{tags.get(k, k)} {name}") for k in ids]
+        per = max(1, int((sizes or {}).get(name, len(ids))))
+        t0 = time.perf_counter()
+        results = []
+        for i in range(0, len(runs), per):
+            chunk = runs[i:i + per]
+            try:
+                results += fit_batch(cfg, chunk, progress=progress, on_error="return",
+                                     matmul_precision=matmul_precision)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # noqa: BLE001 - retry one by one so that only the culprit fails
+                log(f"{name}: the batch of {len(chunk)} failed ({type(err).__name__}: {err}); training one at a time")
+                for run in chunk:
+                    try:
+                        results.append(fit(cfg, run.coords, run.targets, image_shape=run.image_shape,
+                                           out_dir=run.out_dir, progress=progress, label=run.label))
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as e:  # noqa: BLE001
+                        results.append(e)
+        dt = time.perf_counter() - t0
+        log(f"{name}: {len(ids)} image(s) in {-(-len(ids) // per)} program(s), {dt:.1f} s")
+        for k, res in zip(ids, results):
+            if isinstance(res, BaseException):
+                fail(k, name, res)
+                continue
+            _log_run(log, f"{tags.get(k, k)} {name}", res, None)
+            out[k][name] = res
+    return out
+
+
+def resolve_shard(shard: str | None) -> str | None:
+    """``"auto"`` -> ``"i/n"`` from ``jax.process_index()`` / ``jax.process_count()`` (after
+    ``jax.distributed.initialize()`` on several hosts; ``None`` for a single process);
+    anything else is returned unchanged."""
+    if shard != "auto":
+        return shard
+    import jax
+
+    n = jax.process_count()
+    return None if n == 1 else f"{jax.process_index()}/{n}"
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -394,7 +500,8 @@ def _check_manifest(out: Path, manifest: Mapping) -> None:
 
 def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: Mapping[str, TrainConfig], *,
               size: int, manifest: Mapping, shard: str | None = None, log: Log = print,
-              progress: bool = True) -> dict:
+              progress: bool = True, runs_per_program: int | None = None,
+              matmul_precision: str | None = None) -> dict:
     """Train ``configs`` on each image of ``shard(sources)`` into ``out`` (see the module
     docstring), then :func:`summarize` it.
 
@@ -406,9 +513,14 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
       manifest: the identity of the sweep: ``table``, ``preset``, ``seed``,
         ``data_root``, ``num_images`` (plus anything else to record); ``size``,
         ``configs`` and ``selection`` are filled in here.
-      shard: ``"i/n"`` or ``None``.
+      shard: ``"i/n"``, ``"auto"`` (this process's ``jax.process_index()/process_count()``,
+        see :func:`resolve_shard`) or ``None``.
       log: where progress lines go.
       progress: per-epoch progress bars (only on a terminal).
+      runs_per_program: images trained together per encoding (:func:`run_group`);
+        None sizes the groups from the device's memory
+        (:func:`ntkgrid.batched.runs_per_program`). Results do not depend on it.
+      matmul_precision: None/"default" or "highest" (see :mod:`ntkgrid.batched`).
 
     Returns :func:`summarize`'s dict plus ``"ran"``, ``"resumed"``, ``"skipped"``,
     ``"failed"`` (lists of image ids / records of this call) and ``"seconds"``.
@@ -417,11 +529,13 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
 
     t0 = time.perf_counter()
     out = Path(out)
+    shard = resolve_shard(shard)
     mine = take_shard(sources, shard)
     manifest = {**manifest, "format": FORMAT, "size": int(size),
                 "configs": {k: c.to_dict() for k, c in configs.items()},
                 "selection": [dataclasses.asdict(s) for s in sources], "shard": shard,
-                "machine": describe_machine()}
+                "machine": describe_machine(), "runs_per_program": runs_per_program or "auto",
+                "matmul_precision": matmul_precision or "default"}
     _check_manifest(out, manifest)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "manifest.json", manifest)
@@ -433,32 +547,42 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
     old_failed = read_json(failed_path) if failed_path.exists() else []
     kept_failed = [f for f in old_failed if f.get("image_id") not in mine_ids]
     ran, resumed, failed = [], [], []
+    todo = []
     for i, src in enumerate(mine):
-        tag = f"[{i + 1}/{len(mine)}] {src.image_id}"
-        res_path = out / "results" / f"{src.image_id}.json"
-        if res_path.exists():
-            log(f"{tag}: done before, skipped")
+        if (out / "results" / f"{src.image_id}.json").exists():
+            log(f"[{i + 1}/{len(mine)}] {src.image_id}: done before, skipped")
             resumed.append(src.image_id)
-            continue
-        try:
-            image = load_source(src, size)
-        except DataError as err:
-            log(f"{tag}: SKIPPED: {err}")
-            skipped.append({"image_id": src.image_id, "source": src.source, "synset": src.synset,
-                            "reason": str(err)})
-            write_json(skipped_path, skipped)
-            continue
-        runs = run_configs(image, configs, out / "runs" / src.image_id, log=log, progress=progress,
-                           prefix=f"{tag} ")
-        errors = runs.pop("_errors", {})
-        if errors:
-            failed.append({"image_id": src.image_id, "source": src.source, "errors": errors})
-            continue
-        record = {"format": FORMAT, "image_id": src.image_id, "source": src.source, "synset": src.synset,
-                  "size": list(image.shape[:2]),
-                  "runs": {n: _run_record(r, f"runs/{src.image_id}/{n}") for n, r in runs.items()}}
-        write_json(res_path, record)
-        ran.append(src.image_id)
+        else:
+            todo.append((i, src))
+    sizes = _group_sizes(runs_per_program, configs, size, len(todo))
+    group = max(sizes.values(), default=1)
+    if todo:
+        log(f"training {len(todo)} image(s) in groups of {group}; images per program: "
+            + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    for g in range(0, len(todo), group):
+        images = {}
+        for i, src in todo[g:g + group]:
+            tag = f"[{i + 1}/{len(mine)}] {src.image_id}"
+            try:
+                images[src.image_id] = (tag, src, load_source(src, size))
+            except DataError as err:
+                log(f"{tag}: SKIPPED: {err}")
+                skipped.append({"image_id": src.image_id, "source": src.source, "synset": src.synset,
+                                "reason": str(err)})
+                write_json(skipped_path, skipped)
+        runs = run_group({k: img for k, (_, _, img) in images.items()}, configs, out / "runs", log=log,
+                         progress=progress, tags={k: t for k, (t, _, _) in images.items()},
+                         matmul_precision=matmul_precision, sizes=sizes)
+        for iid, (_, src, image) in images.items():
+            errors = runs[iid].pop("_errors", {})
+            if errors:
+                failed.append({"image_id": iid, "source": src.source, "errors": errors})
+                continue
+            record = {"format": FORMAT, "image_id": iid, "source": src.source, "synset": src.synset,
+                      "size": list(image.shape[:2]),
+                      "runs": {n: _run_record(r, f"runs/{iid}/{n}") for n, r in runs[iid].items()}}
+            write_json(out / "results" / f"{iid}.json", record)
+            ran.append(iid)
     write_json(skipped_path, skipped)
     write_json(failed_path, kept_failed + failed)
     summary = summarize(out, log=log, wall_seconds=time.perf_counter() - t0)

@@ -635,6 +635,18 @@ def training_set_points(coords: np.ndarray, n: int | None, image_shape=None) -> 
     return coords[idx], {"ntk_points": cap, "ntk_selection": "random", "ntk_window": None}
 
 
+def _fresh_epoch(epoch_data, epoch: int, d: int, o: int, size: int | None = None):
+    """``epoch_data(epoch)`` checked: float32 ``(E, d)`` points and ``(E, o)`` targets."""
+    x, y = epoch_data(epoch)
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    if x.ndim != 2 or y.ndim != 2 or x.shape != (x.shape[0], d) or y.shape != (x.shape[0], o) or not len(x):
+        raise ValueError(f"epoch_data({epoch}) must give (E, {d}) points and (E, {o}) targets, "
+                         f"got {x.shape} and {y.shape}")
+    if size is not None and x.shape[0] != size:
+        raise ValueError(f"epoch_data({epoch}) gave {x.shape[0]} points; every epoch must give {size}")
+    return x, y
+
+
 def _validate(cfg: TrainConfig, coords, targets, image_shape, epoch_size):
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -673,6 +685,7 @@ def fit(
     progress: bool = True,
     label: str = "",
     epoch_size: int | None = None,
+    epoch_data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> RunResult:
     """Train ``cfg.model(d, O)`` by SGD on ``(coords, targets)``; see the module docstring.
 
@@ -697,11 +710,23 @@ def fit(
       label: name shown on the bar and stored in the files.
       epoch_size: points drawn per epoch from the ``N``-point pool (default
         ``cfg.epoch_size(N)``: ``N``, or ``cfg.steps_per_epoch`` minibatches).
+      epoch_data: ``epoch_data(e) -> (x (E, d), y (E, O))``, fresh training points for
+        epoch ``e`` (0-based; must be a deterministic function of ``e`` so that resuming
+        is exact). When given, epoch ``e`` trains on those ``E`` points (shuffled, all of
+        them: ``epoch_size`` must be None) and ``(coords, targets)`` only serve the
+        checkpoint measurements. Epoch ``e + 1``'s points are prepared on the host while
+        the device runs epoch ``e``.
 
     Returns:
       :class:`RunResult`. Never raises on divergence.
     """
     x, y, shape, e_size = _validate(cfg, coords, targets, image_shape, epoch_size)
+    fresh = None
+    if epoch_data is not None:
+        if epoch_size is not None:
+            raise ValueError("epoch_size and epoch_data exclude each other (epoch_data sets the epoch's points)")
+        fresh = _fresh_epoch(epoch_data, 0, x.shape[1], y.shape[1])
+        e_size = fresh[0].shape[0]
     save_epochs = sorted(set(cfg.checkpoint_epochs()) | {cfg.epochs})
     curve_epochs = set(cfg.curve_epochs())
     n, d = x.shape
@@ -718,6 +743,8 @@ def fit(
     options = {"n_points": n, "dim": d, "out_dim": o, "epoch_size": e_size,
                "image_shape": list(shape) if shape else None, **selection,
                "data_hash": _hash(x, y), "ntk_hash": None if ntk_x is None else _hash(ntk_x)}
+    if fresh is not None:  # identifies the stream of fresh points by its first epoch
+        options["fresh_hash"] = _hash(*fresh)
     config = cfg.to_dict()
 
     model = cfg.model(d, o)
@@ -807,9 +834,14 @@ def fit(
             diverged_epoch = 0
         elif start == 0 and not curve and 0 in curve_epochs and 0 not in save_epochs:
             add_curve_point(0, _curve_point(cfg, model, variables, x, y))
-        epoch_fn = make_epoch_fn(model, cfg.loss, cfg.batch_size, n, e_size, cfg.loss_reduction)
+        epoch_fn = make_epoch_fn(model, cfg.loss, cfg.batch_size, n if fresh is None else e_size, e_size,
+                                 cfg.loss_reduction)
         lr = np.float32(cfg.learning_rate)
         xd, yd, kd = jnp.asarray(x), jnp.asarray(y), jnp.asarray(data_key)
+        if fresh is not None:
+            if start:
+                fresh = _fresh_epoch(epoch_data, start, d, o, e_size)
+            xd, yd = jnp.asarray(fresh[0]), jnp.asarray(fresh[1])
         variables = jax.device_put(variables)
         pending = None  # (epoch number, device loss) not yet read
 
@@ -833,6 +865,8 @@ def fit(
         while diverged_epoch is None and epoch < cfg.epochs:
             variables, opt_state, value = epoch_fn(variables, opt_state, kd, np.int32(epoch), lr, xd, yd)
             epoch += 1
+            if fresh is not None and epoch < cfg.epochs:  # host work overlaps the dispatched epoch
+                xd, yd = map(jnp.asarray, _fresh_epoch(epoch_data, epoch, d, o, e_size))
             if pending is not None and not settle():
                 break
             pending = (epoch, value)

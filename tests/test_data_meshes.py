@@ -381,7 +381,8 @@ def test_download_unreachable_raises_helpful_dataerror(tmp_path, error):
         M.download_stanford("armadillo", tmp_path, urlopen=urlopen)
     msg = str(ei.value)
     assert "could not reach https://graphics.stanford.edu/pub/3Dscanrep/armadillo/Armadillo.ply.gz" in msg
-    assert "download it by hand" in msg and "--mesh PATH" in msg
+    assert "by hand" in msg and "--mesh PATH" in msg
+    assert f"place the .ply at {tmp_path / 'armadillo.ply'}" in msg
     assert list(tmp_path.iterdir()) == []
 
 
@@ -428,3 +429,42 @@ def test_load_any_path(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(DataError):
             M.load_any(tmp_path / "nope.ply")
+
+
+# ----------------------------------------------------------------------------------
+# Solids: inside-out and non-manifold meshes
+# ----------------------------------------------------------------------------------
+
+_TET_V = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+_TET_F = [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]  # normals point outwards
+
+
+def test_load_mesh_refuses_an_inside_out_mesh(tmp_path):
+    good = M.load_mesh(write_off(tmp_path / "tet.off", _TET_V, _TET_F))
+    assert good.volume > 0
+    p = write_off(tmp_path / "inverted.off", _TET_V, [f[::-1] for f in _TET_F])
+    with pytest.raises(DataError, match=r"inverted\.off: the mesh is inside out \(signed volume -"):
+        M.load_mesh(p)
+
+
+@pytest.mark.parametrize("n_fins, error", [(2, True), (0, False)])
+def test_load_mesh_refuses_non_manifold_edges(tmp_path, n_fins, error):
+    # fins hung on the tetrahedron's edge 0-1: with two, four faces share that edge
+    v = _TET_V + [[0.5, -1, 0.5], [0.5, -1, -0.5]]
+    f = _TET_F + [[0, 1, 4], [0, 5, 1]][:n_fins]
+    p = write_off(tmp_path / "fins.off", v if n_fins else _TET_V, f)
+    if error:
+        with pytest.raises(DataError, match=r"fins\.off: 1 of 10 edges \(10\.0 %\) are non-manifold"):
+            M.load_mesh(p)
+    else:
+        assert M.load_mesh(p).is_watertight
+
+
+def test_check_solid_keeps_a_few_non_manifold_edges_with_a_warning():
+    s = trimesh.creation.icosphere(subdivisions=3)  # 1920 edges
+    fin_v = np.vstack([s.vertices, [[3.0, 3.0, 3.0]]])
+    e = s.edges_unique[0]
+    fins = np.vstack([s.faces, [[e[0], e[1], len(s.vertices)], [e[1], e[0], len(s.vertices)]]])
+    m = trimesh.Trimesh(fin_v, fins, process=False)
+    with pytest.warns(UserWarning, match="ball: 1 of .* edges .* non-manifold .*; kept"):
+        M.check_solid(m, "ball")

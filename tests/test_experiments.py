@@ -16,7 +16,9 @@ from ntkgrid import presets, sweep
 from ntkgrid.config import TrainConfig
 
 TINY = ["--size", "16", "--epochs", "2", "--ntk-points", "16", "--no-progress"]
-SWEEP = ["--num-synsets", "2", "--encodings", "baseline", "multigrid", *TINY]
+# Two images in one program per encoding (ntkgrid.batched); a shard's single image trains alone, so
+# test_shards_and_merge_equal_unsharded compares batched against one-at-a-time training.
+SWEEP = ["--runs-per-program", "2", "--num-synsets", "2", "--encodings", "baseline", "multigrid", *TINY]
 
 
 def _json(path: Path):
@@ -185,16 +187,28 @@ def test_bad_input_files_are_skipped_and_reported(tmp_path, capsys):
 
 
 def test_a_failing_run_is_reported_and_the_rest_kept(tmp_path, capsys):
-    (src,), _ = sweep.select_sources(None, 1, 0)
+    (src, other), _ = sweep.select_sources(None, 2, 0)
     out = tmp_path / "o"
     stale = out / "runs" / src.image_id / "baseline"
     stale.mkdir(parents=True)
     sweep.write_json(stale / "run.json", {"config": {"learning_rate": 123.0}, "options": {}})
-    assert imagenet_sweep.main(["--num-synsets", "1", "--encodings", "baseline", *TINY, "--out", str(out)]) == 1
+    assert imagenet_sweep.main(["--num-synsets", "2", "--encodings", "baseline", *TINY, "--runs-per-program", "2",
+                                "--out", str(out)]) == 1
+    assert "2 image(s) in 1 program(s)" in capsys.readouterr().out  # one group, one image of it fails
     (failed,) = _json(out / "failed.json")
     assert failed["image_id"] == src.image_id and "run.json" in failed["errors"]["baseline"]
+    assert [i["image_id"] for i in _json(out / "results.json")["images"]] == [other.image_id]
     assert "## Failed runs" in (out / "report.md").read_text()
     assert (stale / "run.json").exists()  # the foreign run is left alone
+
+
+def test_shard_auto_takes_the_jax_process(monkeypatch):
+    import jax
+
+    assert sweep.resolve_shard("auto") is None and sweep.resolve_shard("1/3") == "1/3"  # one process: all
+    monkeypatch.setattr(jax, "process_count", lambda: 4)
+    monkeypatch.setattr(jax, "process_index", lambda: 2)
+    assert sweep.resolve_shard("auto") == "2/4"
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "file"])
@@ -212,6 +226,7 @@ def test_unusable_data_root_is_a_clear_error(tmp_path, capsys, make):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--shard", "3/2"], "shard index"),
+    (["--runs-per-program", "0"], "--runs-per-program must be"),
     (["--size", "4"], "--size must be >= 11"),
     (["--size", "16", "--ntk-points", "300"], "--ntk-points 300 exceeds the 16x16 = 256 pixels"),
     (["--config-json", "multigrid"], "NAME=PATH"),

@@ -349,6 +349,8 @@ def test_large_batch_matches_generic_gather():
         assert_close(a, b, np.float32)
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu",
+                    reason="the chunked scratch budget is CPU-specific: off the CPU interpolation runs in one chunk")
 def test_default_chunk_fits_the_scratch_budget(monkeypatch):
     mib = 2**20
     # The paper-scale benchmark grid: 512^2 nodes, k = 2, float32, stacked (8 MiB accumulator).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import urllib.error
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,20 +59,26 @@ def test_mesh_preset_key(name, key, matched):
 
 def test_configs_for_paper_quick_and_overrides():
     paper = occ.configs_for("dragon", "paper")
-    assert paper["multigrid"] == OCCUPANCY["dragon"]["multigrid"]
+    assert paper["multigrid"].replace(checkpoints=None, ntk_points=None, curve_every=None) == \
+        OCCUPANCY["dragon"]["multigrid"]
+    assert paper["multigrid"].ntk_points == occ.PAPER_SETUP.ntk_points == 1024
+    assert paper["multigrid"].checkpoint_epochs() == tuple(range(0, 4001, 200))  # IoU curve: 20 points, and 0
     assert paper["multigrid"].encoding.max_res == 136 and paper["fourier"].encoding.num_frequencies == 7
     assert paper["baseline"].hidden == (256,) * 8 and paper["baseline"].loss == "bce"
     quick = occ.configs_for("x", "quick", ["multigrid"], seed=3, epochs=7, hidden=(4,))
     q = quick["multigrid"]
     assert q.encoding == OCCUPANCY["armadillo"]["multigrid"].encoding
     assert (q.epochs, q.seed, q.hidden, q.ntk_points) == (7, 3, (4,), 256)
-    assert q.checkpoint_epochs() == (3, 7) and paper["baseline"].checkpoint_epochs() == (0, 2000, 4000)
+    assert q.checkpoint_epochs() == (1, 2, 3, 4, 5, 6, 7)  # 10 curve points (rounded), the middle, the end
+    assert occ.configs_for("x", "quick", setup=occ.QUICK_SETUP.replace(curve_points=0))["fourier"].checkpoints == (
+        150, 300)
     assert q.learning_rate == pytest.approx(OCCUPANCY["armadillo"]["multigrid"].learning_rate * 20.0)
     assert q.batch_size == OCCUPANCY_QUICK["armadillo"]["multigrid"].batch_size == 256
     for mesh, table in OCCUPANCY_QUICK.items():  # only the run length, batch and lr differ from Table 4
         for name, cfg in table.items():
             paper_cfg = OCCUPANCY[mesh][name]
-            run = {f: getattr(paper_cfg, f) for f in ("epochs", "batch_size", "ntk_points", "learning_rate")}
+            run = {f: getattr(paper_cfg, f) for f in ("epochs", "batch_size", "ntk_points", "learning_rate",
+                                                      "checkpoints", "curve_every")}
             assert cfg.replace(**run) == paper_cfg
             assert cfg.learning_rate == pytest.approx(paper_cfg.learning_rate * OCCUPANCY_QUICK_LR_SCALE)
     assert occ.configs_for("x", "paper", ["fourier"], learning_rate=3.0)["fourier"].learning_rate == 3.0
@@ -89,22 +94,105 @@ def test_configs_for_paper_quick_and_overrides():
 # ----------------------------------------------------------------------------- data
 
 
-def test_prepare_data_pools_labels_and_cache(tmp_path):
+def _octahedron():
+    """Normalised to [0, 1]^3 (its bounding box): inside <=> sum |x - 0.5| < 0.5, 1/6 of the box."""
+    v = [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
+    f = [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
+    m = M.mesh_from_arrays(v, f, source="octahedron")
+    assert m.is_watertight and m.volume > 0
+    return m
+
+
+def _inside_octahedron(x):
+    return np.abs(np.asarray(x, np.float64) - 0.5).sum(axis=1) < 0.5
+
+
+@pytest.mark.parametrize("sampling", ["pool", "fresh"])
+def test_prepare_data_pools_labels_and_cache(tmp_path, sampling):
     box = M.mesh_from_arrays(*_box_arrays(), source="box")  # normalised: [0,1] x [0.25,0.75] x [0.25,0.75]
-    setup = occ.QUICK_SETUP.replace(pool_uniform=600, pool_surface=400, eval_uniform=300, eval_surface=200)
-    data = occ.prepare_data(box, setup, seed=1, ntk_points=50, cache_dir=tmp_path)
-    assert data.train_x.shape == (1000, 3) and data.train_y.shape == (1000, 1)
+    octa = _octahedron()
+    setup = occ.QUICK_SETUP.replace(pool_uniform=600, pool_surface=400, eval_uniform=300, eval_surface=200,
+                                    sampling=sampling)
+    data = occ.prepare_data(octa, setup, seed=1, ntk_points=50, cache_dir=tmp_path)
+    n_train = 1000 if sampling == "pool" else 300  # fresh: the held-out uniform pool only measures the loss
+    assert data.train_x.shape == (n_train, 3) and data.train_y.shape == (n_train, 1)
     assert data.eval["uniform"][0].shape == (300, 3) and data.eval["surface"][0].shape == (200, 3)
-    np.testing.assert_array_equal(data.ntk_x, data.eval["uniform"][0][:50])
-    # labels agree with the analytic box
+    # NTK points: uniform in the bounding box like training's, not held-out or training points
+    assert data.ntk_x.shape == (50, 3) and data.ntk_x.min() >= 0 and data.ntk_x.max() <= 1
+    assert not (set(map(tuple, data.ntk_x)) & set(map(tuple, data.eval["uniform"][0])))
+    # labels agree with the analytic octahedron
     for x, y in [(data.train_x, data.train_y[:, 0]), *data.eval.values()]:
-        inside = np.all((x > [0, 0.25, 0.25]) & (x < [1, 0.75, 0.75]), axis=1)
-        assert np.mean(inside == (y > 0.5)) > 0.99
-    # held-out points are not training points
-    assert not (set(map(tuple, data.eval["uniform"][0])) & set(map(tuple, data.train_x)))
-    assert len(list(tmp_path.glob("pools_*.npz"))) == 2
-    again = occ.prepare_data(box, setup, seed=1, ntk_points=50, cache_dir=tmp_path)
+        assert np.mean(_inside_octahedron(x) == (y > 0.5)) > 0.99
+    # uniform points fill the scaled mesh's bounding box (Appendix E), here a flat one
+    if sampling == "pool":
+        boxed = occ.prepare_data(box, setup, seed=1, ntk_points=50)
+        for x in (boxed.eval["uniform"][0], boxed.ntk_x):
+            assert x[:, 1:].min() >= 0.25 and x[:, 1:].max() <= 0.75 and x[:, 0].max() > 0.9
+    else:  # a box fills its own bounding box: every uniform point is inside, nothing to learn
+        with pytest.raises(DataError, match="box: all 300 sampled points are inside.*fills its bounding box"):
+            occ.prepare_data(box, setup, seed=1, ntk_points=50)
+    if sampling == "pool":  # held-out points are not training points
+        assert not (set(map(tuple, data.eval["uniform"][0])) & set(map(tuple, data.train_x)))
+    assert len(list(tmp_path.glob("pools_*.npz"))) == (2 if sampling == "pool" else 1)
+    again = occ.prepare_data(octa, setup, seed=1, ntk_points=50, cache_dir=tmp_path)
     np.testing.assert_array_equal(again.train_x, data.train_x)
+
+
+def test_fresh_points_every_epoch_labelled_and_cached_exactly(tmp_path):
+    octa = _octahedron()
+    box = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    fp = M.FreshPoints(octa, box, 2000, seed=3, cache_dir=tmp_path, batch_size=700)  # 3 labelling batches
+    x0, y0 = fp(0)
+    x1, _ = fp(1)
+    assert x0.shape == (2000, 3) and y0.shape == (2000, 1) and x0.dtype == y0.dtype == np.float32
+    assert not np.array_equal(x0, x1)  # fresh points every epoch
+    np.testing.assert_array_equal(y0[:, 0] > 0.5, _inside_octahedron(x0))  # on-the-fly labels: exact here
+    assert fp.labelled == 4000 and len(list(tmp_path.glob("fresh_*/epoch_*.npy"))) == 2
+    again = M.FreshPoints(octa, box, 2000, seed=3, cache_dir=tmp_path)
+    xa, ya = again(0)
+    assert again.labelled == 0  # served from the cache ...
+    np.testing.assert_array_equal(xa, x0)  # ... for the same points, regenerated bit for bit
+    np.testing.assert_array_equal(ya, y0)
+    other = M.FreshPoints(octa, box, 2000, seed=4, cache_dir=tmp_path)
+    assert not np.array_equal(other(0)[0], x0) and other.labelled == 2000  # another seed: its own stream
+
+
+def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobians(tmp_path):
+    """Both kernels against J J^T of explicit float64 Jacobians: of the logit, and of
+    sigmoid(logit) (the output the BCE loss sees); the sigmoid one is not the logit one."""
+    import flax.serialization
+    import jax
+    import jax.flatten_util
+    import jax.numpy as jnp
+
+    from ntkgrid.config import EncodingConfig, TrainConfig
+    from ntkgrid.train import fit
+
+    cfg = TrainConfig(hidden=(8, 8), loss="bce", epochs=2, batch_size=32, learning_rate=5.0, ntk_points=0,
+                      checkpoints=(2,), encoding=EncodingConfig("multigrid", features_per_level=2, num_levels=2,
+                                                                  min_res=3, max_res=5))
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 3)).astype(np.float32)
+    y = (_inside_octahedron(x)[:, None]).astype(np.float32)
+    fit(cfg, x, y, out_dir=tmp_path / "run", progress=False)
+    ntk_x = rng.random((12, 3)).astype(np.float32)
+    got = occ.checkpoint_spectra(cfg, tmp_path / "run", [2], ntk_x)
+    model = cfg.model(3, 1)
+    variables = flax.serialization.msgpack_restore((tmp_path / "run/checkpoints/epoch_000002.msgpack").read_bytes())
+    with jax.enable_x64(True):
+        v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables["variables"])
+        flat, unravel = jax.flatten_util.ravel_pytree(v64["params"])
+        x64 = jnp.asarray(ntk_x, jnp.float64)
+        f = lambda p: model.clone(param_dtype=jnp.float64).apply({"params": unravel(p)}, x64)[:, 0]
+        jacs = np.asarray(jax.jacrev(lambda p: jnp.stack([f(p), jax.nn.sigmoid(f(p))]))(flat))  # (2, P, n)
+        for output, jac in zip(("logit", "sigmoid"), jacs):
+            want = np.sort(np.linalg.eigvalsh(jac @ jac.T))[::-1]
+            have = got[output][2]["total"].eigenvalues
+            np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-9 * want[0])
+    assert got["sigmoid"][2]["total"].eigenvalues[0] < 0.26 ** 2 * got["logit"][2]["total"].eigenvalues[0]
+    assert set(got["logit"][2]) >= {"total", "grid", "no_grid"}
+    again = occ.checkpoint_spectra(cfg, tmp_path / "run", [2], ntk_x)  # read back from ntk/epoch_000002.npz
+    np.testing.assert_array_equal(again["sigmoid"][2]["grid"].eigenvalues, got["sigmoid"][2]["grid"].eigenvalues)
 
 
 def test_prepare_data_rejects_a_surface_enclosing_no_volume():
@@ -133,34 +221,85 @@ def test_main_tiny_run_writes_outputs_and_reports_bad_meshes(tmp_path, capsys):
     degenerate = write_off(tmp_path / "degenerate.off", [[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]],
                            [[0, 1, 2], [1, 2, 3]])  # collinear: every face has zero area
     sheet = write_off(tmp_path / "sheet.off", [[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]])
+    tet_v = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    tet_f = [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]  # outward normals
+    inverted = write_off(tmp_path / "inverted.off", tet_v, [f[::-1] for f in tet_f])
+    nonmanifold = write_off(tmp_path / "nonmanifold.off", tet_v + [[0.5, -1, 0.5], [0.5, -1, -0.5]],
+                            tet_f + [[0, 1, 4], [0, 5, 1]])
     out = tmp_path / "run"
-    argv = ["--mesh", str(not_mesh), str(good), str(empty), str(degenerate), str(sheet), "--out", str(out), *TINY]
+    bad = [not_mesh, empty, degenerate, sheet, inverted, nonmanifold]
+    argv = ["--mesh", str(not_mesh), str(good), str(empty), str(degenerate), str(sheet), str(inverted),
+            str(nonmanifold), "--out", str(out), "--sampling", "fresh", "--points-per-epoch", "256", *TINY]
     with pytest.warns(UserWarning):  # the open sheet is labelled by winding numbers, with a warning
         rc = cli.main(argv)
     err = capsys.readouterr().err
     assert rc == 1
     assert "Traceback" not in err
-    for bad in (not_mesh, empty, degenerate, sheet):
-        assert f"error: {bad}:" in err
-    assert "4 of 5 mesh(es) failed" in err
-    # the good mesh ran completely
+    for path in bad:
+        line = next(ln for ln in err.splitlines() if ln.startswith(f"error: {path}:"))  # one line each
+        assert line.split(":", 2)[2].strip()
+    assert "inside out" in err and "non-manifold" in err and "zero area" in err and "empty file" in err
+    assert "6 of 7 mesh(es) failed" in err
+    # the good mesh ran completely, on fresh points every epoch
     mdir = out / "blob"
-    for f in ["render.png", "metrics.json", "surface_baseline.ply", "surface_fourier.ply", "surface_multigrid.ply",
-              "baseline/summary.json", "fourier/metrics.jsonl", "multigrid/spectra/epoch_000002.npz"]:
+    for f in ["render.png", "iou_curve.png", "metrics.json", "surface_baseline.ply", "surface_fourier.ply",
+              "surface_multigrid.ply", "baseline/summary.json", "fourier/metrics.jsonl",
+              "multigrid/ntk/epoch_000002.npz"]:
         assert (mdir / f).is_file(), f
-    for f in ["spectra.png", "spectra.json", "results.json", "report.md"]:
+    for f in ["spectra.png", "spectra.json", "spectra_logit.png", "spectra_logit.json", "results.json", "report.md"]:
         assert (out / f).is_file(), f
-    assert list((out / "pools").glob("pools_*.npz"))
+    assert json.loads((out / "spectra.json").read_text())["kernel"] == "sigmoid"  # the default kernel
+    # an epoch is 256 points whatever the batch, so the three encodings share the stream: labelled once
+    assert len(list((out / "pools").glob("fresh_*/epoch_*.npy"))) == 2
+    with np.load(mdir / "multigrid" / "ntk" / "epoch_000002.npz") as z:
+        assert {"eigenvalues/sigmoid/total", "eigenvalues/logit/total", "eigenvalues/logit/grid"} <= set(z.files)
+        assert z["eigenvalues/logit/total"].shape == (16,)  # --ntk-points 16
     res = json.loads((out / "results.json").read_text())
     assert [m["name"] for m in res["meshes"]] == ["blob"]
-    assert sorted(e["mesh"] for e in res["errors"]) == ["degenerate", "empty", "notes", "sheet"]
+    assert sorted(e["mesh"] for e in res["errors"]) == ["degenerate", "empty", "inverted", "nonmanifold", "notes",
+                                                        "sheet"]
     run = res["meshes"][0]["runs"]["multigrid"]
-    assert [h["epoch"] for h in run["history"]] == [1, 2]  # quick: middle and end
+    assert run["epoch_points"] == 256 and run["labelling"]["points"] == 0  # the baseline's labels, cached
+    assert res["meshes"][0]["runs"]["baseline"]["labelling"]["points"] == 2 * 256
+    assert [h["epoch"] for h in run["history"]] == [1, 2]  # quick: IoU curve points, middle and end
     for key in ("iou_uniform", "iou_surface", "accuracy_uniform", "accuracy_surface"):
         assert 0.0 <= run["final"][key] <= 1.0
     assert run["config"]["hidden"] == [16, 16] and run["config"]["epochs"] == 2
     report = (out / "report.md").read_text()
     assert "| blob | multigrid |" in report and "* sheet: " in report
+
+
+def test_tune_occupancy_writes_a_config_the_occupancy_experiment_loads(tmp_path):
+    pytest.importorskip("optuna")
+    from experiments import tune
+
+    out = tmp_path / "tune"
+    blob = tmp_path / "blob.ply"
+    trimesh.creation.icosphere(subdivisions=2, radius=1.0).export(blob)
+    argv = ["--task", "occupancy", "--mesh", str(blob), "--encoding", "multigrid", "--trials", "2", "--epochs", "1",
+            "--hidden", "8", "--pool-size", "1000", "--out", str(out), "--no-progress"]
+    assert tune.main(argv) == 0
+    best = json.loads((out / "best_occupancy_multigrid.json").read_text())
+    trials = json.loads((out / "trials_occupancy_multigrid.json").read_text())
+    assert len(trials["trials"]) == 2 and trials["best"]["train_loss"] == min(t["train_loss"] for t in trials["trials"])
+    p = trials["best"]["params"]
+    assert best["learning_rate"] == p["learning_rate"] and best["batch_size"] == p["batch_size"]
+    enc = best["encoding"]
+    assert enc["num_levels"] <= 3 and enc["features_per_level"] <= 3 and enc["min_res"] == p["min_res"]
+    assert best["loss"] == "bce" and best["hidden"] == [8]
+    # loads into experiments.occupancy as --config-json loads tuned configs into the 2D sweep
+    run = tmp_path / "run"
+    rc = cli.main(["--mesh", str(blob), "--encodings", "multigrid", "--config-json",
+                   f"multigrid={out / 'best_occupancy_multigrid.json'}", "--out", str(run), *TINY,
+                   "--ntk-points", "0"])
+    assert rc == 0
+    cfg = json.loads((run / "results.json").read_text())["meshes"][0]["runs"]["multigrid"]["config"]
+    assert (cfg["learning_rate"], cfg["batch_size"], cfg["encoding"]) == (best["learning_rate"], best["batch_size"],
+                                                                          best["encoding"])
+    assert cfg["hidden"] == [16, 16]  # --hidden still overrides, as the other overrides do
+    bad = tmp_path / "image.json"
+    bad.write_text(json.dumps({**best, "loss": "mse"}))
+    assert cli.main(["--config-json", f"fourier={bad}", "--out", str(run)]) == 2
 
 
 def test_download_offline_is_a_clear_error(tmp_path, capsys, monkeypatch):

@@ -34,6 +34,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -52,6 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "STANFORD_BASE_URL",
     "STANFORD_MODELS",
+    "FreshPoints",
+    "check_solid",
     "default_cache_dir",
     "default_shape",
     "download_stanford",
@@ -209,7 +212,30 @@ def load_mesh(path: str | os.PathLike[str]) -> trimesh.Trimesh:
         kinds = sorted({type(g).__name__ for g in geoms})
         what = f" (contains only {', '.join(kinds)})" if kinds else ""
         raise DataError(path, f"mesh has no faces{what}")
-    return mesh_from_arrays(mesh.vertices, mesh.faces, source=path)
+    return check_solid(mesh_from_arrays(mesh.vertices, mesh.faces, source=path), path)
+
+
+def check_solid(mesh: trimesh.Trimesh, source: str | os.PathLike[str] | None = None) -> trimesh.Trimesh:
+    """Refuse meshes that cannot bound a solid: :class:`DataError` naming ``source``
+    (default: the mesh's recorded source) when more than 1 % of its edges are
+    non-manifold (shared by more than two faces; fewer are kept with a warning), or when
+    it is closed, consistently oriented and inside out (negative signed volume: every
+    face normal points inwards). Open meshes pass (their labels come from winding
+    numbers, with a warning, in :func:`occupancy`). Returns ``mesh``."""
+    source = os.fspath(source) if source is not None else mesh.metadata.get("ntkgrid", {}).get("source", "mesh")
+    _, counts = np.unique(np.asarray(mesh.edges_sorted), axis=0, return_counts=True)
+    n_bad = int(np.count_nonzero(counts > 2))
+    if n_bad:
+        msg = (f"{n_bad} of {len(counts)} edges ({100.0 * n_bad / len(counts):.1f} %) are non-manifold "
+               "(shared by more than two faces)")
+        if n_bad / len(counts) >= MAX_DEGENERATE_FRACTION:
+            raise DataError(source, f"{msg}; the surface does not bound a solid (at most "
+                                    f"{100 * MAX_DEGENERATE_FRACTION:g} % are tolerated)")
+        warnings.warn(f"{source}: {msg}; kept", stacklevel=2)
+    if mesh.is_watertight and mesh.is_winding_consistent and mesh.volume < 0:
+        raise DataError(source, f"the mesh is inside out (signed volume {mesh.volume:.3g} < 0: every face "
+                                "normal points inwards); flip its faces (trimesh: mesh.invert())")
+    return mesh
 
 
 def mesh_info(mesh: trimesh.Trimesh) -> dict[str, Any]:
@@ -511,10 +537,12 @@ def sample_pools(
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
     method: str = "auto",
+    bounds: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Training/evaluation point pools with occupancy labels.
 
-    * ``points_uniform`` ``(n_uniform, 3)`` float32: uniform in ``[0, 1]^3``;
+    * ``points_uniform`` ``(n_uniform, 3)`` float32: uniform in the box ``bounds``
+      (``(2, 3)``: min and max corner; default ``[0, 1]^3``);
     * ``points_surface`` ``(n_surface, 3)`` float32: area-uniform surface samples plus
       ``N(0, sigma^2 I)`` jitter (``sigma`` in normalised units), clipped to ``[0, 1]``;
     * ``labels_uniform`` / ``labels_surface`` ``(n,)`` float32 in ``{0, 1}`` (1 = inside),
@@ -533,6 +561,9 @@ def sample_pools(
         format=_POOL_FORMAT, n_uniform=n_uniform, n_surface=n_surface,
         sigma=float(sigma), seed=int(seed), method=method,
     )
+    if bounds is not None:
+        box = _box(bounds)
+        params["bounds"] = box.tolist()
     cache_path = None
     if cache_dir is not None:
         cache_path = Path(cache_dir) / f"pools_{_pool_key(mesh, params)}.npz"
@@ -553,7 +584,8 @@ def sample_pools(
                 warnings.warn(f"{cache_path}: unreadable cache ({exc}); recomputing", stacklevel=2)
 
     rng = np.random.default_rng(seed)
-    pu = rng.random((n_uniform, 3)).astype(np.float32)
+    pu = rng.random((n_uniform, 3))
+    pu = (pu if bounds is None else box[0] + pu * (box[1] - box[0])).astype(np.float32)
     if n_surface:
         ps = _sample_surface(mesh, n_surface, rng) + rng.normal(0.0, sigma, (n_surface, 3))
         ps = np.clip(ps, 0.0, 1.0).astype(np.float32)
@@ -578,6 +610,84 @@ def sample_pools(
             Path(tmp).unlink(missing_ok=True)
             raise
     return pools
+
+
+def _box(bounds) -> np.ndarray:
+    box = np.asarray(bounds, dtype=np.float64)
+    if box.shape != (2, 3) or not np.all(np.isfinite(box)) or np.any(box[1] < box[0]):
+        raise ValueError(f"bounds must be finite (2, 3) [min corner, max corner], got {bounds!r}")
+    return box
+
+
+class FreshPoints:
+    """Appendix E's sampling: every epoch ``size`` fresh points uniform in the box ``bounds``
+    (the scaled mesh's bounding box), labelled on the fly by :func:`occupancy`.
+
+    ``points(epoch)``: ``(size, 3)`` float32, a deterministic function of ``(seed, epoch)``
+    (``numpy.random.default_rng([seed, epoch])``, the same on every platform).
+    ``self(epoch)``: ``(points, labels (size, 1) float32)``, the form
+    :func:`ntkgrid.train.fit` takes as ``epoch_data``. Labels are computed in batches of
+    ``batch_size`` points (Embree ray parity for a watertight mesh).
+
+    With ``cache_dir``, labels are cached per seed as packed bits
+    (``<cache_dir>/fresh_<key>/epoch_XXXXXX.npy``, ``size / 8`` bytes an epoch). This is
+    exact: only labels are stored; the points are regenerated bit for bit from
+    ``(seed, epoch)``, and the key covers the mesh's vertices and faces, ``bounds``,
+    ``size``, ``seed`` and ``method``, so a cached label is the label the mesh gives that
+    very point. ``seconds_labelling`` / ``labelled`` count the labelling work done (cache
+    hits excluded).
+    """
+
+    def __init__(self, mesh: trimesh.Trimesh, bounds, size: int, seed: int = 0,
+                 cache_dir: str | os.PathLike[str] | None = None, method: str = "auto",
+                 batch_size: int = 200_000) -> None:
+        if int(size) < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.mesh, self.box, self.size, self.seed = mesh, _box(bounds), int(size), int(seed)
+        self.method, self.batch_size = method, int(batch_size)
+        self.cache = None
+        if cache_dir is not None:
+            key = _pool_key(mesh, dict(format=_POOL_FORMAT, fresh=True, bounds=self.box.tolist(), size=self.size,
+                                       seed=self.seed, method=method))
+            self.cache = Path(cache_dir) / f"fresh_{key}"
+        self.seconds_labelling = 0.0
+        self.labelled = 0
+
+    def points(self, epoch: int) -> np.ndarray:
+        u = np.random.default_rng([self.seed, int(epoch)]).random((self.size, 3))
+        return (self.box[0] + u * (self.box[1] - self.box[0])).astype(np.float32)
+
+    def labels(self, epoch: int, points: np.ndarray | None = None) -> np.ndarray:
+        """``(size,)`` bool labels of :meth:`points` ``(epoch)`` (from the cache when there)."""
+        path = None if self.cache is None else self.cache / f"epoch_{int(epoch):06d}.npy"
+        if path is not None and path.exists():
+            try:
+                bits = np.load(path)
+            except (OSError, ValueError) as exc:  # an unreadable cache entry is recomputed
+                warnings.warn(f"{path}: unreadable label cache ({exc}); recomputing", stacklevel=2)
+            else:
+                if bits.shape == ((self.size + 7) // 8,) and bits.dtype == np.uint8:
+                    return np.unpackbits(bits, count=self.size).astype(bool)
+                warnings.warn(f"{path}: label cache of the wrong shape; recomputing", stacklevel=2)
+        pts = self.points(epoch) if points is None else points
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            if self.labelled:  # warn (e.g. "not watertight") once, not every epoch
+                warnings.simplefilter("ignore")
+            lab = occupancy(self.mesh, pts.astype(np.float64), batch_size=self.batch_size, method=self.method)
+        self.seconds_labelling += time.perf_counter() - t0
+        self.labelled += len(pts)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".epoch_", suffix=".npy.tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, np.packbits(lab))
+            os.replace(tmp, path)
+        return lab
+
+    def __call__(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        pts = self.points(epoch)
+        return pts, self.labels(epoch, pts).astype(np.float32)[:, None]
 
 
 # ----------------------------------------------------------------------------------
@@ -666,8 +776,9 @@ def download_stanford(
     checked to load as a mesh with faces, and only then moved into place.
     ``base_url``/``urlopen`` exist for mirrors and tests.
 
-    Raises :class:`DataError` naming the URL when it cannot be reached ("download it
-    by hand from ... and pass --mesh PATH") or the download is empty / not a mesh.
+    Raises :class:`DataError` naming the URL when it cannot be reached (the message names
+    the file to fetch by hand and where to place it: ``<dest_dir>/<name>.ply``, or
+    ``--mesh PATH``) or the download is empty / not a mesh.
     """
     if name not in STANFORD_MODELS:
         raise DataError(name, f"unknown Stanford model; choose one of {', '.join(STANFORD_MODELS)}")
@@ -675,8 +786,9 @@ def download_stanford(
     url = f"{base_url.rstrip('/')}/{rel}"
     dest_dir = Path(dest_dir)
     dest = dest_dir / f"{name}.ply"
-    hint = f" (extract {member})" if member else " (gunzip it)"
-    by_hand = f"download it by hand from {url}{hint} and pass --mesh PATH"
+    hint = f", extract {member}" if member else ", gunzip it"
+    by_hand = (f"offline? download {url} by hand{hint} and place the .ply at {dest} (it is then used "
+               "without network), or pass --mesh PATH")
     if dest.exists():
         try:
             load_mesh(dest)
