@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -219,6 +220,10 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     if run.options.get("ntk_selection") != "all":
         raise ValueError(f"{run.out_dir}: the prediction needs kernels on the whole training set, but its spectra "
                          f"were taken on {run.options.get('ntk_points')} {run.options.get('ntk_selection')} points")
+    ntk_x = np.load(Path(run.out_dir) / "spectra" / "ntk_x.npy")
+    if ntk_x.shape != np.shape(coords):
+        raise ValueError(f"{run.out_dir}: its kernel points {ntk_x.shape} are not the {np.shape(coords)} training points")
+    coords = ntk_x  # the run's own training coordinates (its pixel convention), in order
     o = int(np.asarray(targets).shape[1])
     g = loss_gradient_scale(cfg.loss, cfg.batch_size, o, getattr(cfg, "loss_reduction", "mean"))
     spectrum, kernel = recompute_kernels(cfg, run.out_dir, from_epoch, out_dim=o)
