@@ -363,7 +363,13 @@ def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[
         if not measured_drawn:
             ax.plot(p["epochs"], p["measured"], "-", color=color, lw=1.8, label="measured (full image)")
             measured_drawn = True
-        ax.plot(p["epochs"], p["predicted"], "--", color=_shade(color, 0.6 + 0.3 * k), marker="o", ms=3,
+        if not p["stable"]:  # the linear prediction diverges: nothing finite to draw
+            ax.plot([], [], "--", color=_shade(color, 0.6 + 0.3 * k),
+                    label=f"from epoch {p['from_epoch']}: unstable (lr > lr_crit = {p['critical_learning_rate']:.3g})")
+            continue
+        pred = np.asarray(p["predicted"], np.float64)
+        ok = np.isfinite(pred) & (pred > 0)
+        ax.plot(np.asarray(p["epochs"])[ok], pred[ok], "--", color=_shade(color, 0.6 + 0.3 * k), marker="o", ms=3,
                 label=f"predicted from epoch {p['from_epoch']} (max rel. err. {p['max_relative_error']:.2f})")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -372,7 +378,7 @@ def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     if predictions:
-        p = predictions[0]
+        p = next((q for q in predictions if q["stable"]), predictions[0])
         edges = np.asarray(p["edges"], np.float64)
         centers = np.sqrt(np.maximum(edges[:-1], edges[1] / 10) * edges[1:])
         series = [("at epoch %d" % p["from_epoch"], p["bands_start"], "-", "o"),
@@ -381,7 +387,7 @@ def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[
             series.append(("measured at epoch %d" % p["end_epoch"], p["bands_measured_end"], ":", "^"))
         for label, values, ls, marker in series:
             v = np.asarray(values, np.float64)
-            ok = v > 0
+            ok = np.isfinite(v) & (v > 0)
             bx.plot(centers[ok], v[ok], ls, marker=marker, ms=4, color=color, label=label)
         bx.set_xscale("log")
         bx.set_yscale("log")

@@ -127,3 +127,20 @@ def test_spectra_figure_empty_inputs(tmp_path):
         plots.spectra_figure(tmp_path / "x", [])
     png, js = plots.spectra_figure(tmp_path / "y", [("nothing measured", [])])
     assert png.exists() and json.loads(js.read_text())["panels"][0]["floor"] is None
+
+
+def test_prediction_figure_draws_an_unstable_prediction_as_a_note(tmp_path):
+    """A linear prediction above lr_crit overflows; the figure says so instead of failing."""
+    import numpy as np
+
+    from ntkgrid import plots
+
+    common = {"epochs": [0, 1, 2], "measured": [1.0, 0.5, 0.2], "edges": [0.0, 1e-3, 1e-2, 1e-1, 1.0],
+              "bands_start": [0.1, 0.2, 0.3, 0.4], "bands_measured_end": [0.1, 0.1, 0.0, 0.0], "end_epoch": 2,
+              "critical_learning_rate": 12.8}
+    unstable = {**common, "from_epoch": 0, "predicted": [1.0, 1e200, np.inf], "stable": False,
+                "max_relative_error": np.inf, "bands_predicted_end": [0.1, np.inf, np.inf, np.nan]}
+    stable = {**common, "from_epoch": 1, "predicted": [0.5, 0.3, 0.2], "stable": True, "max_relative_error": 0.4,
+              "bands_predicted_end": [0.1, 0.05, 0.01, 0.0]}
+    png, js = plots.prediction_figure(tmp_path / "p", "baseline", [unstable, stable])
+    assert png.stat().st_size > 1000 and js.exists()
