@@ -56,6 +56,20 @@ OCC_BATCH_RANGE = {"paper": (1024, 32768), "quick": (64, 1024)}
 MAX_LEVELS, MAX_FEATURES = 3, 3
 
 
+
+def _optimize(optuna, args, out: Path, study_name: str, direction: str, objective, what: str):
+    """Create (or resume) the seeded TPE study ``study_name`` in ``out/study.db``, run the
+    trials still missing of ``args.trials``, and return ``(study, completed trials)``."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=study_name, storage=f"sqlite:///{(out / 'study.db').resolve()}",
+                                direction=direction, sampler=optuna.samplers.TPESampler(seed=args.seed),
+                                load_if_exists=True)
+    done = len([t for t in study.trials if t.state.is_finished()])
+    log(f"{what}, {done} trial(s) done before, running {max(0, args.trials - done)} more")
+    if args.trials > done:
+        study.optimize(objective, n_trials=args.trials - done, timeout=args.timeout)
+    return study, [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m experiments.tune", description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", choices=("image", "occupancy"), default="image",
@@ -144,17 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             + (" (diverged)" if res.diverged else ""))
         return score
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_name = f"{args.encoding}-{args.preset}-{src.image_id}-{image.shape[0]}px-e{base.epochs}-s{args.seed}"
-    study = optuna.create_study(study_name=study_name, storage=f"sqlite:///{(out / 'study.db').resolve()}",
-                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed),
-                                load_if_exists=True)
-    done = len([t for t in study.trials if t.state.is_finished()])
-    log(f"tune: {args.encoding} on {src.source} ({image.shape[0]} px, preset {args.preset}), "
-        f"{done} trial(s) done before, running {max(0, args.trials - done)} more")
-    if args.trials > done:
-        study.optimize(objective, n_trials=args.trials - done, timeout=args.timeout)
-    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    study, trials = _optimize(optuna, args, out, study_name, "maximize", objective,
+                              f"tune: {args.encoding} on {src.source} ({image.shape[0]} px, preset {args.preset})")
     if not trials:
         return fail("no trial completed", 1)
     best = study.best_trial
@@ -244,18 +250,11 @@ def _tune_occupancy(args, optuna) -> int:
                                                                                     else ""))
         return score
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_name = (f"occupancy-{args.encoding}-{args.preset}-{name}-{setup.sampling}-e{base.epochs}-s{args.seed}"
                   f"-h{'x'.join(map(str, base.hidden))}")
-    study = optuna.create_study(study_name=study_name, storage=f"sqlite:///{(out / 'study.db').resolve()}",
-                                direction="minimize", sampler=optuna.samplers.TPESampler(seed=args.seed),
-                                load_if_exists=True)
-    done = len([t for t in study.trials if t.state.is_finished()])
-    log(f"tune occupancy: {args.encoding} on {name} (preset {args.preset}, {setup.sampling} sampling), "
-        f"{done} trial(s) done before, running {max(0, args.trials - done)} more")
-    if args.trials > done:
-        study.optimize(objective, n_trials=args.trials - done, timeout=args.timeout)
-    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    study, trials = _optimize(optuna, args, out, study_name, "minimize", objective,
+                              f"tune occupancy: {args.encoding} on {name} (preset {args.preset}, "
+                              f"{setup.sampling} sampling)")
     if not trials:
         return fail("no trial completed", 1)
     best = study.best_trial

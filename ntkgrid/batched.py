@@ -225,16 +225,7 @@ class _Slot:
         self.x, self.y, self.shape, self.e_size = x, y, shape, e_size
         n, d = x.shape
         o = y.shape[1]
-        ntk_x = run.ntk_x
-        if ntk_x is None:
-            ntk_x, selection = T.training_set_points(x, cfg.ntk_points, shape)
-        else:
-            ntk_x = np.asarray(ntk_x, np.float32)
-            if ntk_x.ndim != 2 or ntk_x.shape[1] != d:
-                raise ValueError(f"ntk_x must have shape (M, {d}), got {ntk_x.shape}")
-            whole = shape is not None and np.array_equal(ntk_x, x)  # the training image itself
-            selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "all" if whole else "given",
-                         "ntk_window": list(shape) if whole else None}
+        ntk_x, selection = T.kernel_points(x, run.ntk_x, cfg.ntk_points, shape)
         self.ntk_x, self.selection = ntk_x, selection
         self.options = {"n_points": n, "dim": d, "out_dim": o, "epoch_size": e_size,
                         "image_shape": list(shape) if shape else None, **selection,

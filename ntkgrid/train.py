@@ -600,6 +600,21 @@ def ntk_points_cap(backend: str | None = None) -> int:
     return NTK_POINTS_CAP.get(backend or jax.default_backend(), NTK_POINTS_CAP["cpu"])
 
 
+def kernel_points(x: np.ndarray, ntk_x, n: int | None, image_shape=None) -> tuple[np.ndarray | None, dict]:
+    """The NTK points of a run and how they were chosen: ``ntk_x`` as given (checked to be
+    ``(M, d)``; "all" when it is the training image itself), else
+    :func:`training_set_points` of ``x`` with ``n`` (``TrainConfig.ntk_points``)."""
+    if ntk_x is None:
+        return training_set_points(x, n, image_shape)
+    ntk_x = np.asarray(ntk_x, np.float32)
+    d = x.shape[1]
+    if ntk_x.ndim != 2 or ntk_x.shape[1] != d:
+        raise ValueError(f"ntk_x must have shape (M, {d}), got {ntk_x.shape}")
+    whole = image_shape is not None and np.array_equal(ntk_x, x)  # the training image itself
+    return ntk_x, {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "all" if whole else "given",
+                   "ntk_window": list(image_shape) if whole else None}
+
+
 def training_set_points(coords: np.ndarray, n: int | None, image_shape=None) -> tuple[np.ndarray | None, dict]:
     """The points NTK spectra are computed on, and how they were chosen.
 
@@ -731,15 +746,7 @@ def fit(
     curve_epochs = set(cfg.curve_epochs())
     n, d = x.shape
     o = y.shape[1]
-    if ntk_x is None:
-        ntk_x, selection = training_set_points(x, cfg.ntk_points, shape)
-    else:
-        ntk_x = np.asarray(ntk_x, np.float32)
-        if ntk_x.ndim != 2 or ntk_x.shape[1] != d:
-            raise ValueError(f"ntk_x must have shape (M, {d}), got {ntk_x.shape}")
-        whole = shape is not None and np.array_equal(ntk_x, x)  # the training image itself
-        selection = {"ntk_points": int(ntk_x.shape[0]), "ntk_selection": "all" if whole else "given",
-                     "ntk_window": list(shape) if whole else None}
+    ntk_x, selection = kernel_points(x, ntk_x, cfg.ntk_points, shape)
     options = {"n_points": n, "dim": d, "out_dim": o, "epoch_size": e_size,
                "image_shape": list(shape) if shape else None, **selection,
                "data_hash": _hash(x, y), "ntk_hash": None if ntk_x is None else _hash(ntk_x)}
