@@ -385,12 +385,16 @@ def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[
                   ("predicted at epoch %d" % p["end_epoch"], p["bands_predicted_end"], "--", "s")]
         if p.get("bands_measured_end") is not None:
             series.append(("measured at epoch %d" % p["end_epoch"], p["bands_measured_end"], ":", "^"))
+        top = 0.0
         for label, values, ls, marker in series:
             v = np.asarray(values, np.float64)
             ok = np.isfinite(v) & (v > 0)
             bx.plot(centers[ok], v[ok], ls, marker=marker, ms=4, color=color, label=label)
+            top = max(top, float(v[ok].max()) if ok.any() else 0.0)
         bx.set_xscale("log")
         bx.set_yscale("log")
+        if top > 0:  # a fully decayed band is ~1e-280: show 12 decades below the largest
+            bx.set_ylim(bottom=top * 1e-12, top=top * 3)
         bx.set_xlabel("eigenvalue band (decade centre; first band: below the floor)")
         bx.set_ylabel("residual energy (MSE share)")
         bx.set_title("residual per eigenvalue band")
