@@ -203,12 +203,11 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
     wanted.add("total")
     if wanted & {"mlp", "no_grid"}:
         wanted |= {"mlp", "no_grid"} & set(k)  # one array, two names
+    alias = {"no_grid": "mlp"} if "grid" in k else {"mlp": "total"}  # one kernel under two names
     spectra = {}
-    for name in k:  # "total" first; aliases of a solved array reuse its spectrum
-        if name not in wanted:
-            continue
-        same = next((g for g in spectra if k[g] is k[name] or (name == "mlp" and "grid" not in k)), None)
-        spectra[name] = spectra[same] if same is not None else spectrum_from_kernel(k[name], backend)
+    for name in (n for n in k if n in wanted):  # "total" and "mlp" come before their aliases
+        source = alias.get(name)
+        spectra[name] = spectra[source] if source in spectra else spectrum_from_kernel(k[name], backend)
     return spectra, k
 
 
