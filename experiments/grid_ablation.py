@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log
+from ntkgrid import files
 
 ENCODINGS = ("baseline", "fourier", "multigrid")
 
@@ -203,11 +204,11 @@ def analyse(sweep_dir: Path, out: Path, *, control: bool = True) -> dict:
         summary[cp] = s
     controls = [e["checkpoints"]["end"]["control"] | {"image_id": e["image_id"]} for e in per_image
                 if "control" in e["checkpoints"].get("end", {})]
-    sweep.write_json(out / "theorem.json", {"sweep_dir": str(sweep_dir), "summary": summary, "images": per_image,
+    files.write_json(out / "theorem.json", {"sweep_dir": str(sweep_dir), "summary": summary, "images": per_image,
                                             "control": controls, "problems": failures})
     report = _report(sweep_dir, data, summary, means, names, levels, failures, controls,
                      ratio_figure=bool(ratio_curves))
-    sweep.write_text(out / "report.md", report)
+    files.write_text(out / "report.md", report)
     return {"summary": summary, "per_image": per_image, "control": controls, "problems": failures, "report": report}
 
 
@@ -245,7 +246,7 @@ def _report(sweep_dir, data, summary, means, names, levels, failures, controls, 
                 if m is not None:
                     body.append([n if g == "total" else f"{n} no grid", cp, str(m["count"]), float(m["mean"][0]),
                                  float(np.median(m["mean"])), float(m["mean"][-1]), float(m["floor"])])
-    lines += [sweep.markdown_table(["spectrum", "checkpoint", "images", "mean λ_max", "median of mean",
+    lines += [files.markdown_table(["spectrum", "checkpoint", "images", "mean λ_max", "median of mean",
                                     "mean λ_min", "mean floor"], body)]
     lines += ["## Theorem 1: the multigrid network against the baseline network", "",
               "Verdict **holds** when λ_i(multigrid) ≥ λ_i(baseline) at every index where either is above its "
@@ -259,7 +260,7 @@ def _report(sweep_dir, data, summary, means, names, levels, failures, controls, 
                          f"{s['grid_offdiag_fraction_mean']:.4f}", _verdict(t["on_mean"]),
                          f"{t['images_holding']} / {t['images_compared']}", t["fraction_mean"],
                          t["median_log10_ratio_median"], t["min_log10_ratio_min"]])
-    lines += [sweep.markdown_table(["checkpoint", "kernel", "NTK points", "grid off-diagonal share",
+    lines += [files.markdown_table(["checkpoint", "kernel", "NTK points", "grid off-diagonal share",
                                     "verdict on the mean", "images holding", "mean fraction",
                                     "median log10 ratio (median)", "min log10 ratio (min)"], body)]
     if ratio_figure:
@@ -277,7 +278,7 @@ def _report(sweep_dir, data, summary, means, names, levels, failures, controls, 
               "parts symmetric: it checks that the kernels were split correctly, not the paper's claim.", ""]
     body = [[cp, f"{s['weyl_holds']} / {s['images']}", s["max_violation"], s["lambda_min_grid_median"]]
             for cp, s in summary.items()]
-    lines += [sweep.markdown_table(["checkpoint", "weyl holds", "max violation", "median λ_min(K_grid)"], body)]
+    lines += [files.markdown_table(["checkpoint", "weyl holds", "max violation", "median λ_min(K_grid)"], body)]
     lines += ["## Parameter groups of the multigrid network", "", "![levels](levels.png)", "",
               "Mean spectra of the kernel of each parameter group: the MLP, the whole grid and each level "
               f"({', '.join(levels)}). The total kernel is drawn last; where it hides the grid kernel the two "

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ntkgrid import files
 
 MODELS = ("multigrid", "hashgrid", "mulfagrid", "mulfagrid_learnt")
 
@@ -627,7 +628,7 @@ def main(argv: list[str] | None = None) -> dict:
         _plot_slices(res["occupancy"], out / "occupancy_slices.png")
     res["seconds"] = time.perf_counter() - t0
     public = _public(res)
-    from ntkgrid.sweep import write_json, write_text
+    from ntkgrid.files import write_json, write_text
 
     write_json(out / "results.json", public)  # atomic: a reader never sees half a file
     write_text(out / "results.md", _markdown(res))

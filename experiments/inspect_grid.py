@@ -30,6 +30,7 @@ import numpy as np
 
 from experiments import failed_runs_section, log
 from experiments.scaling import add_image_args, train_all
+from ntkgrid import files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +66,7 @@ def analyse(ctx: dict) -> dict:
                                      data={"config": n, "levels": stats})
             buf = io.BytesIO()
             np.savez_compressed(buf, **arrays)
-            sweep.write_bytes(out / f"grid_{n}.npz", buf.getvalue())
+            files.write_bytes(out / f"grid_{n}.npz", buf.getvalue())
             grids[n] = stats
         ar = sweep.activation_regions(r.config, r.params, coords)
         regions[n] = {"count": ar["count"], "per_layer": ar["per_layer"], "ids": ar["ids"].reshape(h, w)}
@@ -76,19 +77,19 @@ def analyse(ctx: dict) -> dict:
             "regions": {n: {"count": v["count"], "per_layer": v["per_layer"]} for n, v in regions.items()}})
     header = ["config", "activation regions (all layers)", "per hidden layer", "pixels"]
     body = [[n, str(v["count"]), ", ".join(map(str, v["per_layer"])), str(h * w)] for n, v in regions.items()]
-    table = sweep.markdown_table(header, body)
+    table = files.markdown_table(header, body)
     report = [f"# Learned grids and activation regions (Appendix C) on {ctx['src'].source}", "",
               f"- image {h}x{w} px; runs in `{ctx['runs_dir']}`", "", "## Activation regions (Fig. 13)", "",
               "Distinct on/off patterns of all hidden ReLUs over the image's pixels (a pattern = a region):", "",
               table, "![activation regions](activation_regions.png)", ""]
     for n, stats in grids.items():
         report += [f"## Grid of {n} (Fig. 12)", "", f"![grid {n}](grid_{n}.png)", "",
-                   sweep.markdown_table(["level", "nodes/side", "feature", "min", "max", "std", "untouched nodes"],
+                   files.markdown_table(["level", "nodes/side", "feature", "min", "max", "std", "untouched nodes"],
                                         [[str(s["level"]), str(s["resolution"]), str(s["feature"]), s["min"],
                                           s["max"], s["std"], f"{s['untouched_nodes']} ({100 * s['untouched_fraction']:.1f}%)"]
                                          for s in stats])]
     report += failed_runs_section(ctx["errors"])
-    sweep.write_text(out / "report.md", "\n".join(report))
+    files.write_text(out / "report.md", "\n".join(report))
     return {"grids": grids, "regions": {n: {k: v for k, v in d.items() if k != "ids"} for n, d in regions.items()},
             "table": table}
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from experiments import failed_runs_section, log
 from experiments.scaling import add_image_args, train_all
+from ntkgrid import files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +79,7 @@ def analyse(ctx: dict) -> dict:
         results.setdefault(n, {})["prediction"] = [
             {k: p[k] for k in ("from_epoch", "end_epoch", "max_relative_error", "final_relative_error", "stable",
                                "critical_learning_rate")} for p in v]
-    sweep.write_json(out / "evolution.json", {"image": ctx["src"].source, "configs": results,
+    files.write_json(out / "evolution.json", {"image": ctx["src"].source, "configs": results,
                                                         "problems": problems})
     header = ["config", "epochs (start, middle, end)", "0 -> end", "0 -> middle", "middle -> end",
               "λ_min at 0", "λ_min at end"]
@@ -86,7 +87,7 @@ def analyse(ctx: dict) -> dict:
              v["kernel_change"]["start->end"], v["kernel_change"].get("start->middle"),
              v["kernel_change"].get("middle->end"), v["spectra"]["start"]["lambda_min"],
              v["spectra"]["end"]["lambda_min"]] for n, v in results.items() if "kernel_change" in v]
-    table = sweep.markdown_table(header, body)
+    table = files.markdown_table(header, body)
     report = [f"# NTK change during training (Appendix B, Fig. 11) on {ctx['src'].source}", "",
               f"- runs in `{ctx['runs_dir']}`; kernels recomputed in float64 from the checkpoints", "",
               "Relative Frobenius change ||K1 - K0||_F / ||K0||_F of the traced NTK on the spectrum points:", "",
@@ -103,7 +104,7 @@ def analyse(ctx: dict) -> dict:
                  p["max_relative_error"] if p["stable"] else "unstable (η > η_crit)",
                  p["final_relative_error"] if p["stable"] else "-", p["critical_learning_rate"],
                  ctx["configs"][n].learning_rate] for n, v in predictions.items() for p in v]
-        report += [sweep.markdown_table(["config", "from epoch", "to epoch", "max rel. error", "final rel. error",
+        report += [files.markdown_table(["config", "from epoch", "to epoch", "max rel. error", "final rel. error",
                                          "η_crit", "η used"], body),
                    "Where η exceeds the η_crit of the kernel at a checkpoint the linear prediction diverges; a "
                    "run that still trains has left the linear regime (its largest eigenvalues fall early in "
@@ -113,7 +114,7 @@ def analyse(ctx: dict) -> dict:
     if problems:
         report += ["## Not analysed", ""] + [f"- {p}" for p in problems] + [""]
     report += failed_runs_section(ctx["errors"])
-    sweep.write_text(out / "report.md", "\n".join(report))
+    files.write_text(out / "report.md", "\n".join(report))
     return {"results": results, "problems": problems, "table": table}
 
 

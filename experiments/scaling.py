@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import add_run_args, check_overrides, configs_for, fail, failed_runs_section, image_side, log
+from ntkgrid import files
 
 CONFIGS = ("baseline", "fourier_low", "fourier_mid", "fourier_high", "multigrid_coarse", "multigrid_fine")
 DEFAULT_IMAGE = "chelsea"
@@ -139,7 +140,7 @@ def write_outputs(ctx: dict) -> dict:
         coords, _ = image_to_dataset(image, pixels=r.config.pixels)
         pred = np.clip(predict(r.config, r.params, coords).reshape(image.shape), 0.0, 1.0)
         plots.image_grid_figure(out / "images" / n, [(n, pred)], ncols=1)
-        title = f"{n}\nPSNR {sweep._fmt(f.get('psnr'))} dB, MS-SSIM {sweep._fmt(f.get('ms_ssim'), 3)}"
+        title = f"{n}\nPSNR {files.fmt(f.get('psnr'))} dB, MS-SSIM {files.fmt(f.get('ms_ssim'), 3)}"
         if r.diverged:
             title += f"\n(diverged at epoch {r.diverged_epoch})"
         panels.append((title, pred))
@@ -152,14 +153,14 @@ def write_outputs(ctx: dict) -> dict:
     plots.image_grid_figure(out / "regressed", panels, ncols=4, suptitle=f"{src.source}",
                             data={"rows": rows, "image": src.source})
     sweep.write_csv(out / "table.csv", rows)
-    sweep.write_json(out / "table.json", {"image": src.source, "rows": rows})
+    files.write_json(out / "table.json", {"image": src.source, "rows": rows})
     header = ["config", "parameters", "lr", "epochs", "batch", "PSNR dB", "paper PSNR", "MS-SSIM", "paper MS-SSIM"]
-    body = [[r["config"], r["encoding"], sweep._fmt(r["lr"]), str(r["epochs"]), str(r["batch_size"]),
-             sweep._fmt(r["psnr"]) + (f" (diverged at epoch {r['diverged_epoch']})" if r["diverged"] else ""),
-             sweep._fmt(r["paper_psnr"]), sweep._fmt(r["ms_ssim"], 3), sweep._fmt(r["paper_ms_ssim"])]
+    body = [[r["config"], r["encoding"], files.fmt(r["lr"]), str(r["epochs"]), str(r["batch_size"]),
+             files.fmt(r["psnr"]) + (f" (diverged at epoch {r['diverged_epoch']})" if r["diverged"] else ""),
+             files.fmt(r["paper_psnr"]), files.fmt(r["ms_ssim"], 3), files.fmt(r["paper_ms_ssim"])]
             for r in rows]
-    table_md = sweep.markdown_table(header, body)
-    sweep.write_text(out / "table.md", table_md)
+    table_md = files.markdown_table(header, body)
+    files.write_text(out / "table.md", table_md)
 
     spectra_panels = [(title, _spectrum_curves(runs, names)) for title, names in PANELS]
     spectra_panels = [(t, c) for t, c in spectra_panels if c]
@@ -194,14 +195,14 @@ def write_outputs(ctx: dict) -> dict:
             if (b[0], b[1]) not in seen:
                 seen.add((b[0], b[1]))
                 uniq.append(b)
-        report += [sweep.markdown_table(["config", "checkpoint", "epoch", "λ_max", "λ_min", "floor",
+        report += [files.markdown_table(["config", "checkpoint", "epoch", "λ_max", "λ_min", "floor",
                                          "above floor"], uniq)]
     if curves_loss:
         report += ["## Training curves (Fig. 6)", "", "![curves](curves.png)", "",
                    "MSE and PSNR of the whole image (not the minibatch loss), measured every "
                    "`curve_every` epochs (`curves.json` holds the numbers).", ""]
     report += failed_runs_section(ctx["errors"])
-    sweep.write_text(out / "report.md", "\n".join(report))
+    files.write_text(out / "report.md", "\n".join(report))
     return {"rows": rows}
 
 

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from experiments import add_run_args, check_overrides, fail, image_side, log
+from ntkgrid import files
 
 ENCODINGS = ("baseline", "fourier", "multigrid")
 MISSING = "experiments.tune needs Optuna, an optional extra: pip install 'ntkgrid[tune]' (or: uv sync --extra tune)"
@@ -165,13 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail("no trial completed", 1)
     best = study.best_trial
     best_cfg = suggest(optuna.trial.FixedTrial(best.params), base, args.encoding, lr_range, batch_range)
-    path = sweep.write_json(out / f"best_{args.encoding}.json", best_cfg.to_dict())
+    path = files.write_json(out / f"best_{args.encoding}.json", best_cfg.to_dict())
     rows = [{"trial": t.number, "psnr": t.value, **t.params, "diverged": t.user_attrs.get("diverged"),
              "ms_ssim": t.user_attrs.get("ms_ssim"), "seconds": t.user_attrs.get("seconds")} for t in trials]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     rows = [{k: r.get(k) for k in keys} for r in rows]
     sweep.write_csv(out / f"trials_{args.encoding}.csv", rows)
-    sweep.write_json(out / f"trials_{args.encoding}.json", {"study": study_name, "image": src.source, "trials": rows,
+    files.write_json(out / f"trials_{args.encoding}.json", {"study": study_name, "image": src.source, "trials": rows,
                                                             "best": {"trial": best.number, "psnr": best.value,
                                                                      "params": best.params}})
     xs = [r["trial"] for r in rows]
@@ -186,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
               f"Best: trial {best.number}, PSNR {best.value:.2f} dB with {best.params}.", "",
               f"Use it: `python -m experiments.imagenet_sweep --config-json {args.encoding}={path}`", "",
               "![history](history_" + args.encoding + ".png)", "",
-              sweep.markdown_table(keys, [[r[k] if isinstance(r[k], str) else r[k] for k in keys] for r in rows])]
-    sweep.write_text(out / f"report_{args.encoding}.md", "\n".join(report))
+              files.markdown_table(keys, [[r[k] if isinstance(r[k], str) else r[k] for k in keys] for r in rows])]
+    files.write_text(out / f"report_{args.encoding}.md", "\n".join(report))
     log(f"best trial {best.number}: PSNR {best.value:.2f} dB, {best.params}; config: {path}")
     return 0
 
@@ -260,14 +261,14 @@ def _tune_occupancy(args, optuna) -> int:
     best = study.best_trial
     best_cfg = suggest(optuna.trial.FixedTrial(best.params), base.replace(checkpoints=None), args.encoding,
                        lr_range, batch_range, res_range=(8, 128, 256))
-    path = sweep.write_json(out / f"best_occupancy_{args.encoding}.json", best_cfg.to_dict())
+    path = files.write_json(out / f"best_occupancy_{args.encoding}.json", best_cfg.to_dict())
     rows = [{"trial": t.number, "train_loss": t.value, **t.params, "diverged": t.user_attrs.get("diverged"),
              "accuracy": t.user_attrs.get("accuracy"), "seconds": t.user_attrs.get("seconds")} for t in trials]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     rows = [{k: r.get(k) for k in keys} for r in rows]
     stem = f"occupancy_{args.encoding}"
     sweep.write_csv(out / f"trials_{stem}.csv", rows)
-    sweep.write_json(out / f"trials_{stem}.json", {"study": study_name, "mesh": str(args.mesh), "trials": rows,
+    files.write_json(out / f"trials_{stem}.json", {"study": study_name, "mesh": str(args.mesh), "trials": rows,
                                                     "best": {"trial": best.number, "train_loss": best.value,
                                                              "params": best.params}})
     xs = [r["trial"] for r in rows]
@@ -285,8 +286,8 @@ def _tune_occupancy(args, optuna) -> int:
               f"Use it: `python -m experiments.occupancy --preset {args.preset} --mesh {args.mesh} "
               f"--config-json {args.encoding}={path}`", "",
               f"![history](history_{stem}.png)", "",
-              sweep.markdown_table(keys, [[r[k] for k in keys] for r in rows])]
-    sweep.write_text(out / f"report_{stem}.md", "\n".join(report))
+              files.markdown_table(keys, [[r[k] for k in keys] for r in rows])]
+    files.write_text(out / f"report_{stem}.md", "\n".join(report))
     log(f"best trial {best.number}: training loss {best.value:.4f}, {best.params}; config: {path}")
     return 0
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ntkgrid import files
 from ntkgrid.spectrum import Spectrum, resample
 
 __all__ = ["GRID_KINDS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
@@ -158,7 +159,7 @@ def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str
     """Report lines for :func:`theorem1`'s result (empty when there is nothing to compare)."""
     if not result.get("per_image"):
         return []
-    from ntkgrid.sweep import markdown_table
+    from ntkgrid.files import markdown_table
 
     lines = ["## Theorem 1: the MPE network's eigenvalues against the baseline network's", "",
              f"For each grid network and image, its float64 NTK spectrum against the `{result['baseline']}` "

@@ -13,7 +13,6 @@ logarithmic and the numerical floor ``N eps lambda_max`` is drawn (:func:`spectr
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ntkgrid.files import to_jsonable, write_bytes, write_json
 
 __all__ = [
     "CHECKPOINT_STYLE",
@@ -83,32 +84,6 @@ def style(name: str) -> dict:
     return {"color": colormaps["tab10"](idx), "label": name}
 
 
-def to_jsonable(obj: Any) -> Any:
-    """NumPy/JAX arrays and scalars to lists and numbers, non-finite floats to ``None``,
-    tuples to lists, ``Path`` to ``str``; recursive over dicts and sequences."""
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "__array__") and not isinstance(obj, (str, bytes)):
-        a = np.asarray(obj)
-        return to_jsonable(a.item() if a.ndim == 0 else a.tolist())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    return obj
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def new_figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (4.5, 3.6), **kw):
     """A ``Figure`` on an Agg canvas with an ``(nrows, ncols)`` array of axes.
 
@@ -145,11 +120,11 @@ def save(fig, path: str | os.PathLike, data: Any = None, dpi: int = 120) -> tupl
     png = base.with_name(base.name + ".png")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    _atomic_write(png, buf.getvalue())
+    write_bytes(png, buf.getvalue())
     js = None
     if data is not None:
         js = base.with_name(base.name + ".json")
-        _atomic_write(js, (json.dumps(to_jsonable(data), indent=1) + "\n").encode())
+        write_json(js, data)
     return png, js
 
 

@@ -56,7 +56,8 @@ import numpy as np
 
 from ntkgrid.config import TrainConfig
 from ntkgrid.data import DataError
-from ntkgrid.plots import to_jsonable
+from ntkgrid import files
+from ntkgrid.files import markdown_table, write_json, write_text
 from ntkgrid.spectrum import Spectrum, mean_spectrum
 
 __all__ = [
@@ -104,41 +105,14 @@ class SweepError(RuntimeError):
 # ----------------------------------------------------------------------------- files
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` (through :func:`ntkgrid.plots.to_jsonable`) atomically; returns the path."""
-    path = Path(path)
-    write_bytes(path, (json.dumps(to_jsonable(obj), indent=1, allow_nan=False) + "\n").encode())
-    return path
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    write_bytes(path, text.encode())
-    return path
-
-
 def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a missing or malformed file raises :class:`SweepError` naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise SweepError(f"{path}: no such file") from err
-    except (OSError, ValueError) as err:
-        raise SweepError(f"{path}: cannot be read as JSON ({err})") from err
+    """:func:`ntkgrid.files.read_json` raising :class:`SweepError` (naming the file)."""
+    return files.read_json(path, error=SweepError)
 
 
 def safe_name(text: str) -> str:
-    """``text`` reduced to ``[A-Za-z0-9._-]`` (others become ``_``), never empty."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
-    return s or "image"
+    """:func:`ntkgrid.files.safe_name` with ``"image"`` for an empty result."""
+    return files.safe_name(text, "image")
 
 
 # ----------------------------------------------------------------------------- configs
@@ -463,20 +437,6 @@ def _identity(manifest: Mapping) -> dict:
     return ident
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b), key=str):
-            out += _diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{prefix}{k}.")
-        return out
-    if a != b:
-        sa, sb = repr(a), repr(b)
-        if len(sa) > 80 or len(sb) > 80:
-            return [f"{prefix.rstrip('.')} differs"]
-        return [f"{prefix.rstrip('.')}: stored {sa}, now {sb}"]
-    return []
-
-
 def describe_machine() -> dict:
     """Where the numbers were measured: platform, CPU count, JAX backend and devices."""
     import jax
@@ -491,7 +451,7 @@ def _check_manifest(out: Path, manifest: Mapping) -> None:
     if not path.exists():
         return
     stored = read_json(path)
-    diffs = _diff(to_jsonable(_identity(stored)), to_jsonable(_identity(manifest)))
+    diffs = files.diff(files.to_jsonable(_identity(stored)), files.to_jsonable(_identity(manifest)))
     if diffs:
         raise SweepError(
             f"{path}: this folder holds a sweep with other settings ({'; '.join(diffs[:6])}"
@@ -638,7 +598,7 @@ def merge(out: str | os.PathLike, sources: Sequence[str | os.PathLike] = (), *, 
         manifests.append(read_json(s / "manifest.json"))
     ref = manifests[0]
     for s, m in zip(srcs[1:], manifests[1:]):
-        diffs = _diff(to_jsonable(_identity(ref)), to_jsonable(_identity(m)))
+        diffs = files.diff(files.to_jsonable(_identity(ref)), files.to_jsonable(_identity(m)))
         if diffs:
             raise SweepError(f"{s / 'manifest.json'}: does not match {srcs[0] / 'manifest.json'} "
                              f"({'; '.join(diffs[:6])}); only shards of one sweep can be merged")
@@ -717,26 +677,6 @@ def summary_rows(records: Sequence[Mapping], names: Sequence[str], paper: Mappin
     return rows
 
 
-def _fmt(v: Any, digits: int = 2) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "-"
-        if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e5):
-            return f"{v:.2e}"
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub Markdown table (values through a short number format)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        lines.append("| " + " | ".join(v if isinstance(v, str) else _fmt(v) for v in r) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def summary_markdown(rows: Sequence[Mapping]) -> str:
     """Markdown table of :func:`summary_rows`: mean ± std [min, max] per metric, beside the paper."""
     def cell(r, m, d):
@@ -746,8 +686,8 @@ def summary_markdown(rows: Sequence[Mapping]) -> str:
 
     header = ["encoding", "images", "diverged", "PSNR dB mean ± std [min, max]", "paper PSNR",
               "MS-SSIM mean ± std [min, max]", "paper MS-SSIM"]
-    body = [[r["encoding"], str(r["n"]), str(r["n_diverged"]), cell(r, "psnr", 2), _fmt(r["paper_psnr"]),
-             cell(r, "ms_ssim", 3), _fmt(r["paper_ms_ssim"])] for r in rows]
+    body = [[r["encoding"], str(r["n"]), str(r["n_diverged"]), cell(r, "psnr", 2), files.fmt(r["paper_psnr"]),
+             cell(r, "ms_ssim", 3), files.fmt(r["paper_ms_ssim"])] for r in rows]
     return markdown_table(header, body)
 
 
@@ -904,7 +844,7 @@ def _config_table(configs: Mapping[str, Mapping]) -> str:
     rows = []
     for n, d in configs.items():
         cfg = TrainConfig.from_dict(d)
-        rows.append([n, cfg.encoding.describe(), _fmt(cfg.learning_rate, 4), str(cfg.epochs), str(cfg.batch_size),
+        rows.append([n, cfg.encoding.describe(), files.fmt(cfg.learning_rate, 4), str(cfg.epochs), str(cfg.batch_size),
                      "x".join(map(str, cfg.hidden)), str(cfg.ntk_points), str(cfg.seed)])
     return markdown_table(["encoding", "parameters", "lr", "epochs", "batch", "MLP", "NTK points", "seed"], rows)
 
@@ -940,7 +880,7 @@ def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, rec
               "the statistics. Paper: its Table 1.", "", summary_markdown(rows)]
     if order.get("expected"):
         exp = " > ".join(order["expected"])
-        mp = ", ".join(f"{k} {_fmt(v)}" for k, v in (order.get("mean_psnr") or {}).items())
+        mp = ", ".join(f"{k} {files.fmt(v)}" for k, v in (order.get("mean_psnr") or {}).items())
         verdict = {True: "holds", False: "does NOT hold", None: "cannot be judged"}[order["holds_on_mean"]]
         lines += [f"Paper's ordering {exp} in mean PSNR: **{verdict}** (mean PSNR: {mp}); per image it holds "
                   f"on {order['images_holding']} of {order['images_compared']}.", ""]
@@ -966,9 +906,9 @@ def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, rec
                 pts = sorted({r.get("ntk_points") for r in runs if r.get("ntk_points")})
                 off = [r.get("grid_offdiag_fraction") for r in runs if r.get("grid_offdiag_fraction") is not None]
                 body.append([n, cp, ",".join(map(str, mm["epochs"])), str(mm["count"]),
-                             ",".join(map(str, pts)) or "-", _fmt(float(np.mean(off)), 4) if off else "-",
+                             ",".join(map(str, pts)) or "-", files.fmt(float(np.mean(off)), 4) if off else "-",
                              float(mm["mean"][0]), float(mm["mean"][-1]), float(mm["floor"]),
-                             _fmt(float(np.mean(above)), 1) if above else "-"])
+                             files.fmt(float(np.mean(above)), 1) if above else "-"])
         lines += ["Kernels are taken on the training set (every pixel of the training image, or a contiguous "
                   "window of it where the backend's cap requires one: never a strided subset). 'grid off-diagonal "
                   "share' is the share of the grid kernel's squared Frobenius norm off its diagonal at the end "
@@ -982,7 +922,7 @@ def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, rec
     if records:
         lines += ["## Per image", ""]
         body = [[r["image_id"], r["source"]] + [
-            (_fmt(r["runs"][n]["psnr"]) + (" (diverged)" if r["runs"][n].get("diverged") else ""))
+            (files.fmt(r["runs"][n]["psnr"]) + (" (diverged)" if r["runs"][n].get("diverged") else ""))
             if n in r["runs"] else "-" for n in names] for r in records]
         lines += [markdown_table(["image", "source"] + [f"{n} PSNR" for n in names], body)]
     if sweep["skipped"]:

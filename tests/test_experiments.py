@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from experiments import grid_ablation, imagenet_sweep, inspect_grid, ntk_evolution, recipe, scaling, tune
-from ntkgrid import presets, sweep
+from ntkgrid import files, presets, sweep
 from ntkgrid.config import TrainConfig
 
 TINY = ["--size", "16", "--epochs", "2", "--ntk-points", "16", "--no-progress"]
@@ -131,7 +131,7 @@ def test_shards_and_merge_equal_unsharded(sweep_dir, tmp_path):
 def test_merge_rejects_foreign_shards(sweep_dir, tmp_path, capsys):
     other = tmp_path / "other"  # a shard of another sweep: another seed
     manifest = _json(sweep_dir / "manifest.json")
-    sweep.write_json(other / "manifest.json", {**manifest, "seed": manifest["seed"] + 1})
+    files.write_json(other / "manifest.json", {**manifest, "seed": manifest["seed"] + 1})
     assert imagenet_sweep.main(["merge", "--out", str(tmp_path / "m"), str(sweep_dir), str(other)]) == 2
     err = capsys.readouterr().err
     assert "only shards of one sweep can be merged" in err and "Traceback" not in err
@@ -191,7 +191,7 @@ def test_a_failing_run_is_reported_and_the_rest_kept(tmp_path, capsys):
     out = tmp_path / "o"
     stale = out / "runs" / src.image_id / "baseline"
     stale.mkdir(parents=True)
-    sweep.write_json(stale / "run.json", {"config": {"learning_rate": 123.0}, "options": {}})
+    files.write_json(stale / "run.json", {"config": {"learning_rate": 123.0}, "options": {}})
     assert imagenet_sweep.main(["--num-synsets", "2", "--encodings", "baseline", *TINY, "--runs-per-program", "2",
                                 "--out", str(out)]) == 1
     assert "2 image(s) in 1 program(s)" in capsys.readouterr().out  # one group, one image of it fails
@@ -241,7 +241,7 @@ def test_bad_arguments(tmp_path, capsys, argv, needle):
 
 def test_config_json_replaces_a_preset(tmp_path):
     cfg = presets.IMAGENET_QUICK["baseline"].replace(learning_rate=7.5, hidden=(64, 64))
-    path = sweep.write_json(tmp_path / "best.json", cfg.to_dict())
+    path = files.write_json(tmp_path / "best.json", cfg.to_dict())
     out = tmp_path / "o"
     assert imagenet_sweep.main(["--num-synsets", "1", "--encodings", "baseline", *TINY, "--ntk-points", "0",
                                 "--config-json", f"baseline={path}", "--out", str(out)]) == 0
