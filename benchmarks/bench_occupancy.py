@@ -19,9 +19,9 @@ whatever JAX device is the default (the table says which):
 
 * ``label``: :class:`ntkgrid.data.meshes.FreshPoints` drawing and labelling an epoch
   (Embree ray parity, batched), cold (first call: Embree's BVH build) and warm;
-* ``train <encoding>``: the jitted SGD epoch alone (:func:`ntkgrid.train.make_epoch_fn`,
+* ``train <encoding>``: the jitted SGD epoch alone (:func:`ntkgrid.training.make_epoch_fn`,
   points already on the device), after one compiling epoch;
-* ``fit <encoding>``: :func:`ntkgrid.train.fit` with ``epoch_data`` (labelling of epoch
+* ``fit <encoding>``: :func:`ntkgrid.training.fit` with ``epoch_data`` (labelling of epoch
   e + 1 on the host overlapping epoch e on the device), compile included.
 
 Each row also gives the process CPU seconds (user + system) it used: on a shared machine
@@ -71,7 +71,7 @@ def throughput(mesh_path: str | None, epochs: int = 2, points_per_epoch: int = 1
 
     from ntkgrid import occupancy as occ
     from ntkgrid.data.meshes import FreshPoints, default_shape, load_mesh
-    from ntkgrid.train import fit, make_epoch_fn
+    from ntkgrid.training import fit, make_epoch_fn
 
     mesh = load_mesh(mesh_path) if mesh_path else default_shape()
     name = Path(mesh_path).stem if mesh_path else "default_shape"

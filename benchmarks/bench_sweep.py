@@ -8,8 +8,8 @@ Fourier batch 92, baseline batch 10, their learning rates and 2x512 MLP) on the 
 (``ntk_points = 0``, ``curve_every = 0``), measured only at the last epoch (PSNR, MS-SSIM),
 in two ways in one run:
 
-* sequential: :func:`ntkgrid.train.fit` per image and encoding (what the sweep did);
-* batched: :func:`ntkgrid.batched.fit_batch` per encoding, the images in groups of
+* sequential: :func:`ntkgrid.training.fit` per image and encoding (what the sweep did);
+* batched: :func:`ntkgrid.training.fit_batch` per encoding, the images in groups of
   ``--runs-per-program`` (default automatic) per program, what the sweep does now: as
   the sweep, the benchmark asks XLA for one CPU device per core
   (:func:`experiments.split_host_cpus`), and a group's runs are sharded over the local
@@ -43,15 +43,15 @@ def _configs(epochs: int) -> dict:
 
 
 def _train(mode: str, cfg, data, size: int, matmul_precision: str | None, group: int):
-    from ntkgrid import batched, train
+    from ntkgrid.training import BatchRun, fit, fit_batch, precision_scope
 
     if mode == "sequential":
-        with batched.precision_scope(matmul_precision):
-            return [train.fit(cfg, x, y, image_shape=(size, size), progress=False) for x, y in data]
-    runs = [batched.BatchRun(x, y, image_shape=(size, size)) for x, y in data]
+        with precision_scope(matmul_precision):
+            return [fit(cfg, x, y, image_shape=(size, size), progress=False) for x, y in data]
+    runs = [BatchRun(x, y, image_shape=(size, size)) for x, y in data]
     out = []
     for i in range(0, len(runs), group):
-        out += batched.fit_batch(cfg, runs[i:i + group], progress=False, matmul_precision=matmul_precision)
+        out += fit_batch(cfg, runs[i:i + group], progress=False, matmul_precision=matmul_precision)
     return out
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--runs-per-program", type=int, default=None,
                     help="images per program of the batched way (default: automatic, as the sweep)")
     ap.add_argument("--matmul-precision", choices=("default", "highest"), default="default",
-                    help="float32 matmul precision of both ways (see ntkgrid.batched)")
+                    help="float32 matmul precision of both ways (see ntkgrid.training.batched)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
 

@@ -10,7 +10,7 @@ a 1-level multigrid (``k = 2``, 200 x 200 nodes, bilinear; PyTorch uses
 ``torch.nn.functional.grid_sample(align_corners=True, padding_mode="border")`` on the
 node table). Batch sizes 32 and 1024.
 
-* ours: :func:`ntkgrid.train.make_epoch_fn`, the function :func:`ntkgrid.train.fit`
+* ours: :func:`ntkgrid.training.make_epoch_fn`, the function :func:`ntkgrid.training.fit`
   calls: one jitted call per epoch, steps in ``lax.scan``.
 * torch: the usual eager loop (``randperm``, index, forward, ``MSELoss``, ``zero_grad``,
   ``backward``, ``SGD.step``) with ``torch.set_num_threads(t)`` for each ``t`` of
@@ -145,14 +145,14 @@ def _jax_runner(enc: dict, x: np.ndarray, y: np.ndarray, batch: int):
     import jax.numpy as jnp
     import optax
 
-    from ntkgrid import train
     from ntkgrid.config import EncodingConfig, TrainConfig
+    from ntkgrid.training import make_epoch_fn
 
     cfg = TrainConfig(encoding=EncodingConfig(**enc), hidden=HIDDEN, learning_rate=LR, batch_size=batch)
     model = cfg.model(2, 3)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.asarray(x[:1]))
     state = {"v": variables, "o": optax.sgd(LR).init(variables["params"]), "e": 0}
-    fn = train.make_epoch_fn(model, "mse", batch, x.shape[0])
+    fn = make_epoch_fn(model, "mse", batch, x.shape[0])
     key, lr = jax.random.PRNGKey(1), np.float32(LR)
     xd, yd = jnp.asarray(x), jnp.asarray(y)
 

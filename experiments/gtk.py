@@ -383,7 +383,7 @@ def _train(model, x, y, loss: str, lr: float, epochs: int, batch: int, epoch_siz
     import jax.numpy as jnp
     import optax
 
-    from ntkgrid.train import make_epoch_fn
+    from ntkgrid.training import make_epoch_fn
 
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
     v = jax.jit(model.init)(init_key, jnp.asarray(x[:1]))
@@ -411,7 +411,7 @@ def fit_image(setup: GTKSetup, seed: int) -> dict:
 
     from ntkgrid import CoordinateMLP, metrics
     from ntkgrid.data.images import bundled_image, image_to_dataset
-    from ntkgrid.train import predict
+    from ntkgrid.training import predict
 
     img = bundled_image(setup.image, setup.image_size)
     x, y = image_to_dataset(img)
@@ -436,7 +436,7 @@ def fit_occupancy(setup: GTKSetup, seed: int, cache: Path) -> dict:
     from ntkgrid import CoordinateMLP
     from ntkgrid.data.meshes import default_shape, occupancy
     from ntkgrid.occupancy import OccupancySetup, occupancy_metrics, prepare_data
-    from ntkgrid.train import predict
+    from ntkgrid.training import predict
 
     mesh = default_shape(setup.occ_shape_resolution)
     half = setup.occ_pool // 2

@@ -73,7 +73,7 @@ def screen(args) -> dict:
     from ntkgrid import presets
     from ntkgrid.data.images import bundled_image, image_to_dataset
     from ntkgrid.stability import critical_lr
-    from ntkgrid.train import fit
+    from ntkgrid.training import fit
 
     img = bundled_image("chelsea", args.size)
     tables = _table_configs(args.size)
@@ -107,7 +107,7 @@ def screen(args) -> dict:
 def train(args) -> dict:
     from ntkgrid import presets
     from ntkgrid.data.images import bundled_image, image_to_dataset
-    from ntkgrid.train import fit
+    from ntkgrid.training import fit
 
     tables = _table_configs(args.size)
     results = {}

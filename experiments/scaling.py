@@ -129,7 +129,7 @@ def write_outputs(ctx: dict) -> dict:
     """Figures, tables and report of the scaling study; returns the table rows."""
     from ntkgrid import plots, presets, sweep
     from ntkgrid.data.images import image_to_dataset
-    from ntkgrid.train import predict
+    from ntkgrid.training import predict
 
     out, runs, image, src = ctx["out"], ctx["runs"], ctx["image"], ctx["src"]
     out.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from ntkgrid import plots, presets, sweep
     from ntkgrid.data import DataError
     from ntkgrid.data.images import image_to_dataset
-    from ntkgrid.train import fit
+    from ntkgrid.training import fit
 
     try:
         check_overrides(args)
@@ -199,7 +199,7 @@ def _tune_occupancy(args, optuna) -> int:
     from ntkgrid import plots, sweep
     from ntkgrid.data import DataError
     from ntkgrid.data.meshes import FreshPoints, load_any
-    from ntkgrid.train import fit
+    from ntkgrid.training import fit
 
     try:
         check_overrides(args)

@@ -19,8 +19,8 @@ __version__ = "0.1.0"
 
 # Loaded on first use, so that ``import ntkgrid`` stays light (no optax, no LAPACK work).
 _LAZY = {
-    "fit": "ntkgrid.train", "load_run": "ntkgrid.train", "predict": "ntkgrid.train",
-    "fit_batch": "ntkgrid.batched", "BatchRun": "ntkgrid.batched",
+    "fit": "ntkgrid.training", "load_run": "ntkgrid.training", "predict": "ntkgrid.training",
+    "fit_batch": "ntkgrid.training", "BatchRun": "ntkgrid.training",
     "empirical_ntk": "ntkgrid.ntk", "ntk_spectrum": "ntkgrid.spectrum", "offdiag_fraction": "ntkgrid.spectrum",
     "compare_spectra": "ntkgrid.theory", "predict_training": "ntkgrid.theory",
 }

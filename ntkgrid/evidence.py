@@ -213,7 +213,7 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     from ntkgrid.spectrum import eigh
     from ntkgrid.sweep import checkpoint_variables, recompute_kernels
     from ntkgrid.theory import band_energies, loss_gradient_scale, predict_training
-    from ntkgrid.train import predict
+    from ntkgrid.training import predict
 
     cfg = run.config
     if run.out_dir is None:

@@ -477,7 +477,7 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     """
     from ntkgrid import render as R
     from ntkgrid.data.meshes import FreshPoints, mesh_info
-    from ntkgrid.train import fit
+    from ntkgrid.training import fit
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

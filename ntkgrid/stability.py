@@ -68,7 +68,7 @@ class StepPrediction:
 def batch_lambda_max(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int | None = None,
                      n_batches: int = 4, seed: int = 0) -> np.ndarray:
     """``(n_batches,)`` top eigenvalues of the full minibatch NTK ``Theta_B`` (``(B O) x
-    (B O)``, float64 eigensolver) of ``cfg.model`` initialised as :func:`ntkgrid.train.fit`
+    (B O)``, float64 eigensolver) of ``cfg.model`` initialised as :func:`ntkgrid.training.fit`
     does (``cfg.seed``), on ``n_batches`` minibatches of ``batch_size`` (default
     ``cfg.batch_size``) points of ``coords`` ``(N, d)`` drawn without replacement
     (``numpy`` generator ``seed``)."""

@@ -304,7 +304,7 @@ def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir:
     under ``"_errors"`` as ``{name: message}``.
     """
     from ntkgrid.data.images import image_to_dataset
-    from ntkgrid.train import fit
+    from ntkgrid.training import fit
 
     out: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -337,7 +337,7 @@ def _group_sizes(runs_per_program: int | None, configs: Mapping[str, TrainConfig
         return {name: int(runs_per_program) for name in configs}
     if n == 0:
         return dict.fromkeys(configs, 1)
-    from ntkgrid.batched import runs_per_program as auto
+    from ntkgrid.training import runs_per_program as auto
 
     return {name: max(1, min(n, auto(c, size * size))) for name, c in configs.items()}
 
@@ -366,9 +366,9 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
     fails alone; if the batched program itself fails, each image of it is retried on its
     own with :func:`ntkgrid.train.fit`, so one bad image loses only itself.
     """
-    from ntkgrid.batched import BatchRun, fit_batch
+    from ntkgrid.training import BatchRun, fit_batch
     from ntkgrid.data.images import image_to_dataset
-    from ntkgrid.train import fit
+    from ntkgrid.training import fit
 
     tags = dict(tags or {})
     data = {k: image_to_dataset(img) for k, img in images.items()}
@@ -704,7 +704,7 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping]) -> Path:
 
 def run_spectra(run_path: str | os.PathLike, epoch: int) -> dict[str, Spectrum] | None:
     """``{group: Spectrum}`` a run recorded at ``epoch`` (``None`` if it has none)."""
-    from ntkgrid.train import load_spectra
+    from ntkgrid.training import load_spectra
 
     p = Path(run_path) / "spectra" / f"epoch_{int(epoch):06d}.npz"
     return load_spectra(p) if p.exists() else None

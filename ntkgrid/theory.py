@@ -106,7 +106,7 @@ def loss_gradient_scale(loss: str, batch_size: int, n_outputs: int, reduction: s
     """``g`` with ``dL_B / df_o(x_b) = g * r_{b,o}`` for the minibatch loss ``L_B``.
 
     ``loss="mse"``: ``reduction="mean"`` (over the ``B`` points and ``O`` channels, as
-    :mod:`ntkgrid.train`) gives ``2 / (B O)``; ``"sum_channels"`` (mean over points, sum over
+    :mod:`ntkgrid.training`) gives ``2 / (B O)``; ``"sum_channels"`` (mean over points, sum over
     channels) ``2 / B``; ``"sum"`` (sum over both) ``2``. Other losses have no constant
     ``g`` (the linear prediction is for the squared error) and raise ``ValueError``.
     """

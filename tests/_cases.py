@@ -1,6 +1,6 @@
 """Shared test helpers: tolerances per dtype and backend, and a brute-force J J^T NTK.
 
-Precision policy (see ntkgrid.batched): kernels and spectra are float64 and compared with
+Precision policy (see ntkgrid.training.batched): kernels and spectra are float64 and compared with
 float64 tolerances everywhere. float32 results that pass through a matmul are exact to
 float32 rounding on the CPU, but JAX's default float32 matmul on NVIDIA GPUs is TF32
 (inputs rounded to a 10-bit mantissa, about 5e-4 relative per product) and on TPUs

@@ -14,7 +14,7 @@ from ntkgrid.config import EncodingConfig, TrainConfig
 from ntkgrid.gtk import gradient_descent, grid_model, gtk_change
 from ntkgrid.mulfagrid import MulFAGrid, fourier_features, mfn_filters
 from ntkgrid.ntk import nt_ntk, structured_ntk
-from ntkgrid.train import fit
+from ntkgrid.training import fit
 
 from ._cases import rel_err, to64
 

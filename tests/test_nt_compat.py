@@ -28,11 +28,11 @@ def test_import_has_no_side_effects():
 
 def test_public_api_is_curated_and_lazy():
     out = _run(
-        "import sys, ntkgrid; light = 'optax' not in sys.modules and 'ntkgrid.train' not in sys.modules;"
+        "import sys, ntkgrid; light = 'optax' not in sys.modules and 'ntkgrid.training' not in sys.modules;"
         "from ntkgrid import fit, load_run, ntk_spectrum, empirical_ntk, TrainConfig, compare_spectra;"
         "print(light, fit.__module__, ntk_spectrum.__module__, sorted(set(ntkgrid.__all__) - set(dir(ntkgrid))))"
     )
-    assert out == "True ntkgrid.train ntkgrid.spectrum []"
+    assert out == "True ntkgrid.training.loop ntkgrid.spectrum []"
     import ntkgrid
 
     with pytest.raises(AttributeError, match="no attribute 'tap_structure'"):

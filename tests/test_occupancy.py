@@ -166,7 +166,7 @@ def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobi
     import jax.numpy as jnp
 
     from ntkgrid.config import EncodingConfig, TrainConfig
-    from ntkgrid.train import fit
+    from ntkgrid.training import fit
 
     cfg = TrainConfig(hidden=(8, 8), loss="bce", epochs=2, batch_size=32, learning_rate=5.0, ntk_points=0,
                       checkpoints=(2,), encoding=EncodingConfig("multigrid", features_per_level=2, num_levels=2,

@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 
 from ntkgrid.config import LOSS_REDUCTIONS, TrainConfig, loss_scale
 from ntkgrid.stability import batch_lambda_max, critical_lr
-from ntkgrid.train import make_epoch_fn
+from ntkgrid.training import make_epoch_fn
 
 CFG = TrainConfig(hidden=(24, 24), batch_size=6, ntk_points=0, beta=0.5)
 X = np.random.default_rng(0).random((6, 2)).astype(np.float32)

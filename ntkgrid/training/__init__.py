@@ -4,12 +4,12 @@
 * :mod:`~ntkgrid.training.measure`: what is measured at checkpoints and curve points; no files.
 * :mod:`~ntkgrid.training.runfolder`: the run folder, the only module that knows its paths and formats.
 * :mod:`~ntkgrid.training.run`: one run's bookkeeping, shared by ``fit`` and ``fit_batch``.
-* :mod:`~ntkgrid.training.fit`: :func:`fit`, one run.
+* :mod:`~ntkgrid.training.loop`: :func:`fit`, one run (a module named ``fit`` would be shadowed by the function).
 * :mod:`~ntkgrid.training.batched`: :func:`fit_batch`, many runs in one compiled program.
 """
 
 from ntkgrid.training.batched import BatchRun, fit_batch, precision_scope, runs_per_program
-from ntkgrid.training.fit import fit
+from ntkgrid.training.loop import fit
 from ntkgrid.training.measure import HISTORY_KEYS, kernel_points, ntk_points_cap, predict, training_set_points
 from ntkgrid.training.result import RunResult
 from ntkgrid.training.runfolder import (

@@ -1,4 +1,4 @@
-"""Tests for ntkgrid.batched: batched runs equal one-at-a-time ``fit``, divergence masking,
+"""Tests for ntkgrid.training.batched: batched runs equal one-at-a-time ``fit``, divergence masking,
 per-run resume and failures, the run folders, device sharding (2 host devices, subprocess),
 the precision scope and the automatic batch size."""
 
@@ -18,9 +18,9 @@ import numpy as np
 import optax
 import pytest
 
-from ntkgrid import batched, train
 from ntkgrid.config import EncodingConfig, TrainConfig
 from ntkgrid.data.images import image_to_dataset
+from ntkgrid.training import TRACE_COUNTS, RunResult, batched, fit, load_run, make_batch_epoch_fn
 
 from ._cases import BACKEND, f32_matmul_tol
 
@@ -55,15 +55,15 @@ def runs(root: Path | None, **kw) -> list[batched.BatchRun]:
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory):
     root = tmp_path_factory.mktemp("seq")
-    return [train.fit(CFG, r.coords, r.targets, image_shape=r.image_shape, out_dir=root / r.label, label=r.label,
+    return [fit(CFG, r.coords, r.targets, image_shape=r.image_shape, out_dir=root / r.label, label=r.label,
                       progress=False) for r in runs(None)]
 
 
-def assert_same_run(a: train.RunResult, b: train.RunResult, tol: float = TOL):
+def assert_same_run(a: RunResult, b: RunResult, tol: float = TOL):
     assert [h["epoch"] for h in a.history] == [h["epoch"] for h in b.history]
     assert (a.diverged, a.diverged_epoch, a.params_epoch) == (b.diverged, b.diverged_epoch, b.params_epoch)
     np.testing.assert_allclose(b.losses, a.losses, rtol=tol)
-    for ha, hb in zip(a.history, b.history):
+    for ha, hb in zip(a.history, b.history, strict=True):
         for key in ("loss", "psnr", "ms_ssim", "train_loss"):
             if ha[key] is None:
                 assert hb[key] is None
@@ -72,25 +72,25 @@ def assert_same_run(a: train.RunResult, b: train.RunResult, tol: float = TOL):
         for g, s in ha["spectra"].items():
             np.testing.assert_allclose(hb["spectra"][g].eigenvalues[:4], s.eigenvalues[:4], rtol=10 * tol)
     assert [c["epoch"] for c in a.curve] == [c["epoch"] for c in b.curve] and a.curve
-    for ca, cb in zip(a.curve, b.curve):
+    for ca, cb in zip(a.curve, b.curve, strict=True):
         for key in ("loss", "psnr", "train_loss"):
             if ca[key] is None:
                 assert cb[key] is None
             else:
                 np.testing.assert_allclose(cb[key], ca[key], rtol=tol, err_msg=f"curve {key}")
-    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=10 * tol, atol=10 * tol)
 
 
 def test_three_images_batched_equal_sequential_and_write_fits_files(sequential, tmp_path):
-    batched.make_batch_epoch_fn.cache_clear()
-    traces = train.TRACE_COUNTS["batch_epoch"]
+    make_batch_epoch_fn.cache_clear()
+    traces = TRACE_COUNTS["batch_epoch"]
     got = batched.fit_batch(CFG, runs(tmp_path), progress=False)
-    assert train.TRACE_COUNTS["batch_epoch"] - traces == 1  # one program for 3 runs x 4 epochs
-    for a, b in zip(sequential, got):
+    assert TRACE_COUNTS["batch_epoch"] - traces == 1  # one program for 3 runs x 4 epochs
+    for a, b in zip(sequential, got, strict=True):
         assert_same_run(a, b)
         assert not b.diverged and b.history[-1]["psnr"] > b.history[0]["psnr"] + 5
-        # The same files, the same keys, readable by train.load_run.
+        # The same files, the same keys, readable by load_run.
         seq_dir, bat_dir = a.out_dir, b.out_dir
         files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
         assert files(seq_dir) == files(bat_dir)
@@ -99,21 +99,21 @@ def test_three_images_batched_equal_sequential_and_write_fits_files(sequential, 
             assert sa.keys() == sb.keys() and sa["config"] == sb["config"] and sa["options"] == sb["options"]
         la, lb = ([json.loads(t) for t in (d / "metrics.jsonl").read_text().splitlines()] for d in (seq_dir, bat_dir))
         assert [x.keys() for x in la] == [x.keys() for x in lb]
-        assert_same_run(a, train.load_run(bat_dir))
+        assert_same_run(a, load_run(bat_dir))
     # A second call returns the stored runs without training.
     again = batched.fit_batch(CFG, runs(tmp_path), progress=False)
-    assert train.TRACE_COUNTS["batch_epoch"] - traces == 1
-    for a, b in zip(got, again):
+    assert TRACE_COUNTS["batch_epoch"] - traces == 1
+    for a, b in zip(got, again, strict=True):
         assert_same_run(a, b, tol=0)
 
 
 def test_a_diverging_run_stops_alone(sequential):
     lrs = [None, 1e6, None]  # the middle run blows up, the others must not notice
-    got = batched.fit_batch(CFG, [dataclass_replace(r, learning_rate=lr) for r, lr in zip(runs(None), lrs)],
-                            progress=False)
+    rs = [dataclass_replace(r, learning_rate=lr) for r, lr in zip(runs(None), lrs, strict=True)]
+    got = batched.fit_batch(CFG, rs, progress=False)
     bad = got[1]
     x, y = image_to_dataset(images()[1])
-    ref = train.fit(CFG.replace(learning_rate=1e6), x, y, image_shape=(SIZE, SIZE), progress=False)
+    ref = fit(CFG.replace(learning_rate=1e6), x, y, image_shape=(SIZE, SIZE), progress=False)
     assert bad.diverged and ref.diverged and bad.diverged_epoch == ref.diverged_epoch
     assert bad.losses.size == ref.losses.size and not np.isfinite(bad.losses[-1])
     assert bad.params_epoch == ref.params_epoch and len(bad.history) == len(ref.history)
@@ -167,7 +167,7 @@ def test_bad_batches_are_refused():
 
 def _lowered_epoch_text() -> str:
     model = CFG.model(2, 3)
-    fn = batched.make_batch_epoch_fn(model, "mse", 4, 16)
+    fn = make_batch_epoch_fn(model, "mse", 4, 16)
     v = jax.eval_shape(lambda: jax.vmap(lambda k: model.init(k, jnp.zeros((1, 2))))(
         jax.random.split(jax.random.PRNGKey(0), 2)))
     s = jax.ShapeDtypeStruct
@@ -203,17 +203,17 @@ def test_runs_per_program_follows_memory(monkeypatch):
 SHARDED = textwrap.dedent("""
     import json, sys
     import jax, numpy as np, optax
-    from ntkgrid import batched, train
     from ntkgrid.config import TrainConfig
+    from ntkgrid.training import TRACE_COUNTS, batched, fit, make_batch_epoch_fn
     assert len(jax.local_devices()) == 2, jax.local_devices()
     cfg = TrainConfig(hidden=(16,), learning_rate=1.0, epochs=3, batch_size=8, ntk_points=0, checkpoints=(3,))
     rng = np.random.default_rng(0)
     x = rng.random((32, 2)).astype(np.float32)
     runs = [batched.BatchRun(x, rng.random((32, 3)).astype(np.float32), seed=s) for s in range(5)]
     got = batched.fit_batch(cfg, runs, progress=False)
-    ref = [train.fit(cfg.replace(seed=s), r.coords, r.targets, progress=False) for s, r in enumerate(runs)]
+    ref = [fit(cfg.replace(seed=s), r.coords, r.targets, progress=False) for s, r in enumerate(runs)]
     mesh = batched.run_mesh()
-    fn = batched.make_batch_epoch_fn(cfg.model(2, 3), "mse", 8, 32, 32, mesh)
+    fn = make_batch_epoch_fn(cfg.model(2, 3), "mse", 8, 32, 32, mesh)
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
     model = cfg.model(2, 3)
     v = jax.vmap(lambda k: model.init(k, x[:1]))(jax.random.split(jax.random.PRNGKey(0), 6))
@@ -223,7 +223,7 @@ SHARDED = textwrap.dedent("""
     v2, _, losses = fn(*args, np.int32(0), *rest)
     shards = [len(leaf.sharding.device_set) for leaf in jax.tree.leaves((v2, losses))]
     print(json.dumps({"got": [g.losses.tolist() for g in got], "ref": [r.losses.tolist() for r in ref],
-                      "mesh": int(mesh.devices.size), "traced": train.TRACE_COUNTS["batch_epoch"],
+                      "mesh": int(mesh.devices.size), "traced": TRACE_COUNTS["batch_epoch"],
                       "shards": shards, "spec": str(losses.sharding.spec)}))
 """)
 
