@@ -193,6 +193,7 @@ class RunFolder:
         return write_bytes(checkpoint_path(self.root, epoch), flax.serialization.to_bytes(state))
 
     def has_checkpoint(self, epoch: int) -> bool:
+        """The checkpoint file of ``epoch`` exists."""
         return checkpoint_path(self.root, epoch).exists()
 
     def write_checkpoint(self, epoch: int, entry: Mapping, state: dict) -> None:
