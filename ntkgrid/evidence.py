@@ -38,7 +38,7 @@ def grid_configs(configs: Mapping[str, Mapping]) -> list[str]:
 
 
 def _spectra(run: Mapping, checkpoint: str) -> dict[str, Spectrum] | None:
-    from ntkgrid.sweep import run_spectra
+    from ntkgrid.analysis import run_spectra
 
     epoch = (run.get("checkpoints") or {}).get(checkpoint)
     if epoch is None or run.get("diverged") or "run_path" not in run:
@@ -149,18 +149,10 @@ def training_curves(records: Sequence[Mapping], names: Sequence[str]) -> dict[st
     return out
 
 
-def _f(v, digits=3):
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
 def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str]:
     """Report lines for :func:`theorem1`'s result (empty when there is nothing to compare)."""
     if not result.get("per_image"):
         return []
-    from ntkgrid.files import markdown_table
-
     lines = ["## Theorem 1: the MPE network's eigenvalues against the baseline network's", "",
              f"For each grid network and image, its float64 NTK spectrum against the `{result['baseline']}` "
              "network's (same MLP widths, same points: the training pixels, same checkpoint epoch). "
@@ -174,20 +166,20 @@ def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str
     for row in result["on_mean"]:
         s = result["summary"][f"{row['name']}/{row['checkpoint']}/{row['kernel']}"]
         body.append([row["name"], row["kernel"], row["checkpoint"], f"**{row['verdict']}**",
-                     f"{s['images_holding']}/{s['images_compared']}", _f(row["fraction"]),
-                     _f(row["median_log10_ratio"]), _f(row["min_log10_ratio"])])
+                     f"{s['images_holding']}/{s['images_compared']}", files.fmt(row["fraction"], 3),
+                     files.fmt(row["median_log10_ratio"], 3), files.fmt(row["min_log10_ratio"], 3)])
     lines += ["On the mean spectra over images (resampled to a common length), and the number of images on "
               "which it holds:", "",
-              markdown_table(["network", "kernel", "checkpoint", "verdict on the mean", "images holding",
-                              "fraction", "median log10 ratio", "min log10 ratio"], body)]
+              files.markdown_table(["network", "kernel", "checkpoint", "verdict on the mean", "images holding",
+                                    "fraction", "median log10 ratio", "min log10 ratio"], body)]
     if figure:
         lines += [f"![ratio]({figure})", "",
                   "log10 of the mean MPE (and No-Grid) spectrum over the mean baseline spectrum against the "
                   "normalised eigenvalue index; above 0 the claim holds at that index.", ""]
     body = [[p["image_id"], p["name"], p["kernel"], p["checkpoint"], str(p["ntk_points"]),
-             _f(p["grid_offdiag_fraction"], 4), p["verdict"], _f(p["fraction"]), _f(p["median_log10_ratio"]),
-             _f(p["min_log10_ratio"])] for p in result["per_image"]]
-    lines += ["Per image:", "", markdown_table(
+             files.fmt(p["grid_offdiag_fraction"], 4), p["verdict"], files.fmt(p["fraction"], 3),
+             files.fmt(p["median_log10_ratio"], 3), files.fmt(p["min_log10_ratio"], 3)] for p in result["per_image"]]
+    lines += ["Per image:", "", files.markdown_table(
         ["image", "network", "kernel", "checkpoint", "NTK points", "grid off-diagonal share", "verdict",
          "fraction", "median log10 ratio", "min log10 ratio"], body)]
     return lines
@@ -210,8 +202,8 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     eigenvectors at from_epoch), "end_epoch", "lambda_max", "critical_learning_rate"}``.
     Raises ``ValueError`` naming what is missing.
     """
+    from ntkgrid.analysis import checkpoint_variables, recompute_kernels
     from ntkgrid.spectrum import eigh
-    from ntkgrid.sweep import checkpoint_variables, recompute_kernels
     from ntkgrid.theory import band_energies, loss_gradient_scale, predict_training
     from ntkgrid.train import predict
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from experiments import grid_ablation, imagenet_sweep, inspect_grid, ntk_evolution, recipe, scaling, tune
-from ntkgrid import files, presets, sweep
+from ntkgrid import analysis, files, presets, sweep
 from ntkgrid.config import TrainConfig
 
 TINY = ["--size", "16", "--epochs", "2", "--ntk-points", "16", "--no-progress"]
@@ -426,7 +426,7 @@ def test_grid_tables_orientation_matches_the_encoding():
         encoding={"min_res": 5, "max_res": 5})
     model = cfg.model(2, 3)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 2), np.float32))
-    ((_, img),) = sweep.grid_tables(cfg, variables)
+    ((_, img),) = analysis.grid_tables(cfg, variables)
     r = img.shape[0]
     rows, cols = np.meshgrid(np.arange(r), np.arange(r), indexing="ij")
     x = np.stack([cols.ravel() / (r - 1), rows.ravel() / (r - 1)], -1).astype(np.float32)
@@ -440,10 +440,10 @@ def test_unused_nodes_of_a_finer_grid():
     from ntkgrid.data.images import image_to_dataset
 
     coords, _ = image_to_dataset(np.zeros((4, 4, 3), np.float32))
-    unused = sweep.unused_nodes(7, coords)
+    unused = analysis.unused_nodes(7, coords)
     even = (np.arange(7) % 2 == 0)
     np.testing.assert_array_equal(unused, ~(even[:, None] & even[None, :]))
-    assert not sweep.unused_nodes(4, coords).any()
+    assert not analysis.unused_nodes(4, coords).any()
 
 
 def test_activation_regions_match_a_brute_force_count():
@@ -453,7 +453,7 @@ def test_activation_regions_match_a_brute_force_count():
     model = cfg.model(2, 3)
     variables = jax.jit(model.init)(jax.random.PRNGKey(1), np.zeros((1, 2), np.float32))
     x = np.random.default_rng(0).random((300, 2)).astype(np.float32)
-    ar = sweep.activation_regions(cfg, variables, x, batch=64)
+    ar = analysis.activation_regions(cfg, variables, x, batch=64)
     feats = [np.asarray(f) > 0 for f in jax.jit(lambda v, x: model.apply(v, x, method=model.features))(variables, x)]
     patterns = [tuple(np.concatenate([f[i] for f in feats])) for i in range(len(x))]
     assert 1 < ar["count"] == len(set(patterns)) < len(x)

@@ -1,0 +1,130 @@
+"""Analyses of finished runs (a run folder of :func:`ntkgrid.train.fit`, e.g. one of a
+sweep's ``runs/<image_id>/<name>``): the spectra it recorded, its checkpoints' variables
+and float64 kernels recomputed from them, and the learned grid (its levels as images, the
+nodes no pixel touches, the network's ReLU activation regions; the appendix figures).
+
+Errors about a run folder (no checkpoint, no recorded NTK points) raise
+:class:`ntkgrid.sweep.SweepError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ntkgrid.config import TrainConfig
+from ntkgrid.spectrum import Spectrum
+from ntkgrid.sweep.common import SweepError
+
+__all__ = ["activation_regions", "checkpoint_variables", "grid_tables", "recompute_kernels", "run_spectra",
+           "unused_nodes"]
+
+
+def run_spectra(run_path: str | os.PathLike, epoch: int) -> dict[str, Spectrum] | None:
+    """``{group: Spectrum}`` a run recorded at ``epoch`` (``None`` if it has none)."""
+    from ntkgrid.train import load_spectra
+
+    p = Path(run_path) / "spectra" / f"epoch_{int(epoch):06d}.npz"
+    return load_spectra(p) if p.exists() else None
+
+
+def checkpoint_variables(run_path: str | os.PathLike, epoch: int) -> dict:
+    """The model variables a run saved at ``epoch`` (its
+    ``checkpoints/epoch_XXXXXX.msgpack``, see :mod:`ntkgrid.train`), as NumPy arrays."""
+    import flax.serialization
+
+    p = Path(run_path) / "checkpoints" / f"epoch_{int(epoch):06d}.msgpack"
+    try:
+        state = flax.serialization.msgpack_restore(p.read_bytes())
+    except FileNotFoundError as err:
+        raise SweepError(f"{p}: no checkpoint for epoch {epoch}") from err
+    except Exception as err:  # noqa: BLE001 - msgpack raises several types
+        raise SweepError(f"{p}: unreadable checkpoint ({type(err).__name__}: {err})") from err
+    return state["variables"]
+
+
+def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int, *, out_dim: int = 3,
+                      groups: bool | str = False, solve: Sequence[str] | None = None, scale_mlp: float | None = None):
+    """Float64 NTK of a run's checkpoint at ``epoch`` on the run's own spectrum points
+    (``spectra/ntk_x.npy``): ``(Spectrum, kernel)`` or, with ``groups`` (``True`` or
+    ``"ops"``), ``({group: Spectrum}, {group: kernel})`` as
+    :func:`ntkgrid.spectrum.ntk_spectrum` (``solve``: the groups to solve). ``scale_mlp``:
+    first scale the dense layers (:func:`ntkgrid.theory.scale_mlp`; a constructed control)."""
+    from ntkgrid.spectrum import ntk_spectrum
+
+    x_path = Path(run_path) / "spectra" / "ntk_x.npy"
+    if not x_path.exists():
+        raise SweepError(f"{x_path}: the run recorded no NTK points (ntk_points=0?)")
+    x = np.load(x_path)
+    variables = checkpoint_variables(run_path, epoch)
+    if scale_mlp is not None:
+        from ntkgrid.theory import scale_mlp as scale
+
+        variables = scale(variables, scale_mlp)
+    model = cfg.model(x.shape[1], out_dim)
+    return ntk_spectrum(model, variables, x, method=cfg.ntk_method, groups=groups, solve=solve)
+
+
+def grid_tables(cfg: TrainConfig, variables: Mapping) -> list[tuple[str, np.ndarray]]:
+    """The learned levels of a 2-D multigrid encoding as images.
+
+    Returns ``[(f"level {l} ({r}x{r})", (r, r, k) array)]``: the level's ``(r*r, k)``
+    table reshaped C-order, so (axis 0 = x is fastest) rows are y and columns are x,
+    the same orientation as the image (:mod:`ntkgrid.interpolate`).
+    """
+    if cfg.encoding.kind != "multigrid":
+        raise ValueError(f"grid_tables needs a multigrid encoding, got {cfg.encoding.kind!r}")
+    enc = cfg.encoding.build(2)
+    params = variables["params"]["encoding"]
+    out = []
+    for level, r in enumerate(enc.resolutions()):
+        table = np.asarray(params[f"level_{level}"], np.float64)
+        if table.shape[0] != r * r:
+            raise ValueError(f"level_{level} has {table.shape[0]} nodes, expected {r}x{r}")
+        out.append((f"level {level} ({r}x{r})", table.reshape(r, r, table.shape[1])))
+    return out
+
+
+def unused_nodes(resolution: int, coords: np.ndarray) -> np.ndarray:
+    """``(r, r)`` bool: nodes of an ``r x r`` grid that no point of ``coords`` ``(N, 2)``
+    touches with a non-zero bilinear weight (they keep their initial values; the
+    "small gaps" of the paper's Fig. 12). Rows are y, columns x."""
+    from ntkgrid.interpolate import dense_corners
+
+    idx, w = dense_corners(np.asarray(coords, np.float32), (resolution, resolution))
+    used = np.zeros(resolution * resolution, bool)
+    used[np.asarray(idx)[np.asarray(w) > 0]] = True
+    return ~used.reshape(resolution, resolution)
+
+
+def activation_regions(cfg: TrainConfig, variables: Mapping, coords: np.ndarray, *, out_dim: int = 3,
+                       batch: int = 8192) -> dict:
+    """ReLU activation patterns of the network at ``coords`` ``(N, 2)`` (the paper's Eq. 15).
+
+    A point's pattern is the on/off state (``> 0``) of every hidden neuron
+    (``CoordinateMLP.features``); points with the same pattern share an activation
+    region. Returns ``{"ids": (N,) int64 region id per point (ids numbered by first
+    appearance), "count": distinct patterns over all layers, "per_layer": distinct patterns
+    of each hidden layer alone}``.
+    """
+    import jax
+
+    model = cfg.model(coords.shape[1], out_dim)
+    feats = jax.jit(lambda v, x: [f > 0 for f in model.apply(v, x, method=model.features)])
+    layers: list[list[np.ndarray]] = []
+    x = np.asarray(coords, np.float32)
+    for i in range(0, x.shape[0], batch):
+        chunk = [np.packbits(np.asarray(a), axis=1) for a in feats(variables, x[i:i + batch])]
+        layers.append(chunk)
+    per_layer = [np.concatenate([c[j] for c in layers]) for j in range(len(layers[0]))]
+    allbits = np.concatenate(per_layer, axis=1)
+    _, first, inv = np.unique(allbits, axis=0, return_index=True, return_inverse=True)
+    # renumber by first appearance so ids are stable and neighbouring regions get distinct ids
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(first.size)
+    ids = rank[inv.reshape(-1)].astype(np.int64)
+    return {"ids": ids, "count": int(first.size),
+            "per_layer": [int(np.unique(p, axis=0).shape[0]) for p in per_layer]}
