@@ -23,6 +23,7 @@ import numpy as np
 
 from ntkgrid import files
 from ntkgrid.spectrum import Spectrum, resample
+from ntkgrid.sweep.common import SPECTRUM_LENGTH
 
 __all__ = ["GRID_KINDS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
@@ -52,19 +53,54 @@ def _offdiag(run: Mapping, checkpoint: str):
     return hist.get(str(epoch), hist.get(epoch))
 
 
+def _compare_image(r: Mapping, baseline: str, mpe: Sequence[str], checkpoints: Sequence[str],
+                   length: int) -> tuple[list[dict], list[tuple[tuple, tuple]]]:
+    """One image's Theorem 1 rows and its spectra resampled to ``length`` for the means:
+    ``([per-image row], [((name, checkpoint, kernel), (mpe values, mpe floor, baseline values,
+    baseline floor))])``; runs on other points than the baseline's are left out."""
+    from ntkgrid.theory import compare_spectra
+
+    rows, pooled = [], []
+    base_run = r.get("runs", {}).get(baseline)
+    for cp in checkpoints if base_run is not None else ():
+        base = _spectra(base_run, cp)
+        if base is None:
+            continue
+        b = base["total"]
+        for name in mpe:
+            run = r["runs"].get(name)
+            spectra = None if run is None else _spectra(run, cp)
+            for kernel in ("total", "no_grid") if spectra is not None else ():
+                s = spectra.get(kernel)
+                if s is None or s.eigenvalues.size != b.eigenvalues.size:
+                    continue  # no such kernel, or not the same points
+                c = compare_spectra(s, b)
+                rows.append({"image_id": r["image_id"], "name": name, "checkpoint": cp, "kernel": kernel,
+                             "ntk_points": int(s.eigenvalues.size), "grid_offdiag_fraction": _offdiag(run, cp),
+                             **{k: c[k] for k in _SCALARS}})
+                pooled.append(((name, cp, kernel), (resample(s.eigenvalues, length), s.floor,
+                                                    resample(b.eigenvalues, length), b.floor)))
+    return rows, pooled
+
+
 def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, baseline: str = "baseline",
-             checkpoints: Sequence[str] = ("middle", "end"), length: int = 8000) -> dict:
+             checkpoints: Sequence[str] = ("middle", "end"), length: int = SPECTRUM_LENGTH) -> dict:
     """Theorem 1 (MPE eigenvalues at or above the baseline network's, index by index).
 
-    ``records``: :func:`ntkgrid.sweep.load_sweep`'s records (run paths resolved);
-    ``configs``: the manifest's ``{name: config dict}``.
+    Arguments:
+      records: :func:`ntkgrid.sweep.load_sweep`'s records (run paths resolved).
+      configs: the manifest's ``{name: config dict}``.
+      baseline: the baseline config's name.
+      checkpoints: ``"middle"`` and/or ``"end"``.
+      length: the mean spectra are over spectra resampled to this many values.
 
-    Returns ``{"baseline", "mpe": [names], "per_image": [{"image_id", "name",
-    "checkpoint", "kernel" ("total" | "no_grid"), "ntk_points", "grid_offdiag_fraction",
-    ...compare_spectra scalars}], "on_mean": [{"name", "checkpoint", "kernel", "images",
-    ...scalars}], "summary": {(name, checkpoint, kernel) as "name/checkpoint/kernel":
-    {"images_holding", "images_compared"}}}``. Without a baseline or a grid config,
-    the lists are empty.
+    Returns:
+      ``{"baseline", "mpe": [names], "per_image": [{"image_id", "name",
+      "checkpoint", "kernel" ("total" | "no_grid"), "ntk_points", "grid_offdiag_fraction",
+      ...compare_spectra scalars}], "on_mean": [{"name", "checkpoint", "kernel", "images",
+      ...scalars, "log10_ratio" (length,)}], "summary": {(name, checkpoint, kernel) as
+      "name/checkpoint/kernel": {"images_holding", "images_compared"}}}``. Without a
+      baseline or a grid config, the lists are empty.
     """
     from ntkgrid.theory import compare_spectra
 
@@ -74,33 +110,10 @@ def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, base
         return out
     pooled: dict[tuple, list[tuple[np.ndarray, float, np.ndarray, float]]] = {}
     for r in records:
-        base_run = r.get("runs", {}).get(baseline)
-        if base_run is None:
-            continue
-        for cp in checkpoints:
-            base = _spectra(base_run, cp)
-            if base is None:
-                continue
-            for name in mpe:
-                run = r["runs"].get(name)
-                spectra = None if run is None else _spectra(run, cp)
-                if spectra is None:
-                    continue
-                for kernel in ("total", "no_grid"):
-                    if kernel not in spectra:
-                        continue
-                    s = spectra[kernel]
-                    if s.eigenvalues.size != base["total"].eigenvalues.size:
-                        continue  # not the same points
-                    c = compare_spectra(s, base["total"])
-                    out["per_image"].append({
-                        "image_id": r["image_id"], "name": name, "checkpoint": cp, "kernel": kernel,
-                        "ntk_points": int(s.eigenvalues.size),
-                        "grid_offdiag_fraction": _offdiag(run, cp),
-                        **{k: c[k] for k in _SCALARS}})
-                    pooled.setdefault((name, cp, kernel), []).append(
-                        (resample(s.eigenvalues, length), s.floor, resample(base["total"].eigenvalues, length),
-                         base["total"].floor))
+        rows, spectra = _compare_image(r, baseline, mpe, checkpoints, length)
+        out["per_image"] += rows
+        for key, item in spectra:
+            pooled.setdefault(key, []).append(item)
     for (name, cp, kernel), items in pooled.items():
         m = Spectrum(np.mean([i[0] for i in items], 0), float(np.mean([i[1] for i in items])), 0, 0)
         b = Spectrum(np.mean([i[2] for i in items], 0), float(np.mean([i[3] for i in items])), 0, 0)
