@@ -229,8 +229,6 @@ def _verdict(v) -> str:
 
 
 def _report(sweep_dir, data, summary, means, names, levels, failures, controls, ratio_figure) -> str:
-    from ntkgrid import sweep
-
     lines = ["# Grid ablation (Fig. 2, Theorem 1)", "",
              f"- runs: `{sweep_dir}` ({len(data['records'])} images, preset `{data['manifest'].get('preset')}`, "
              f"{data['manifest'].get('size')} px)", "",
