@@ -24,7 +24,16 @@ __all__ = ["activation_regions", "checkpoint_variables", "grid_tables", "recompu
 
 
 def run_spectra(run_path: str | os.PathLike, epoch: int) -> dict[str, Spectrum] | None:
-    """``{group: Spectrum}`` a run recorded at ``epoch`` (``None`` if it has none)."""
+    """The spectra a run recorded at a checkpoint.
+
+    Arguments:
+      run_path: the run folder.
+      epoch: the checkpoint's epoch.
+
+    Returns:
+      ``{group: Spectrum}`` (``"total"``, ``"grid"``, ``"no_grid"``, ...; float64
+      eigenvalues, descending), or ``None`` if the run has none at ``epoch``.
+    """
     from ntkgrid.train import load_spectra
 
     p = Path(run_path) / "spectra" / f"epoch_{int(epoch):06d}.npz"
@@ -32,8 +41,17 @@ def run_spectra(run_path: str | os.PathLike, epoch: int) -> dict[str, Spectrum] 
 
 
 def checkpoint_variables(run_path: str | os.PathLike, epoch: int) -> dict:
-    """The model variables a run saved at ``epoch`` (its
-    ``checkpoints/epoch_XXXXXX.msgpack``, see :mod:`ntkgrid.train`), as NumPy arrays."""
+    """The model variables a run saved at ``epoch``.
+
+    Arguments:
+      run_path: the run folder.
+      epoch: the checkpoint's epoch.
+
+    Returns:
+      The Flax variables of its ``checkpoints/epoch_XXXXXX.msgpack`` (see
+      :mod:`ntkgrid.train`) as NumPy arrays. Raises :class:`ntkgrid.sweep.SweepError`
+      naming the file when it is missing or unreadable.
+    """
     import flax.serialization
 
     p = Path(run_path) / "checkpoints" / f"epoch_{int(epoch):06d}.msgpack"
@@ -48,11 +66,23 @@ def checkpoint_variables(run_path: str | os.PathLike, epoch: int) -> dict:
 
 def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int, *, out_dim: int = 3,
                       groups: bool | str = False, solve: Sequence[str] | None = None, scale_mlp: float | None = None):
-    """Float64 NTK of a run's checkpoint at ``epoch`` on the run's own spectrum points
-    (``spectra/ntk_x.npy``): ``(Spectrum, kernel)`` or, with ``groups`` (``True`` or
-    ``"ops"``), ``({group: Spectrum}, {group: kernel})`` as
-    :func:`ntkgrid.spectrum.ntk_spectrum` (``solve``: the groups to solve). ``scale_mlp``:
-    first scale the dense layers (:func:`ntkgrid.theory.scale_mlp`; a constructed control)."""
+    """Float64 NTK of a run's checkpoint at ``epoch`` on the run's own spectrum points.
+
+    Arguments:
+      cfg: the run's config.
+      run_path: the run folder (its ``spectra/ntk_x.npy`` holds the ``(N, d)`` points).
+      epoch: the checkpoint's epoch.
+      out_dim: the network's outputs ``O``.
+      groups, solve: as :func:`ntkgrid.spectrum.ntk_spectrum` (``True`` or ``"ops"`` for
+        per-group kernels; ``solve``: the groups to solve).
+      scale_mlp: first scale the dense layers by this (:func:`ntkgrid.theory.scale_mlp`;
+        a constructed control).
+
+    Returns:
+      ``(Spectrum, (N, N) float64 kernel (traced over outputs))`` or, with ``groups``,
+      ``({group: Spectrum}, {group: kernel})``. Raises :class:`ntkgrid.sweep.SweepError`
+      naming the file when the run recorded no points or has no such checkpoint.
+    """
     from ntkgrid.spectrum import ntk_spectrum
 
     x_path = Path(run_path) / "spectra" / "ntk_x.npy"
