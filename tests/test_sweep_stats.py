@@ -1,5 +1,5 @@
-"""ntkgrid.sweep.stats: the paper's ordering (presets.EXPECTED_ORDER) over per-image records,
-against a brute-force count. Pure Python on hand-made records: no training."""
+"""ntkgrid.sweep.stats: checkpoints, summary rows and the paper's ordering (presets.EXPECTED_ORDER)
+over per-image records, against hand counts and a brute-force count. Hand-made records: no training."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ntkgrid import presets
+from ntkgrid import presets, sweep
 from ntkgrid.sweep import ordering
 
 
@@ -58,3 +58,18 @@ def test_ordering_needs_two_expected_names():
     assert got == {"expected": ["multigrid"], "holds_on_mean": None, "images_holding": None, "images_compared": 0}
     two = ordering(recs, ["multigrid", "hashgrid"], expected=("hashgrid", "multigrid"))
     assert two["holds_on_mean"] is True and two["images_holding"] == 1
+
+
+def test_middle_and_end():
+    h = [{"epoch": e} for e in (0, 3, 5, 10)]
+    assert sweep.middle_and_end(h, 10) == {"start": 0, "middle": 5, "end": 10}
+    assert sweep.middle_and_end(h[:2], 10) == {"start": 0, "middle": None, "end": 3}  # diverged early
+    assert sweep.middle_and_end([], 10) == {"start": None, "middle": None, "end": None}
+
+
+def test_summary_rows_leave_diverged_runs_out():
+    recs = [{"runs": {"a": {"psnr": p, "ms_ssim": 0.5, "diverged": d, "seconds": 1.0}}}
+            for p, d in ((10.0, False), (20.0, False), (99.0, True))]
+    (row,) = sweep.summary_rows(recs, ["a"], {"a": (1.0, 0.1)})
+    assert (row["n"], row["n_diverged"], row["psnr_mean"], row["psnr_std"]) == (3, 1, 15.0, 5.0)
+    assert (row["psnr_min"], row["psnr_max"], row["paper_psnr"], row["paper_ms_ssim"]) == (10.0, 20.0, 1.0, 0.1)
