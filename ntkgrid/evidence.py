@@ -228,7 +228,8 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
                          f"were taken on {run.options.get('ntk_points')} {run.options.get('ntk_selection')} points")
     ntk_x = np.load(Path(run.out_dir) / "spectra" / "ntk_x.npy")
     if ntk_x.shape != np.shape(coords):
-        raise ValueError(f"{run.out_dir}: its kernel points {ntk_x.shape} are not the {np.shape(coords)} training points")
+        raise ValueError(f"{run.out_dir}: its kernel points {ntk_x.shape} are not the {np.shape(coords)} "
+                         "training points")
     coords = ntk_x  # the run's own training coordinates (its pixel convention), in order
     o = int(np.asarray(targets).shape[1])
     g = loss_gradient_scale(cfg.loss, cfg.batch_size, o, getattr(cfg, "loss_reduction", "mean"))

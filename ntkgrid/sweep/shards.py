@@ -26,6 +26,7 @@ def resolve_shard(shard: str | None) -> str | None:
     n = jax.process_count()
     return None if n == 1 else f"{jax.process_index()}/{n}"
 
+
 def _shard_manifests(out: Path, sources: Sequence[str | os.PathLike]) -> tuple[list[Path], list[dict]]:
     """The shard folders to merge into ``out`` (every sub-folder with a manifest when
     ``sources`` is empty) and their manifests, checked to be shards of one sweep."""
