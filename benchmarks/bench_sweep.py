@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = len(data)
     configs = _configs(epochs)
     precision = None if args.matmul_precision == "default" else args.matmul_precision
-    from ntkgrid.sweep import _group_sizes
+    from ntkgrid.sweep.runner import group_sizes as _group_sizes
 
     groups = _group_sizes(args.runs_per_program, configs, size, n)
     load0 = os.getloadavg()

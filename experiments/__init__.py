@@ -27,7 +27,7 @@ MAX_HOST_DEVICES = 8
 def split_host_cpus(n: int | None = None) -> int | None:
     """Ask XLA for ``n`` CPU devices (default: one per core, at most :data:`MAX_HOST_DEVICES`)
     by adding ``--xla_force_host_platform_device_count=n`` to ``XLA_FLAGS``, so that
-    batched training (:mod:`ntkgrid.batched`) shards its runs over the cores, one thread
+    batched training (:mod:`ntkgrid.training.batched`) shards its runs over the cores, one thread
     per device. Takes effect only before JAX is imported; does nothing when ``XLA_FLAGS``
     already sets the count (the user's choice wins) or JAX is already imported. Only the
     CPU platform is affected: a GPU stays the default device. Returns the count set, or

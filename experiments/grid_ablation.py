@@ -83,7 +83,7 @@ CONTROL_SCALE = 0.3
 
 def analyse(sweep_dir: Path, out: Path, *, control: bool = True) -> dict:
     """Group spectra, Theorem 1 against the baseline, Weyl checks; writes figures, JSON, report."""
-    from ntkgrid import plots, sweep
+    from ntkgrid import analysis, plots, sweep
     from ntkgrid.config import TrainConfig
     from ntkgrid.spectrum import mean_spectrum, offdiag_fraction, weyl_bound
     from ntkgrid.theory import compare_spectra
@@ -109,7 +109,7 @@ def analyse(sweep_dir: Path, out: Path, *, control: bool = True) -> dict:
             if epoch is None or mg.get("diverged"):
                 continue
             try:
-                spectra, kernels = sweep.recompute_kernels(mg_cfg, mg["run_path"], epoch, groups="ops",
+                spectra, kernels = analysis.recompute_kernels(mg_cfg, mg["run_path"], epoch, groups="ops",
                                                            solve=("total", "mlp", "grid", *levels))
             except sweep.SweepError as err:
                 failures.append(str(err))
@@ -125,13 +125,13 @@ def analyse(sweep_dir: Path, out: Path, *, control: bool = True) -> dict:
             base = r["runs"].get("baseline")
             bspec = None
             if base is not None and not base.get("diverged") and base["checkpoints"].get(cp) is not None:
-                bspec = sweep.run_spectra(base["run_path"], base["checkpoints"][cp])
+                bspec = analysis.run_spectra(base["run_path"], base["checkpoints"][cp])
             if bspec is not None:
                 for key in ("total", "no_grid"):
                     c = compare_spectra(spectra[key], bspec["total"])
                     res[f"theorem1_{key}"] = {k: v for k, v in c.items() if k != "log10_ratio"}
                 if control and i == 0 and cp == "end":
-                    ctl, _ = sweep.recompute_kernels(mg_cfg, mg["run_path"], epoch, scale_mlp=CONTROL_SCALE)
+                    ctl, _ = analysis.recompute_kernels(mg_cfg, mg["run_path"], epoch, scale_mlp=CONTROL_SCALE)
                     c = compare_spectra(ctl, bspec["total"])
                     res["control"] = {"scale": CONTROL_SCALE, **{k: v for k, v in c.items() if k != "log10_ratio"}}
             entry["checkpoints"][cp] = res
@@ -229,8 +229,6 @@ def _verdict(v) -> str:
 
 
 def _report(sweep_dir, data, summary, means, names, levels, failures, controls, ratio_figure) -> str:
-    from ntkgrid import sweep
-
     lines = ["# Grid ablation (Fig. 2, Theorem 1)", "",
              f"- runs: `{sweep_dir}` ({len(data['records'])} images, preset `{data['manifest'].get('preset')}`, "
              f"{data['manifest'].get('size')} px)", "",

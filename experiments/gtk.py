@@ -377,7 +377,7 @@ def _plot_bounds(rows: dict, labels, path):
 
 
 def _train(model, x, y, loss: str, lr: float, epochs: int, batch: int, epoch_size: int, seed: int):
-    """SGD with :func:`ntkgrid.train.make_epoch_fn` (``fit``'s jitted epoch, which accepts any
+    """SGD with :func:`ntkgrid.training.make_epoch_fn` (``fit``'s jitted epoch, which accepts any
     module: MulFAGrid's options are not all in :class:`~ntkgrid.config.EncodingConfig`)."""
     import jax
     import jax.numpy as jnp

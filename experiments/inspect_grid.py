@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def analyse(ctx: dict) -> dict:
     """Grid images and activation regions; writes the figures, data and report."""
-    from ntkgrid import plots, sweep
+    from ntkgrid import analysis, plots
     from ntkgrid.data.images import image_to_dataset
 
     out, runs, image = ctx["out"], ctx["runs"], ctx["image"]
@@ -51,10 +51,10 @@ def analyse(ctx: dict) -> dict:
     for n, r in runs.items():
         coords, _ = image_to_dataset(image, pixels=r.config.pixels)  # where this run saw the pixels
         if r.config.encoding.kind == "multigrid":
-            levels = sweep.grid_tables(r.config, r.params)
+            levels = analysis.grid_tables(r.config, r.params)
             stats, arrays = [], {}
             for lvl, (title, arr) in enumerate(levels):
-                unused = sweep.unused_nodes(arr.shape[0], coords)
+                unused = analysis.unused_nodes(arr.shape[0], coords)
                 arrays[f"level_{lvl}"], arrays[f"unused_{lvl}"] = arr, unused
                 for j in range(arr.shape[-1]):
                     v = arr[..., j]
@@ -68,7 +68,7 @@ def analyse(ctx: dict) -> dict:
             np.savez_compressed(buf, **arrays)
             files.write_bytes(out / f"grid_{n}.npz", buf.getvalue())
             grids[n] = stats
-        ar = sweep.activation_regions(r.config, r.params, coords)
+        ar = analysis.activation_regions(r.config, r.params, coords)
         regions[n] = {"count": ar["count"], "per_layer": ar["per_layer"], "ids": ar["ids"].reshape(h, w)}
     if regions:
         maps = [(n, v["ids"], v["count"]) for n, v in regions.items()]

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def analyse(ctx: dict) -> dict:
     """Kernel changes and spectra per config; writes the figures, JSON and report."""
-    from ntkgrid import plots, sweep
+    from ntkgrid import analysis, plots, sweep
     from ntkgrid.spectrum import kernel_change
 
     out, runs = ctx["out"], ctx["runs"]
@@ -56,7 +56,7 @@ def analyse(ctx: dict) -> dict:
         for cp in ("start", "middle", "end"):
             if cps[cp] is None:
                 continue
-            spectra[cp], kernels[cp] = sweep.recompute_kernels(r.config, path, cps[cp])
+            spectra[cp], kernels[cp] = analysis.recompute_kernels(r.config, path, cps[cp])
         change = {"start->end": kernel_change(kernels["start"], kernels["end"])}
         if "middle" in kernels:
             change["start->middle"] = kernel_change(kernels["start"], kernels["middle"])

@@ -17,12 +17,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from ntkgrid import files
 from ntkgrid.spectrum import Spectrum, resample
+from ntkgrid.sweep.common import SPECTRUM_LENGTH
 
 __all__ = ["GRID_KINDS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
@@ -38,7 +38,7 @@ def grid_configs(configs: Mapping[str, Mapping]) -> list[str]:
 
 
 def _spectra(run: Mapping, checkpoint: str) -> dict[str, Spectrum] | None:
-    from ntkgrid.sweep import run_spectra
+    from ntkgrid.analysis import run_spectra
 
     epoch = (run.get("checkpoints") or {}).get(checkpoint)
     if epoch is None or run.get("diverged") or "run_path" not in run:
@@ -52,19 +52,54 @@ def _offdiag(run: Mapping, checkpoint: str):
     return hist.get(str(epoch), hist.get(epoch))
 
 
+def _compare_image(r: Mapping, baseline: str, mpe: Sequence[str], checkpoints: Sequence[str],
+                   length: int) -> tuple[list[dict], list[tuple[tuple, tuple]]]:
+    """One image's Theorem 1 rows and its spectra resampled to ``length`` for the means:
+    ``([per-image row], [((name, checkpoint, kernel), (mpe values, mpe floor, baseline values,
+    baseline floor))])``; runs on other points than the baseline's are left out."""
+    from ntkgrid.theory import compare_spectra
+
+    rows, pooled = [], []
+    base_run = r.get("runs", {}).get(baseline)
+    for cp in checkpoints if base_run is not None else ():
+        base = _spectra(base_run, cp)
+        if base is None:
+            continue
+        b = base["total"]
+        for name in mpe:
+            run = r["runs"].get(name)
+            spectra = None if run is None else _spectra(run, cp)
+            for kernel in ("total", "no_grid") if spectra is not None else ():
+                s = spectra.get(kernel)
+                if s is None or s.eigenvalues.size != b.eigenvalues.size:
+                    continue  # no such kernel, or not the same points
+                c = compare_spectra(s, b)
+                rows.append({"image_id": r["image_id"], "name": name, "checkpoint": cp, "kernel": kernel,
+                             "ntk_points": int(s.eigenvalues.size), "grid_offdiag_fraction": _offdiag(run, cp),
+                             **{k: c[k] for k in _SCALARS}})
+                pooled.append(((name, cp, kernel), (resample(s.eigenvalues, length), s.floor,
+                                                    resample(b.eigenvalues, length), b.floor)))
+    return rows, pooled
+
+
 def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, baseline: str = "baseline",
-             checkpoints: Sequence[str] = ("middle", "end"), length: int = 8000) -> dict:
+             checkpoints: Sequence[str] = ("middle", "end"), length: int = SPECTRUM_LENGTH) -> dict:
     """Theorem 1 (MPE eigenvalues at or above the baseline network's, index by index).
 
-    ``records``: :func:`ntkgrid.sweep.load_sweep`'s records (run paths resolved);
-    ``configs``: the manifest's ``{name: config dict}``.
+    Arguments:
+      records: :func:`ntkgrid.sweep.load_sweep`'s records (run paths resolved).
+      configs: the manifest's ``{name: config dict}``.
+      baseline: the baseline config's name.
+      checkpoints: ``"middle"`` and/or ``"end"``.
+      length: the mean spectra are over spectra resampled to this many values.
 
-    Returns ``{"baseline", "mpe": [names], "per_image": [{"image_id", "name",
-    "checkpoint", "kernel" ("total" | "no_grid"), "ntk_points", "grid_offdiag_fraction",
-    ...compare_spectra scalars}], "on_mean": [{"name", "checkpoint", "kernel", "images",
-    ...scalars}], "summary": {(name, checkpoint, kernel) as "name/checkpoint/kernel":
-    {"images_holding", "images_compared"}}}``. Without a baseline or a grid config,
-    the lists are empty.
+    Returns:
+      ``{"baseline", "mpe": [names], "per_image": [{"image_id", "name",
+      "checkpoint", "kernel" ("total" | "no_grid"), "ntk_points", "grid_offdiag_fraction",
+      ...compare_spectra scalars}], "on_mean": [{"name", "checkpoint", "kernel", "images",
+      ...scalars, "log10_ratio" (length,)}], "summary": {(name, checkpoint, kernel) as
+      "name/checkpoint/kernel": {"images_holding", "images_compared"}}}``. Without a
+      baseline or a grid config, the lists are empty.
     """
     from ntkgrid.theory import compare_spectra
 
@@ -74,33 +109,10 @@ def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, base
         return out
     pooled: dict[tuple, list[tuple[np.ndarray, float, np.ndarray, float]]] = {}
     for r in records:
-        base_run = r.get("runs", {}).get(baseline)
-        if base_run is None:
-            continue
-        for cp in checkpoints:
-            base = _spectra(base_run, cp)
-            if base is None:
-                continue
-            for name in mpe:
-                run = r["runs"].get(name)
-                spectra = None if run is None else _spectra(run, cp)
-                if spectra is None:
-                    continue
-                for kernel in ("total", "no_grid"):
-                    if kernel not in spectra:
-                        continue
-                    s = spectra[kernel]
-                    if s.eigenvalues.size != base["total"].eigenvalues.size:
-                        continue  # not the same points
-                    c = compare_spectra(s, base["total"])
-                    out["per_image"].append({
-                        "image_id": r["image_id"], "name": name, "checkpoint": cp, "kernel": kernel,
-                        "ntk_points": int(s.eigenvalues.size),
-                        "grid_offdiag_fraction": _offdiag(run, cp),
-                        **{k: c[k] for k in _SCALARS}})
-                    pooled.setdefault((name, cp, kernel), []).append(
-                        (resample(s.eigenvalues, length), s.floor, resample(base["total"].eigenvalues, length),
-                         base["total"].floor))
+        rows, spectra = _compare_image(r, baseline, mpe, checkpoints, length)
+        out["per_image"] += rows
+        for key, item in spectra:
+            pooled.setdefault(key, []).append(item)
     for (name, cp, kernel), items in pooled.items():
         m = Spectrum(np.mean([i[0] for i in items], 0), float(np.mean([i[1] for i in items])), 0, 0)
         b = Spectrum(np.mean([i[2] for i in items], 0), float(np.mean([i[3] for i in items])), 0, 0)
@@ -149,18 +161,10 @@ def training_curves(records: Sequence[Mapping], names: Sequence[str]) -> dict[st
     return out
 
 
-def _f(v, digits=3):
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
 def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str]:
     """Report lines for :func:`theorem1`'s result (empty when there is nothing to compare)."""
     if not result.get("per_image"):
         return []
-    from ntkgrid.files import markdown_table
-
     lines = ["## Theorem 1: the MPE network's eigenvalues against the baseline network's", "",
              f"For each grid network and image, its float64 NTK spectrum against the `{result['baseline']}` "
              "network's (same MLP widths, same points: the training pixels, same checkpoint epoch). "
@@ -174,20 +178,20 @@ def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str
     for row in result["on_mean"]:
         s = result["summary"][f"{row['name']}/{row['checkpoint']}/{row['kernel']}"]
         body.append([row["name"], row["kernel"], row["checkpoint"], f"**{row['verdict']}**",
-                     f"{s['images_holding']}/{s['images_compared']}", _f(row["fraction"]),
-                     _f(row["median_log10_ratio"]), _f(row["min_log10_ratio"])])
+                     f"{s['images_holding']}/{s['images_compared']}", files.fmt(row["fraction"], 3),
+                     files.fmt(row["median_log10_ratio"], 3), files.fmt(row["min_log10_ratio"], 3)])
     lines += ["On the mean spectra over images (resampled to a common length), and the number of images on "
               "which it holds:", "",
-              markdown_table(["network", "kernel", "checkpoint", "verdict on the mean", "images holding",
-                              "fraction", "median log10 ratio", "min log10 ratio"], body)]
+              files.markdown_table(["network", "kernel", "checkpoint", "verdict on the mean", "images holding",
+                                    "fraction", "median log10 ratio", "min log10 ratio"], body)]
     if figure:
         lines += [f"![ratio]({figure})", "",
                   "log10 of the mean MPE (and No-Grid) spectrum over the mean baseline spectrum against the "
                   "normalised eigenvalue index; above 0 the claim holds at that index.", ""]
     body = [[p["image_id"], p["name"], p["kernel"], p["checkpoint"], str(p["ntk_points"]),
-             _f(p["grid_offdiag_fraction"], 4), p["verdict"], _f(p["fraction"]), _f(p["median_log10_ratio"]),
-             _f(p["min_log10_ratio"])] for p in result["per_image"]]
-    lines += ["Per image:", "", markdown_table(
+             files.fmt(p["grid_offdiag_fraction"], 4), p["verdict"], files.fmt(p["fraction"], 3),
+             files.fmt(p["median_log10_ratio"], 3), files.fmt(p["min_log10_ratio"], 3)] for p in result["per_image"]]
+    lines += ["Per image:", "", files.markdown_table(
         ["image", "network", "kernel", "checkpoint", "NTK points", "grid off-diagonal share", "verdict",
          "fraction", "median log10 ratio", "min log10 ratio"], body)]
     return lines
@@ -197,7 +201,7 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     """The kernel-regression prediction (:func:`ntkgrid.theory.predict_training`) of a run's
     training-set loss after ``from_epoch``, against the loss it measured (its ``curve``).
 
-    ``run``: a :class:`ntkgrid.train.RunResult` with an ``out_dir``, whose spectra were
+    ``run``: a :class:`ntkgrid.training.RunResult` with an ``out_dir``, whose spectra were
     taken on the whole training set (``options["ntk_selection"] == "all"``, so the kernel's
     points are ``coords`` in order) and with a checkpoint at ``from_epoch``; ``coords``
     ``(N, d)`` and ``targets`` ``(N, O)``: its training data; ``mse`` loss only.
@@ -210,8 +214,8 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     eigenvectors at from_epoch), "end_epoch", "lambda_max", "critical_learning_rate"}``.
     Raises ``ValueError`` naming what is missing.
     """
+    from ntkgrid.analysis import checkpoint_variables, recompute_kernels
     from ntkgrid.spectrum import eigh
-    from ntkgrid.sweep import checkpoint_variables, recompute_kernels
     from ntkgrid.theory import band_energies, loss_gradient_scale, predict_training
     from ntkgrid.training import predict
 
@@ -221,9 +225,12 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     if run.options.get("ntk_selection") != "all":
         raise ValueError(f"{run.out_dir}: the prediction needs kernels on the whole training set, but its spectra "
                          f"were taken on {run.options.get('ntk_points')} {run.options.get('ntk_selection')} points")
-    ntk_x = np.load(Path(run.out_dir) / "spectra" / "ntk_x.npy")
+    from ntkgrid.training.runfolder import ntk_points_path
+
+    ntk_x = np.load(ntk_points_path(run.out_dir))
     if ntk_x.shape != np.shape(coords):
-        raise ValueError(f"{run.out_dir}: its kernel points {ntk_x.shape} are not the {np.shape(coords)} training points")
+        raise ValueError(f"{run.out_dir}: its kernel points {ntk_x.shape} are not the {np.shape(coords)} "
+                         "training points")
     coords = ntk_x  # the run's own training coordinates (its pixel convention), in order
     o = int(np.asarray(targets).shape[1])
     g = loss_gradient_scale(cfg.loss, cfg.batch_size, o, getattr(cfg, "loss_reduction", "mean"))

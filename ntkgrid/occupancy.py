@@ -11,7 +11,7 @@ pictures. :mod:`experiments.occupancy` is the command line around :func:`run_mes
   ``"fresh"`` (Appendix E, the paper preset): every epoch new points uniform in the
   scaled mesh's bounding box, labelled on the fly in batches
   (:class:`ntkgrid.data.meshes.FreshPoints`, labels cached per seed), passed to
-  :func:`ntkgrid.train.fit` as ``epoch_data``; ``"pool"`` (the quick preset): a fixed,
+  :func:`ntkgrid.training.fit` as ``epoch_data``; ``"pool"`` (the quick preset): a fixed,
   cached pool (uniform plus near-surface points) from which each epoch draws its points
   on the device. Held-out pools (uniform in the box, and near-surface) use another seed.
 * **Network.** :class:`~ntkgrid.config.TrainConfig` from :data:`ntkgrid.presets.OCCUPANCY`
@@ -338,7 +338,7 @@ def _logits(apply: Callable, variables, x: np.ndarray, chunk: int = 32768) -> np
 
 
 def make_eval_fn(data: OccupancyData) -> Callable[[Callable, Any], dict[str, float]]:
-    """``eval_fn(apply, variables)`` for :func:`ntkgrid.train.fit`: ``iou_<pool>`` and
+    """``eval_fn(apply, variables)`` for :func:`ntkgrid.training.fit`: ``iou_<pool>`` and
     ``accuracy_<pool>`` on each held-out pool (``uniform``, ``surface``)."""
 
     def eval_fn(apply, variables) -> dict[str, float]:
@@ -395,7 +395,7 @@ def safe_name(name: str) -> str:
 
 def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Sequence[int], ntk_x: np.ndarray
                        ) -> dict[str, dict[int, dict[str, Spectrum]]]:
-    """Float64 NTK spectra of a finished :func:`ntkgrid.train.fit` run at ``epochs`` (read
+    """Float64 NTK spectra of a finished :func:`ntkgrid.training.fit` run at ``epochs`` (read
     from its ``checkpoints/``), on ``ntk_x`` ``(P, 3)``, for both outputs.
 
     Returns ``{"logit": {epoch: {group: Spectrum}}, "sigmoid": {...}}``. ``logit``: the
@@ -468,7 +468,7 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     in the region every epoch (:class:`~ntkgrid.data.meshes.FreshPoints`, labels cached
     under ``cache_dir``); "pool" sampling draws them from the fixed training pool.
 
-    Files: ``<encoding>/`` (the :func:`ntkgrid.train.fit` run: ``metrics.jsonl``,
+    Files: ``<encoding>/`` (the :func:`ntkgrid.training.fit` run: ``metrics.jsonl``,
     ``summary.json``, ``checkpoints/``; ``ntk/epoch_*.npz`` the spectra of both
     outputs, :func:`checkpoint_spectra`), ``surface_<encoding>.ply`` (marching cubes of
     ``sigmoid(logit) = 0.5`` at ``setup.mc_resolution``), ``render.png`` (ground truth

@@ -1,5 +1,6 @@
-"""The 2D experiments end to end on tiny settings (16 px, 2 epochs, 16 NTK points), plus the
-sweep library's pieces: resume, shard + merge, bad input, config JSON, analyses."""
+"""The 2D experiments end to end on tiny settings (16 px, 2 epochs, 16 NTK points), plus what the
+sweep does end to end: resume, shard + merge, bad input, config JSON. The sweep's and the analyses'
+library pieces on their own: tests/test_sweep_*.py, tests/test_analysis.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ntkgrid import files, presets, sweep
 from ntkgrid.config import TrainConfig
 
 TINY = ["--size", "16", "--epochs", "2", "--ntk-points", "16", "--no-progress"]
-# Two images in one program per encoding (ntkgrid.batched); a shard's single image trains alone, so
+# Two images in one program per encoding (ntkgrid.training.batched); a shard's single image trains alone, so
 # test_shards_and_merge_equal_unsharded compares batched against one-at-a-time training.
 SWEEP = ["--runs-per-program", "2", "--num-synsets", "2", "--encodings", "baseline", "multigrid", *TINY]
 
@@ -202,15 +203,6 @@ def test_a_failing_run_is_reported_and_the_rest_kept(tmp_path, capsys):
     assert (stale / "run.json").exists()  # the foreign run is left alone
 
 
-def test_shard_auto_takes_the_jax_process(monkeypatch):
-    import jax
-
-    assert sweep.resolve_shard("auto") is None and sweep.resolve_shard("1/3") == "1/3"  # one process: all
-    monkeypatch.setattr(jax, "process_count", lambda: 4)
-    monkeypatch.setattr(jax, "process_index", lambda: 2)
-    assert sweep.resolve_shard("auto") == "2/4"
-
-
 @pytest.mark.parametrize("make", ["missing", "empty", "file"])
 def test_unusable_data_root_is_a_clear_error(tmp_path, capsys, make):
     root = tmp_path / "root"
@@ -390,78 +382,7 @@ def test_tune_writes_a_config_the_sweep_loads(tmp_path):
     assert cfg == TrainConfig.from_dict(_json(out / "best_fourier.json"))
 
 
-# ----------------------------------------------------------------------------- library pieces
-
-
-def test_apply_overrides_scales_checkpoints():
-    cfg = presets.IMAGENET_QUICK["baseline"]  # epochs 30, checkpoints (15, 30)
-    assert sweep.apply_overrides(cfg, epochs=4).checkpoint_epochs() == (2, 4)
-    assert sweep.apply_overrides(cfg) is cfg
-    assert sweep.apply_overrides(presets.IMAGENET["baseline"], epochs=4).checkpoint_epochs() == (0, 2, 4)
-    with pytest.raises(ValueError):
-        sweep.apply_overrides(cfg, epochs=0)
-
-
-def test_middle_and_end():
-    h = [{"epoch": e} for e in (0, 3, 5, 10)]
-    assert sweep.middle_and_end(h, 10) == {"start": 0, "middle": 5, "end": 10}
-    assert sweep.middle_and_end(h[:2], 10) == {"start": 0, "middle": None, "end": 3}  # diverged early
-    assert sweep.middle_and_end([], 10) == {"start": None, "middle": None, "end": None}
-
-
-def test_summary_rows_leave_diverged_runs_out():
-    recs = [{"runs": {"a": {"psnr": p, "ms_ssim": 0.5, "diverged": d, "seconds": 1.0}}}
-            for p, d in ((10.0, False), (20.0, False), (99.0, True))]
-    (row,) = sweep.summary_rows(recs, ["a"], {"a": (1.0, 0.1)})
-    assert (row["n"], row["n_diverged"], row["psnr_mean"], row["psnr_std"]) == (3, 1, 15.0, 5.0)
-    assert (row["psnr_min"], row["psnr_max"], row["paper_psnr"], row["paper_ms_ssim"]) == (10.0, 20.0, 1.0, 0.1)
-
-
-def test_grid_tables_orientation_matches_the_encoding():
-    """grid_tables' (r, r, k) image has rows = y, columns = x: the encoding evaluated at the
-    node (x = col / (r-1), y = row / (r-1)) returns exactly table_image[row, col]."""
-    import jax
-
-    cfg = TrainConfig(hidden=(4,), encoding=presets.SCALING["multigrid_coarse"].encoding).replace(
-        encoding={"min_res": 5, "max_res": 5})
-    model = cfg.model(2, 3)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 2), np.float32))
-    ((_, img),) = sweep.grid_tables(cfg, variables)
-    r = img.shape[0]
-    rows, cols = np.meshgrid(np.arange(r), np.arange(r), indexing="ij")
-    x = np.stack([cols.ravel() / (r - 1), rows.ravel() / (r - 1)], -1).astype(np.float32)
-    enc = cfg.encoding.build(2)
-    feats = np.asarray(jax.jit(enc.apply)({"params": variables["params"]["encoding"]}, x))[:, :2]
-    np.testing.assert_allclose(feats.reshape(r, r, 2), img, rtol=1e-6)
-
-
-def test_unused_nodes_of_a_finer_grid():
-    """A 4x4-pixel image on a 7x7 grid lands exactly on the even nodes; odd ones are never used."""
-    from ntkgrid.data.images import image_to_dataset
-
-    coords, _ = image_to_dataset(np.zeros((4, 4, 3), np.float32))
-    unused = sweep.unused_nodes(7, coords)
-    even = (np.arange(7) % 2 == 0)
-    np.testing.assert_array_equal(unused, ~(even[:, None] & even[None, :]))
-    assert not sweep.unused_nodes(4, coords).any()
-
-
-def test_activation_regions_match_a_brute_force_count():
-    import jax
-
-    cfg = TrainConfig(hidden=(6, 5))
-    model = cfg.model(2, 3)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(1), np.zeros((1, 2), np.float32))
-    x = np.random.default_rng(0).random((300, 2)).astype(np.float32)
-    ar = sweep.activation_regions(cfg, variables, x, batch=64)
-    feats = [np.asarray(f) > 0 for f in jax.jit(lambda v, x: model.apply(v, x, method=model.features))(variables, x)]
-    patterns = [tuple(np.concatenate([f[i] for f in feats])) for i in range(len(x))]
-    assert 1 < ar["count"] == len(set(patterns)) < len(x)
-    first = {}
-    for i, p in enumerate(patterns):
-        first.setdefault(p, len(first))
-        assert ar["ids"][i] == first[p]
-    assert ar["per_layer"] == [len({tuple(f[i]) for i in range(len(x))}) for f in feats]
+# ----------------------------------------------------------------------------- recipe
 
 
 def test_recipe_screen_predicts_and_observes_and_tabulates(tmp_path, capsys):

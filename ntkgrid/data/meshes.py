@@ -626,7 +626,7 @@ class FreshPoints:
     ``points(epoch)``: ``(size, 3)`` float32, a deterministic function of ``(seed, epoch)``
     (``numpy.random.default_rng([seed, epoch])``, the same on every platform).
     ``self(epoch)``: ``(points, labels (size, 1) float32)``, the form
-    :func:`ntkgrid.train.fit` takes as ``epoch_data``. Labels are computed in batches of
+    :func:`ntkgrid.training.fit` takes as ``epoch_data``. Labels are computed in batches of
     ``batch_size`` points (Embree ray parity for a watertight mesh).
 
     With ``cache_dir``, labels are cached per seed as packed bits
