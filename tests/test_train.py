@@ -13,10 +13,10 @@ import optax
 import pytest
 
 from ntkgrid import train
-from ntkgrid.config import EncodingConfig, TrainConfig
+from ntkgrid.config import FourierConfig, MultiGridConfig, TrainConfig
 from ntkgrid.data.images import image_to_dataset
 
-MULTIGRID = EncodingConfig("multigrid", num_levels=2, features_per_level=2, min_res=8, max_res=32)
+MULTIGRID = MultiGridConfig(num_levels=2, features_per_level=2, min_res=8, max_res=32)
 SMALL = TrainConfig(hidden=(32, 32), learning_rate=10.0, epochs=6, batch_size=32, ntk_points=0)
 
 
@@ -118,7 +118,7 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
 
 def test_same_seed_same_numbers_and_quiet_without_terminal(capfd):
     x, y = astronaut(16)
-    cfg = SMALL.replace(encoding=EncodingConfig("fourier", num_frequencies=4), epochs=4)
+    cfg = SMALL.replace(encoding=FourierConfig(num_frequencies=4), epochs=4)
     a = train.fit(cfg, x, y, image_shape=(16, 16))
     train.make_epoch_fn.cache_clear()  # the second run compiles afresh
     b = train.fit(cfg, x, y, image_shape=(16, 16))
@@ -164,7 +164,7 @@ def _interrupt_at(call: int, calls: list):
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     x, y = astronaut(16)
-    cfg = SMALL.replace(encoding=EncodingConfig("fourier", num_frequencies=4), epochs=4, checkpoints=(0, 2, 4))
+    cfg = SMALL.replace(encoding=FourierConfig(num_frequencies=4), epochs=4, checkpoints=(0, 2, 4))
     ref = train.fit(cfg, x, y, eval_fn=_interrupt_at(0, []))
 
     calls: list = []
@@ -226,7 +226,7 @@ def test_epoch_draws_a_permutation_padded_by_wrapping(n, batch, epoch_size):
 
 def test_bce_occupancy_improves_accuracy():
     x, y = sphere(4096)
-    cfg = TrainConfig(encoding=EncodingConfig("multigrid", num_levels=1, min_res=8, max_res=8), hidden=(32, 32),
+    cfg = TrainConfig(encoding=MultiGridConfig(num_levels=1, min_res=8, max_res=8), hidden=(32, 32),
                       loss="bce", learning_rate=10.0, epochs=8, batch_size=64, ntk_points=0)
     r = train.fit(cfg, x, y, epoch_size=1024)
     first, last = r.history[0], r.history[-1]
@@ -262,7 +262,7 @@ def test_ms_ssim_matches_pytorch_msssim_on_trained_model_output():
     torch = pytest.importorskip("torch", reason="torch is needed for the pytorch-msssim oracle")
     pytorch_msssim = pytest.importorskip("pytorch_msssim", reason="pytorch-msssim is not installed")
     x, y = astronaut(crop=176)  # > 160 px: all five scales
-    cfg = SMALL.replace(encoding=EncodingConfig("multigrid", num_levels=1, min_res=64, max_res=64),
+    cfg = SMALL.replace(encoding=MultiGridConfig(num_levels=1, min_res=64, max_res=64),
                         epochs=2, batch_size=256, checkpoints=(2,))
     r = train.fit(cfg, x, y, image_shape=(176, 176))
     ours = r.history[-1]
