@@ -1,5 +1,12 @@
 """Frozen, commented configuration dataclasses: what to build and how to train it.
 
+Encodings have one config per kind (:data:`ENCODINGS`: ``BaselineConfig``, ``FourierConfig``,
+``GaussianConfig``, ``MultiGridConfig``, ``HashGridConfig``, ``MulFAGridConfig``), a tagged
+union: ``to_dict`` stores the ``kind`` beside the fields, :func:`encoding_from_dict` reads it
+back. :class:`TrainConfig` holds one of them. Its dicts carry ``"config_format"``
+(:data:`CONFIG_FORMAT`); dicts without it (run.json files written before the per-kind configs)
+are read as format 1 by :func:`encoding_from_format1`.
+
 The paper's settings are named instances of these in :mod:`ntkgrid.presets`; the CLIs
 and the README show values read from there, never retyped.
 """
@@ -42,8 +49,8 @@ def loss_scale(reduction: str, batch_size: int, out_dim: int) -> float:
 
 class _Encoding:
     """Shared methods of the encoding configs: each is a frozen dataclass whose fields are the
-    keyword arguments of its Flax module (:data:`MODULE`), so :meth:`build` is
-    ``Module(dim=dim, **fields)``."""
+    keyword arguments of its Flax module (the class ``ntkgrid.encodings.<module>``), unrenamed,
+    so :meth:`build` is ``Module(dim=dim, **fields)``."""
 
     kind: ClassVar[str]  # the tag stored as "kind" in to_dict and a key of ENCODINGS
     module: ClassVar[str]  # name of the Flax module class in ntkgrid.encodings

@@ -95,7 +95,7 @@ def ref_level_corners(x, level, interpolation, dtype):
 
 def ref_encode(x, tables, levels, interpolation, dtype):
     feats = []
-    for table, level in zip(tables, levels):
+    for table, level in zip(tables, levels, strict=True):
         rows = ref_level_corners(x, level, interpolation, dtype)
         feats.append(np.array([sum(w * table[r].astype(np.float64) for r, w in pt) for pt in rows]))
     return np.concatenate(feats, axis=-1)
@@ -153,7 +153,7 @@ def test_instant_ngp_nerf_config_matches_tcnn_allocation():
     # tcnn's n_params(): F * offset_table[n_levels]. 12,196,240 is also the grid size that
     # third-party loaders of instant-ngp NeRF snapshots split off params_binary.
     assert m.n_params() == 12_196_240
-    for lv, ref in zip(levels, ref_levels(3, 16, 19, 16, b)):
+    for lv, ref in zip(levels, ref_levels(3, 16, 19, 16, b), strict=True):
         assert (lv.scale, lv.resolution, lv.params_in_level, lv.hashed) == (float(ref[0]), *ref[1:])
 
 
@@ -190,7 +190,7 @@ def test_param_count_edge_cases():
     (lv,) = hash_levels(dim=1, num_levels=1, log2_table_size=3, min_res=9)
     assert (lv.params_in_level, lv.hashed) == (8, True)
     for d in (1, 2, 3):
-        for ours, ref in zip(hash_levels(d, 12, 14, 3, 1.7), ref_levels(d, 12, 14, 3, 1.7)):
+        for ours, ref in zip(hash_levels(d, 12, 14, 3, 1.7), ref_levels(d, 12, 14, 3, 1.7), strict=True):
             assert (ours.scale, ours.resolution, ours.params_in_level, ours.hashed) == (float(ref[0]), *ref[1:])
 
 
@@ -212,7 +212,7 @@ def _check_against_reference(d, interpolation, dtype, b=2.0, low=0.0, high=1.0, 
         return m.apply({"params": params}, x), [hash_corners(x, lv, interpolation) for lv in m.levels()]
 
     out, corners = run(jnp.asarray(x), params)
-    for (idx, w), ref in zip(corners, levels):  # indices: exact; weights: to rounding
+    for (idx, w), ref in zip(corners, levels, strict=True):  # indices: exact; weights: to rounding
         assert idx.dtype == jnp.int32 and w.dtype == dtype
         rows = ref_level_corners(x, ref, interpolation, dtype)
         np.testing.assert_array_equal(np.asarray(idx), [[r for r, _ in pt] for pt in rows])
@@ -248,7 +248,7 @@ def test_outside_unit_cube_wraps_like_tcnn(d):
     m = HashGrid(dim=d, num_levels=3, log2_table_size=CASES[d], min_res=5)
     x = jnp.asarray(np.random.default_rng(2).uniform(-1e4, 1e4, (64, d)), jnp.float32)
     all_idx = jax.jit(lambda y: [hash_corners(y, lv)[0] for lv in m.levels()])(x)
-    for lv, idx in zip(m.levels(), all_idx):
+    for lv, idx in zip(m.levels(), all_idx, strict=True):
         assert int(idx.min()) >= 0 and int(idx.max()) < lv.params_in_level
 
 

@@ -11,8 +11,8 @@ from jax.test_util import check_grads
 
 from ntkgrid import CoordinateMLP, MultiGrid
 from ntkgrid.config import MulFAGridConfig, TrainConfig
-from ntkgrid.gtk import gradient_descent, grid_model, gtk_change
 from ntkgrid.encodings.mulfagrid import MulFAGrid, fourier_features, mfn_filters
+from ntkgrid.gtk import gradient_descent, grid_model, gtk_change
 from ntkgrid.ntk import nt_ntk, structured_ntk
 from ntkgrid.train import fit
 
@@ -38,10 +38,10 @@ def test_shapes_dtypes_and_jit(name):
     x = _points(enc.dim)
     v = jax.jit(enc.init)(jax.random.PRNGKey(0), x)
     res = enc.resolutions()
-    assert set(v["params"]) == {f"level_{l}" for l in range(enc.num_levels)}
-    for l, r in enumerate(res):
-        assert v["params"][f"level_{l}"].shape == (r**enc.dim, enc.features_per_level)
-        assert v["params"][f"level_{l}"].dtype == jnp.float32
+    assert set(v["params"]) == {f"level_{i}" for i in range(enc.num_levels)}
+    for i, r in enumerate(res):
+        assert v["params"][f"level_{i}"].shape == (r**enc.dim, enc.features_per_level)
+        assert v["params"][f"level_{i}"].dtype == jnp.float32
     y = jax.jit(enc.apply)(v, x)
     assert y.shape == (11, enc.num_levels * enc.features_per_level) and y.dtype == jnp.float32
     np.testing.assert_allclose(enc.apply(v, x), y, rtol=1e-5, atol=1e-7)  # eager == jit
