@@ -40,6 +40,15 @@ def level_resolutions(num_levels: int, min_res: int, max_res: int, spacing: str 
 
     ``spacing="linear"`` rounds ``linspace(min_res, max_res, L)``; ``"log"`` rounds
     ``geomspace`` (a constant growth factor per level, as in hash grids).
+
+    Args:
+      num_levels: L, number of levels (tcnn: ``n_levels``).
+      min_res: nodes per axis of level 0, at least 2 (tcnn: ``base_resolution``).
+      max_res: nodes per axis of level L - 1 (the only level when L = 1).
+      spacing: ``"linear"`` or ``"log"``.
+
+    Returns:
+      ``L`` integers, nodes per axis of each level (coarsest first).
     """
     if num_levels < 1 or min_res < 2 or max_res < min_res:
         raise ValueError(f"need num_levels >= 1 and 2 <= min_res <= max_res, got {num_levels}, {min_res}, {max_res}")
