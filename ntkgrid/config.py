@@ -280,6 +280,9 @@ class TrainConfig:
     seed: int = 0  # PRNG seed: initialisation and minibatch order
 
     def __post_init__(self):
+        if not isinstance(self.encoding, tuple(ENCODINGS.values())):
+            raise TypeError(f"encoding must be one of the configs {[c.__name__ for c in ENCODINGS.values()]} "
+                            f"(or a dict given to from_dict/replace), got {type(self.encoding).__name__}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:

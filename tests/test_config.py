@@ -131,6 +131,8 @@ def test_bad_dicts_are_refused():
         TrainConfig.from_dict({"encoding": {"kind": "hashgrid", "log2_table_size": 4}})
     with pytest.raises(TypeError, match="has no field"):  # another kind's field
         TrainConfig.from_dict({"config_format": 2, "encoding": {"kind": "fourier", "max_res": 4}})
+    with pytest.raises(TypeError, match="encoding must be one of the configs"):
+        TrainConfig(encoding={"kind": "fourier"})
     with pytest.raises(ValueError, match="config_format 3"):
         TrainConfig.from_dict({"config_format": 3})
 
