@@ -219,11 +219,8 @@ _FORMAT1_FIELDS = {
                   "mfn_frequency_std": "node_frequency_std", "mfn_scale": "filter_scale",
                   "mfn_shared_kernel": "shared_kernel", "learn_filters": "learn_filters", "filter_seed": "filter_seed"},
 }
-_FORMAT1_ALL = frozenset({"kind", "num_frequencies", "pi_factor", "include_input", "gaussian_features",
-                          "gaussian_sigma", "num_levels", "features_per_level", "min_res", "max_res", "spacing",
-                          "init_std", "hash_levels", "log2_hashmap_size", "base_resolution", "per_level_scale",
-                          "interpolation", "mfn_frequencies", "mfn_width", "mfn_layers", "mfn_frequency_std",
-                          "mfn_scale", "mfn_shared_kernel", "learn_filters", "filter_seed"})
+# Every field of a format-1 encoding dict (25: each was used by at least one kind).
+_FORMAT1_ALL = frozenset({"kind"}.union(*_FORMAT1_FIELDS.values()))
 
 
 def _config_class(kind: Any) -> type[_Encoding]:

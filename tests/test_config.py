@@ -9,6 +9,7 @@ import pytest
 
 from ntkgrid import encodings
 from ntkgrid.config import (
+    _FORMAT1_ALL,
     CONFIG_FORMAT,
     ENCODING_KINDS,
     ENCODINGS,
@@ -103,6 +104,7 @@ def test_describe():
 def test_old_run_json_loads_through_format_1():
     """A run.json written before the per-encoding configs (no "config_format") loads: the
     kind's own fields, renamed to the module's names; the other kinds' fields dropped."""
+    assert set(OLD_HASHGRID_RUN["encoding"]) == set(OLD_MULFAGRID_RUN["encoding"]) == _FORMAT1_ALL
     cfg = TrainConfig.from_dict(OLD_HASHGRID_RUN)
     assert cfg.encoding == HashGridConfig(num_levels=2, features_per_level=2, log2_table_size=6, min_res=4,
                                           per_level_scale=1.5, interpolation="linear")
