@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-CASES = (  # (name, encoding kwargs for ntkgrid's EncodingConfig)
+CASES = (  # (name, ntkgrid encoding config dict: ntkgrid.config.encoding_from_dict)
     ("baseline", dict(kind="baseline")),
     ("fourier L=8", dict(kind="fourier", num_frequencies=8)),
     ("multigrid k=2 200x200", dict(kind="multigrid", num_levels=1, features_per_level=2, min_res=200,
@@ -145,10 +145,10 @@ def _jax_runner(enc: dict, x: np.ndarray, y: np.ndarray, batch: int):
     import jax.numpy as jnp
     import optax
 
-    from ntkgrid.config import EncodingConfig, TrainConfig
+    from ntkgrid.config import TrainConfig, encoding_from_dict
     from ntkgrid.training import make_epoch_fn
 
-    cfg = TrainConfig(encoding=EncodingConfig(**enc), hidden=HIDDEN, learning_rate=LR, batch_size=batch)
+    cfg = TrainConfig(encoding=encoding_from_dict(enc), hidden=HIDDEN, learning_rate=LR, batch_size=batch)
     model = cfg.model(2, 3)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.asarray(x[:1]))
     state = {"v": variables, "o": optax.sgd(LR).init(variables["params"]), "e": 0}

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 from ntkgrid import files
+from ntkgrid.config import GRID_KINDS
 
-MODELS = ("multigrid", "hashgrid", "mulfagrid", "mulfagrid_learnt")
+MODELS = (*GRID_KINDS, "mulfagrid_learnt")  # the grid encodings of ntkgrid.config.ENCODINGS, + learnt filters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +104,7 @@ def grid_encodings(setup: GTKSetup, dim: int, res: int, seed: int) -> dict:
     """The one-level dense grid and MulFAGrid of panels (a), (b) and the checks (float64)."""
     import jax.numpy as jnp
 
-    from ntkgrid.encodings import MultiGrid
-    from ntkgrid.mulfagrid import MulFAGrid
+    from ntkgrid.encodings import MulFAGrid, MultiGrid
 
     common = dict(dim=dim, num_levels=1, features_per_level=setup.features, min_res=res, max_res=res,
                   param_dtype=jnp.float64)
@@ -113,9 +113,7 @@ def grid_encodings(setup: GTKSetup, dim: int, res: int, seed: int) -> dict:
 
 def fit_encoding(name: str, setup: GTKSetup, dim: int, seed: int):
     """The encoding ``name`` (one of :data:`MODELS`) of the image (2D) or occupancy (3D) fits."""
-    from ntkgrid.encodings import MultiGrid
-    from ntkgrid.hashgrid import HashGrid
-    from ntkgrid.mulfagrid import MulFAGrid
+    from ntkgrid.encodings import HashGrid, MulFAGrid, MultiGrid
 
     lo, hi = setup.image_res if dim == 2 else setup.occ_res
     common = dict(dim=dim, num_levels=setup.grid_levels, features_per_level=setup.grid_features,
@@ -125,8 +123,8 @@ def fit_encoding(name: str, setup: GTKSetup, dim: int, seed: int):
     if name == "hashgrid":  # tcnn levels with the same first and last resolution
         scale = (hi / lo) ** (1.0 / max(setup.grid_levels - 1, 1))
         log2 = setup.hash_log2_size if dim == 2 else setup.occ_hash_log2_size
-        return HashGrid(dim=dim, n_levels=setup.grid_levels, n_features_per_level=setup.grid_features,
-                        log2_hashmap_size=log2, base_resolution=lo, per_level_scale=scale)
+        return HashGrid(dim=dim, num_levels=setup.grid_levels, features_per_level=setup.grid_features,
+                        log2_table_size=log2, min_res=lo, per_level_scale=scale)
     if name == "mulfagrid":
         return MulFAGrid(filter_seed=seed, **common)
     if name == "mulfagrid_learnt":
@@ -150,9 +148,9 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
     import jax.numpy as jnp
 
     from ntkgrid import CoordinateMLP
+    from ntkgrid.encodings import HashGrid
     from ntkgrid.gtk import (gd_ode_tolerance, gradient_descent, grid_model, gtk, gtk_change, gtk_gd_prediction,
                              gtk_ode_prediction)
-    from ntkgrid.hashgrid import HashGrid
     from ntkgrid.ntk import structured_ntk
     from ntkgrid.spectrum import kernel_change, offdiag_fraction
 
@@ -161,8 +159,8 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
     y = np.sin(2 * np.pi * x[:, :1]) * np.cos(3 * np.pi * x[:, 1:])
     # Node values of order one (init_std / init_scale 0.3), so that training moves them visibly.
     encs = {n: e.clone(init_std=0.3) for n, e in grid_encodings(setup, 2, setup.bound_res, seed).items()}
-    encs["hashgrid"] = HashGrid(dim=2, n_levels=2, n_features_per_level=setup.features, log2_hashmap_size=5,
-                                base_resolution=4, init_scale=0.3, param_dtype=jnp.float64)
+    encs["hashgrid"] = HashGrid(dim=2, num_levels=2, features_per_level=setup.features, log2_table_size=5,
+                                min_res=4, init_scale=0.3, param_dtype=jnp.float64)
     out = {}
     with jax.enable_x64(True):
         xd = jnp.asarray(x)
@@ -378,7 +376,7 @@ def _plot_bounds(rows: dict, labels, path):
 
 def _train(model, x, y, loss: str, lr: float, epochs: int, batch: int, epoch_size: int, seed: int):
     """SGD with :func:`ntkgrid.training.make_epoch_fn` (``fit``'s jitted epoch, which accepts any
-    module: MulFAGrid's options are not all in :class:`~ntkgrid.config.EncodingConfig`)."""
+    module, here float64 ones built outside a config)."""
     import jax
     import jax.numpy as jnp
     import optax

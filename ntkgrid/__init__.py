@@ -11,7 +11,15 @@ and imports neural-tangents only when one of its kernels is asked for.
     (5, 3)
 """
 
-from ntkgrid.config import EncodingConfig, TrainConfig
+from ntkgrid.config import (
+    BaselineConfig,
+    FourierConfig,
+    GaussianConfig,
+    HashGridConfig,
+    MulFAGridConfig,
+    MultiGridConfig,
+    TrainConfig,
+)
 from ntkgrid.encodings import FourierFeatures, GaussianFourierFeatures, HashGrid, Identity, MulFAGrid, MultiGrid
 from ntkgrid.models import CoordinateMLP, NTKDense
 
@@ -27,14 +35,19 @@ _LAZY = {
 }
 
 __all__ = [
+    "BaselineConfig",
     "CoordinateMLP",
-    "EncodingConfig",
+    "FourierConfig",
     "FourierFeatures",
+    "GaussianConfig",
     "GaussianFourierFeatures",
     "HashGrid",
+    "HashGridConfig",
     "Identity",
     "MulFAGrid",
+    "MulFAGridConfig",
     "MultiGrid",
+    "MultiGridConfig",
     "NTKDense",
     "TrainConfig",
     *_LAZY,

@@ -1,5 +1,12 @@
 """Frozen, commented configuration dataclasses: what to build and how to train it.
 
+Encodings have one config per kind (:data:`ENCODINGS`: ``BaselineConfig``, ``FourierConfig``,
+``GaussianConfig``, ``MultiGridConfig``, ``HashGridConfig``, ``MulFAGridConfig``), a tagged
+union: ``to_dict`` stores the ``kind`` beside the fields, :func:`encoding_from_dict` reads it
+back. :class:`TrainConfig` holds one of them. Its dicts carry ``"config_format"``
+(:data:`CONFIG_FORMAT`); dicts without it (run.json files written before the per-kind configs)
+are read as format 1 by :func:`encoding_from_format1`.
+
 The paper's settings are named instances of these in :mod:`ntkgrid.presets`; the CLIs
 and the README show values read from there, never retyped.
 """
@@ -7,13 +14,13 @@ and the README show values read from there, never retyped.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-__all__ = ["COORDS", "ENCODING_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS", "PIXEL_CONVENTIONS", "EncodingConfig",
-           "TrainConfig",
+__all__ = ["CONFIG_FORMAT", "COORDS", "ENCODINGS", "ENCODING_KINDS", "GRID_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS",
+           "PIXEL_CONVENTIONS", "BaselineConfig", "EncodingSpec", "FourierConfig", "GaussianConfig", "HashGridConfig",
+           "MulFAGridConfig", "MultiGridConfig", "TrainConfig", "encoding_from_dict", "encoding_from_format1",
            "loss_scale"]
-
-ENCODING_KINDS = ("baseline", "fourier", "gaussian", "multigrid", "hashgrid", "mulfagrid")
 
 #: How the minibatch loss sums the squared errors (see :func:`loss_scale`).
 LOSS_REDUCTIONS = ("mean", "sum_channels", "sum")
@@ -40,97 +47,217 @@ def loss_scale(reduction: str, batch_size: int, out_dim: int) -> float:
     raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {reduction!r}")
 
 
-@dataclasses.dataclass(frozen=True)
-class EncodingConfig:
-    """Which input encoding to build, and its hyper-parameters (unused fields are ignored)."""
+class _Encoding:
+    """Shared methods of the encoding configs: each is a frozen dataclass whose fields are the
+    keyword arguments of its Flax module (the class ``ntkgrid.encodings.<module>``), unrenamed,
+    so :meth:`build` is ``Module(dim=dim, **fields)``."""
 
-    kind: str = "baseline"  # one of ENCODING_KINDS; "baseline" = no encoding
-    num_frequencies: int = 8  # fourier: L, frequencies 2^0 .. 2^(L-1)
-    pi_factor: bool = False  # fourier: multiply frequencies by pi (the paper does not)
-    include_input: bool = False  # fourier/gaussian: append raw x (the paper's Fourier does not)
-    gaussian_features: int = 256  # gaussian: rows m of the random matrix B
-    gaussian_sigma: float = 10.0  # gaussian: std of B's entries (cycles per unit length)
-    num_levels: int = 1  # multigrid/mulfagrid: L, number of grids
-    features_per_level: int = 2  # multigrid/hashgrid/mulfagrid: k (F), scalars per node
-    min_res: int = 16  # multigrid/mulfagrid: nodes per axis of the coarsest level
-    max_res: int = 128  # multigrid/mulfagrid: nodes per axis of the finest level
-    spacing: str = "linear"  # multigrid/mulfagrid: "linear" or "log" spacing of resolutions
-    init_std: float = 0.01  # multigrid/mulfagrid: node init N(0, init_std^2)
-    hash_levels: int = 16  # hashgrid: n_levels
-    log2_hashmap_size: int = 19  # hashgrid: log2 of the table size T per level
-    base_resolution: int = 16  # hashgrid: N_min
-    per_level_scale: float = 2.0  # hashgrid: growth factor b between levels
-    interpolation: str = "linear"  # grids: "linear" or "smoothstep"
-    mfn_frequencies: int = 4  # mulfagrid: J, Fourier features sin/cos(2^j pi u) of the filter MFN
-    mfn_width: int = 16  # mulfagrid: hidden width of the filter MFN
-    mfn_layers: int = 2  # mulfagrid: multiplicative filter layers
-    mfn_frequency_std: float = 1.0  # mulfagrid: std of the filter frequencies (radians per node)
-    mfn_scale: float = 1.0  # mulfagrid: multiplies the MFN logits (0: multilinear interpolation)
-    mfn_shared_kernel: bool = False  # mulfagrid: one kernel for all k features
-    learn_filters: bool = False  # mulfagrid: train the MFN too (then only NT's "jacobian" NTK applies)
-    filter_seed: int = 0  # mulfagrid: level l draws its fixed MFN constants with seed filter_seed + l
+    kind: ClassVar[str]  # the tag stored as "kind" in to_dict and a key of ENCODINGS
+    module: ClassVar[str]  # name of the Flax module class in ntkgrid.encodings
+    grid: ClassVar[bool] = False  # a learnable grid (its parameters are encoding/level_<l>)
 
-    def __post_init__(self):
-        if self.kind not in ENCODING_KINDS:
-            raise ValueError(f"encoding kind must be one of {ENCODING_KINDS}, got {self.kind!r}")
+    def fields(self) -> dict[str, Any]:
+        """The module's keyword arguments (every field, unrenamed)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def build(self, dim: int):
         """The Flax encoding module for ``dim``-dimensional coordinates."""
         from ntkgrid import encodings
 
-        if self.kind == "baseline":
-            return encodings.Identity(dim=dim)
-        if self.kind == "fourier":
-            return encodings.FourierFeatures(self.num_frequencies, self.pi_factor, self.include_input, dim=dim)
-        if self.kind == "gaussian":
-            return encodings.GaussianFourierFeatures(
-                self.gaussian_features, self.gaussian_sigma, dim, include_input=self.include_input
-            )
-        if self.kind == "multigrid":
-            return encodings.MultiGrid(
-                dim=dim, num_levels=self.num_levels, features_per_level=self.features_per_level,
-                min_res=self.min_res, max_res=self.max_res, spacing=self.spacing, init_std=self.init_std,
-                interpolation=self.interpolation,
-            )
-        if self.kind == "hashgrid":
-            from ntkgrid.hashgrid import HashGrid
-
-            return HashGrid(
-                dim=dim, n_levels=self.hash_levels, n_features_per_level=self.features_per_level,
-                log2_hashmap_size=self.log2_hashmap_size, base_resolution=self.base_resolution,
-                per_level_scale=self.per_level_scale, interpolation=self.interpolation,
-            )
-        from ntkgrid.mulfagrid import MulFAGrid
-
-        return MulFAGrid(
-            dim=dim, num_levels=self.num_levels, features_per_level=self.features_per_level,
-            min_res=self.min_res, max_res=self.max_res, spacing=self.spacing, init_std=self.init_std,
-            num_frequencies=self.mfn_frequencies, filter_width=self.mfn_width, filter_layers=self.mfn_layers,
-            node_frequency_std=self.mfn_frequency_std, filter_scale=self.mfn_scale,
-            shared_kernel=self.mfn_shared_kernel, learn_filters=self.learn_filters, filter_seed=self.filter_seed,
-        )
+        return getattr(encodings, self.module)(dim=dim, **self.fields())
 
     def describe(self) -> str:
-        """Short human-readable summary of the parameters that matter for ``kind``."""
-        if self.kind == "fourier":
-            return f"L={self.num_frequencies}"
-        if self.kind == "gaussian":
-            return f"m={self.gaussian_features}, sigma={self.gaussian_sigma:g}"
-        if self.kind in ("multigrid", "mulfagrid"):
-            res = f"x={self.max_res}" if self.num_levels == 1 else f"x±=[{self.min_res},{self.max_res}]"
-            learnt = ", learnt filters" if self.kind == "mulfagrid" and self.learn_filters else ""
-            return f"k={self.features_per_level}, L={self.num_levels}, {res}{learnt}"
-        if self.kind == "hashgrid":
-            return (f"L={self.hash_levels}, F={self.features_per_level}, T=2^{self.log2_hashmap_size}, "
-                    f"N_min={self.base_resolution}, b={self.per_level_scale:g}")
+        """Short human-readable summary of the parameters that matter."""
         return "N/A"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": kind, **fields}`` (JSON-ready); :func:`encoding_from_dict` inverts it."""
+        return {"kind": self.kind, **self.fields()}
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineConfig(_Encoding):
+    """No encoding (the paper's baseline): :class:`~ntkgrid.encodings.Identity`."""
+
+    kind: ClassVar[str] = "baseline"
+    module: ClassVar[str] = "Identity"
+
+
+@dataclasses.dataclass(frozen=True)
+class FourierConfig(_Encoding):
+    """The paper's logarithmic Fourier features (its Eq. 1): :class:`~ntkgrid.encodings.FourierFeatures`."""
+
+    kind: ClassVar[str] = "fourier"
+    module: ClassVar[str] = "FourierFeatures"
+
+    num_frequencies: int = 8  # L: frequencies 2^0 .. 2^(L-1)
+    pi_factor: bool = False  # multiply frequencies by pi (the paper does not)
+    include_input: bool = False  # append raw x (the paper's Fourier does not)
+
+    def describe(self) -> str:
+        return f"L={self.num_frequencies}"
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianConfig(_Encoding):
+    """Random Fourier features (Tancik et al.): :class:`~ntkgrid.encodings.GaussianFourierFeatures`."""
+
+    kind: ClassVar[str] = "gaussian"
+    module: ClassVar[str] = "GaussianFourierFeatures"
+
+    num_features: int = 256  # m: rows of the random matrix B
+    sigma: float = 10.0  # std of B's entries (cycles per unit length)
+    seed: int = 0  # seed of the NumPy generator that draws B
+    include_input: bool = False  # append raw x
+
+    def describe(self) -> str:
+        return f"m={self.num_features}, sigma={self.sigma:g}"
+
+
+def _dense_grid_describe(cfg: MultiGridConfig | MulFAGridConfig) -> str:
+    res = f"x={cfg.max_res}" if cfg.num_levels == 1 else f"x±=[{cfg.min_res},{cfg.max_res}]"
+    return f"k={cfg.features_per_level}, L={cfg.num_levels}, {res}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiGridConfig(_Encoding):
+    """The paper's multigrid parametric encoding (its Eq. 3): :class:`~ntkgrid.encodings.MultiGrid`."""
+
+    kind: ClassVar[str] = "multigrid"
+    module: ClassVar[str] = "MultiGrid"
+    grid: ClassVar[bool] = True
+
+    num_levels: int = 1  # L, number of grids
+    features_per_level: int = 2  # k, scalars per node
+    min_res: int = 16  # nodes per axis of the coarsest level
+    max_res: int = 128  # nodes per axis of the finest level
+    spacing: str = "linear"  # "linear" or "log" spacing of the resolutions
+    init_std: float = 0.01  # node init N(0, init_std^2)
+    include_input: bool = True  # append raw x after the levels (the paper does)
+    interpolation: str = "linear"  # "linear" (bi/trilinear) or "smoothstep"
+
+    def describe(self) -> str:
+        return _dense_grid_describe(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class HashGridConfig(_Encoding):
+    """Multiresolution hash encoding (Mueller et al., tiny-cuda-nn): :class:`~ntkgrid.encodings.HashGrid`."""
+
+    kind: ClassVar[str] = "hashgrid"
+    module: ClassVar[str] = "HashGrid"
+    grid: ClassVar[bool] = True
+
+    num_levels: int = 16  # L, number of levels (tcnn: n_levels)
+    features_per_level: int = 2  # F, features per table row (tcnn: n_features_per_level)
+    log2_table_size: int = 19  # log2 of the most rows T of a level's table (tcnn: log2_hashmap_size)
+    min_res: int = 16  # N_min, vertices per axis of level 0 (tcnn: base_resolution)
+    per_level_scale: float = 2.0  # b, growth factor of the scale between levels (tcnn: per_level_scale)
+    interpolation: str = "linear"  # "linear", "smoothstep" or "nearest"
+    init_scale: float = 1e-4  # tables start uniform in [-init_scale, init_scale] (tcnn: 1e-4)
+    include_input: bool = False  # append raw x after the levels (tcnn: no)
+
+    def describe(self) -> str:
+        return (f"L={self.num_levels}, F={self.features_per_level}, T=2^{self.log2_table_size}, "
+                f"N_min={self.min_res}, b={self.per_level_scale:g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MulFAGridConfig(_Encoding):
+    """Multiplicative Fourier adaptive grid (Zhao et al.): :class:`~ntkgrid.encodings.MulFAGrid`."""
+
+    kind: ClassVar[str] = "mulfagrid"
+    module: ClassVar[str] = "MulFAGrid"
+    grid: ClassVar[bool] = True
+
+    num_levels: int = 1  # L, number of grids
+    features_per_level: int = 2  # k, scalars per node
+    min_res: int = 16  # nodes per axis of the coarsest level
+    max_res: int = 128  # nodes per axis of the finest level
+    spacing: str = "linear"  # "linear" or "log" spacing of the resolutions
+    init_std: float = 0.01  # node init N(0, init_std^2)
+    num_frequencies: int = 4  # J, Fourier features sin/cos(2^j pi u) of the filter MFN
+    filter_width: int = 16  # hidden width of the filter MFN
+    filter_layers: int = 2  # multiplicative filter layers
+    node_frequency_std: float = 1.0  # std of the filter frequencies (radians per node)
+    filter_scale: float = 1.0  # multiplies the MFN logits (0: multilinear interpolation)
+    shared_kernel: bool = False  # one kernel for all k features
+    learn_filters: bool = False  # train the MFN too (then only NT's "jacobian" NTK applies)
+    filter_seed: int = 0  # level l draws its fixed MFN constants with seed filter_seed + l
+    include_input: bool = False  # append raw x after the levels
+
+    def describe(self) -> str:
+        return _dense_grid_describe(self) + (", learnt filters" if self.learn_filters else "")
+
+
+#: The encoding configs by kind: the one list of encoding names (a tagged union's tags).
+ENCODINGS: dict[str, type[_Encoding]] = {
+    c.kind: c for c in (BaselineConfig, FourierConfig, GaussianConfig, MultiGridConfig, HashGridConfig, MulFAGridConfig)
+}
+ENCODING_KINDS = tuple(ENCODINGS)
+#: The kinds whose encoding is a learnable grid.
+GRID_KINDS = tuple(k for k, c in ENCODINGS.items() if c.grid)
+#: Any one of the encoding configs.
+EncodingSpec = BaselineConfig | FourierConfig | GaussianConfig | MultiGridConfig | HashGridConfig | MulFAGridConfig
+
+#: Version of :meth:`TrainConfig.to_dict`'s layout: 1 (no "config_format" key) had one flat
+#: 25-field encoding dict; 2 has one dict per kind, with the module's own field names.
+CONFIG_FORMAT = 2
+
+# Format 1: the flat encoding dict's fields each kind used, as {old name: new name}.
+_FORMAT1_FIELDS = {
+    "baseline": {},
+    "fourier": {"num_frequencies": "num_frequencies", "pi_factor": "pi_factor", "include_input": "include_input"},
+    "gaussian": {"gaussian_features": "num_features", "gaussian_sigma": "sigma", "include_input": "include_input"},
+    "multigrid": {n: n for n in ("num_levels", "features_per_level", "min_res", "max_res", "spacing", "init_std",
+                                 "interpolation")},
+    "hashgrid": {"hash_levels": "num_levels", "features_per_level": "features_per_level",
+                 "log2_hashmap_size": "log2_table_size", "base_resolution": "min_res",
+                 "per_level_scale": "per_level_scale", "interpolation": "interpolation"},
+    "mulfagrid": {**{n: n for n in ("num_levels", "features_per_level", "min_res", "max_res", "spacing", "init_std")},
+                  "mfn_frequencies": "num_frequencies", "mfn_width": "filter_width", "mfn_layers": "filter_layers",
+                  "mfn_frequency_std": "node_frequency_std", "mfn_scale": "filter_scale",
+                  "mfn_shared_kernel": "shared_kernel", "learn_filters": "learn_filters", "filter_seed": "filter_seed"},
+}
+# Every field of a format-1 encoding dict (25: each was used by at least one kind).
+_FORMAT1_ALL = frozenset({"kind"}.union(*_FORMAT1_FIELDS.values()))
+
+
+def _config_class(kind: Any) -> type[_Encoding]:
+    if kind not in ENCODINGS:
+        raise ValueError(f"encoding kind must be one of {ENCODING_KINDS}, got {kind!r}")
+    return ENCODINGS[kind]
+
+
+def encoding_from_dict(d: Mapping[str, Any]) -> EncodingSpec:
+    """The encoding config of ``d = {"kind": ..., **fields}`` (:meth:`to_dict`'s layout; a
+    missing ``kind`` is ``"baseline"``, missing fields take their defaults). Raises
+    ``ValueError`` for an unknown kind and ``TypeError`` for a field the kind does not have."""
+    d = dict(d)
+    cls = _config_class(d.pop("kind", "baseline"))
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"{cls.__name__} ({cls.kind!r} encoding) has no field(s) {unknown}")
+    return cls(**d)
+
+
+def encoding_from_format1(d: Mapping[str, Any]) -> EncodingSpec:
+    """The encoding config of a format-1 dict (one flat 25-field dict for every kind): the
+    fields its kind used, renamed to the module's names; the other kinds' fields are dropped.
+    Raises ``ValueError`` for an unknown kind and ``TypeError`` for an unknown field."""
+    unknown = sorted(set(d) - _FORMAT1_ALL)
+    if unknown:
+        raise TypeError(f"format-1 encoding dict has unknown field(s) {unknown}")
+    kind = d.get("kind", "baseline")
+    cls = _config_class(kind)
+    return cls(**{new: d[old] for old, new in _FORMAT1_FIELDS[kind].items() if old in d})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One training run: model, optimiser, schedule and what to measure at checkpoints."""
 
-    encoding: EncodingConfig = EncodingConfig()  # input encoding
+    encoding: EncodingSpec = BaselineConfig()  # input encoding: one of the ENCODINGS configs
     hidden: tuple[int, ...] = (512, 512)  # hidden widths (paper: 2x512 images, 8x256 occupancy)
     learning_rate: float = 100.0  # plain SGD step size (NTK parameterisation needs large steps)
     epochs: int = 300  # passes over the training points
@@ -150,6 +277,9 @@ class TrainConfig:
     seed: int = 0  # PRNG seed: initialisation and minibatch order
 
     def __post_init__(self):
+        if not isinstance(self.encoding, tuple(ENCODINGS.values())):
+            raise TypeError(f"encoding must be one of the configs {[c.__name__ for c in ENCODINGS.values()]} "
+                            f"(or a dict given to from_dict/replace), got {type(self.encoding).__name__}")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -198,21 +328,39 @@ class TrainConfig:
                              coords=self.coords)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """Copy with some fields changed; ``encoding`` may be given as a dict of changes."""
+        """Copy with some fields changed. ``encoding`` may be a config, or a dict of changes to
+        the current encoding's fields; a dict whose ``"kind"`` differs builds that kind from
+        its defaults and the dict's fields."""
         enc = changes.pop("encoding", None)
-        if isinstance(enc, dict):
-            changes["encoding"] = dataclasses.replace(self.encoding, **enc)
+        if isinstance(enc, Mapping):
+            enc = dict(enc)
+            kind = enc.pop("kind", self.encoding.kind)
+            if kind == self.encoding.kind:
+                changes["encoding"] = encoding_from_dict({**self.encoding.to_dict(), **enc})
+            else:
+                changes["encoding"] = encoding_from_dict({"kind": kind, **enc})
         elif enc is not None:
             changes["encoding"] = enc
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready dict (format :data:`CONFIG_FORMAT`); :meth:`from_dict` inverts it."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"config_format": CONFIG_FORMAT, **d, "encoding": self.encoding.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
+    def from_dict(cls, d: Mapping) -> TrainConfig:
+        """The config of a :meth:`to_dict` dict, of any format up to :data:`CONFIG_FORMAT`
+        (format 1, without a ``"config_format"`` key, had one flat 25-field encoding dict).
+        Missing fields take their defaults; raises ``ValueError``/``TypeError`` on bad ones."""
         d = dict(d)
-        d["encoding"] = EncodingConfig(**d.get("encoding", {}))
+        fmt = d.pop("config_format", 1)
+        if fmt not in (1, CONFIG_FORMAT):
+            raise ValueError(f"config_format {fmt!r} is not one this version reads (1..{CONFIG_FORMAT})")
+        enc = d.get("encoding", {})
+        if not isinstance(enc, Mapping):
+            raise TypeError(f"encoding must be a dict, got {type(enc).__name__}")
+        d["encoding"] = encoding_from_format1(enc) if fmt == 1 else encoding_from_dict(enc)
         for key in ("hidden", "checkpoints"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from ntkgrid._taps import tap
 from ntkgrid.config import COORDS
-from ntkgrid.encodings import Identity
+from ntkgrid.encodings import HashGrid, Identity, MulFAGrid, MultiGrid
 
 __all__ = ["COORDS", "CoordinateMLP", "LAYER_PARAMETERIZATIONS", "NTKDense", "PARAMETERIZATIONS"]
 
@@ -57,7 +57,7 @@ PARAMETERIZATIONS = {
 #: Per-layer parameterisations of :class:`NTKDense`.
 LAYER_PARAMETERIZATIONS = ("ntk", "ntk_unscaled", "mean_field", "standard", "torch")
 
-_GRID_ENCODINGS = ("MultiGrid", "HashGrid", "MulFAGrid")
+_GRID_ENCODINGS = (MultiGrid, HashGrid, MulFAGrid)
 
 
 class NTKDense(nn.Module):
@@ -157,7 +157,7 @@ class CoordinateMLP(nn.Module):
         ]
 
     def _encode(self, x: jnp.ndarray) -> jnp.ndarray:
-        if self.coords == "signed" and type(self.encoding).__name__ not in _GRID_ENCODINGS:
+        if self.coords == "signed" and not isinstance(self.encoding, _GRID_ENCODINGS):
             x = 2.0 * x - 1.0
         return self.encoding(x)
 

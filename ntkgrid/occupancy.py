@@ -45,6 +45,7 @@ import numpy as np
 
 from ntkgrid.config import TrainConfig
 from ntkgrid.data import DataError
+from ntkgrid.presets import PAPER_ENCODINGS
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -75,7 +76,7 @@ __all__ = [
     "write_results",
 ]
 
-ENCODINGS = ("baseline", "fourier", "multigrid")
+ENCODINGS = PAPER_ENCODINGS  # the encodings of the paper's Table 4 (names from ntkgrid.config.ENCODINGS)
 EVAL_SEED_OFFSET = 7919  # held-out pools use seed + this, so they never coincide with training ones
 NTK_SEED_OFFSET = 104729  # the NTK points: the training sampler's draw for seed + this
 

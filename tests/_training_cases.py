@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkgrid.config import EncodingConfig, TrainConfig
+from ntkgrid.config import MultiGridConfig, TrainConfig
 from ntkgrid.data.images import image_to_dataset
 
-MULTIGRID = EncodingConfig("multigrid", num_levels=2, features_per_level=2, min_res=8, max_res=32)
+MULTIGRID = MultiGridConfig(num_levels=2, features_per_level=2, min_res=8, max_res=32)
 SMALL = TrainConfig(hidden=(32, 32), learning_rate=10.0, epochs=6, batch_size=32, ntk_points=0)
 
 

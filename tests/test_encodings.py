@@ -13,10 +13,16 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from ntkgrid.encodings import FourierFeatures, GaussianFourierFeatures, Identity, MultiGrid, level_resolutions
-from ntkgrid.hashgrid import HashGrid
+from ntkgrid.encodings import (
+    FourierFeatures,
+    GaussianFourierFeatures,
+    HashGrid,
+    Identity,
+    MulFAGrid,
+    MultiGrid,
+    level_resolutions,
+)
 from ntkgrid.models import CoordinateMLP, NTKDense
-from ntkgrid.mulfagrid import MulFAGrid
 
 from ._cases import f32_matmul_tol
 
@@ -48,7 +54,7 @@ CASES = [
     Case("multigrid-2d-linear-smoothstep", 2, 2 * 2 + 2,
          lambda dt: MultiGrid(2, 2, 2, 5, 9, interpolation="smoothstep", param_dtype=dt)),
     Case("multigrid-3d-log-noinput", 3, 3 * 1, lambda dt: MultiGrid(3, 3, 1, 2, 8, "log", include_input=False, param_dtype=dt)),
-    Case("hashgrid-2d", 2, 4 * 2, lambda dt: HashGrid(2, 4, 2, log2_hashmap_size=6, base_resolution=3, param_dtype=dt)),
+    Case("hashgrid-2d", 2, 4 * 2, lambda dt: HashGrid(2, 4, 2, log2_table_size=6, min_res=3, param_dtype=dt)),
     Case("hashgrid-3d-input", 3, 2 * 2 + 3, lambda dt: HashGrid(3, 2, 2, 7, 3, 2.0, include_input=True, param_dtype=dt)),
     Case("mulfagrid-2d", 2, 2 * 2, lambda dt: MulFAGrid(2, 2, 2, 3, 6, filter_width=4, filter_layers=1, param_dtype=dt)),
 ]

@@ -23,15 +23,14 @@ from ntkgrid.gtk import (
     gtk_gd_prediction,
     gtk_ode_prediction,
 )
-from ntkgrid.hashgrid import HashGrid
-from ntkgrid.mulfagrid import MulFAGrid
+from ntkgrid.encodings import HashGrid, MulFAGrid
 from ntkgrid.ntk import nt_ntk, structured_ntk
 
 from ._cases import rel_err, to64
 
 GRIDS = {
     "multigrid": MultiGrid(dim=2, num_levels=2, features_per_level=2, min_res=3, max_res=6),
-    "hashgrid": HashGrid(dim=2, n_levels=2, n_features_per_level=2, log2_hashmap_size=4, base_resolution=3),
+    "hashgrid": HashGrid(dim=2, num_levels=2, features_per_level=2, log2_table_size=4, min_res=3),
     "mulfagrid": MulFAGrid(dim=2, num_levels=2, features_per_level=2, min_res=3, max_res=6),
 }
 

@@ -3,7 +3,7 @@
 The reference below is written from tcnn's ``common_device.h`` / ``encodings/grid.h``
 (``grid_scale``, ``grid_resolution``, ``pos_fract``, ``grid_index``,
 ``coherent_prime_hash``) with Python integers and an explicit ``& 0xFFFFFFFF`` for
-uint32 wrap-around; it shares no code with :mod:`ntkgrid.hashgrid` or
+uint32 wrap-around; it shares no code with :mod:`ntkgrid.encodings.hashgrid` or
 :mod:`ntkgrid.interpolate`.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from ntkgrid.hashgrid import HashGrid, hash_corners, hash_levels
+from ntkgrid.encodings.hashgrid import HashGrid, hash_corners, hash_levels
 from ntkgrid.models import CoordinateMLP
 from ntkgrid.ntk import structured_ntk
 
@@ -95,7 +95,7 @@ def ref_level_corners(x, level, interpolation, dtype):
 
 def ref_encode(x, tables, levels, interpolation, dtype):
     feats = []
-    for table, level in zip(tables, levels):
+    for table, level in zip(tables, levels, strict=True):
         rows = ref_level_corners(x, level, interpolation, dtype)
         feats.append(np.array([sum(w * table[r].astype(np.float64) for r, w in pt) for pt in rows]))
     return np.concatenate(feats, axis=-1)
@@ -124,7 +124,7 @@ def make_points(d, rng, n_random=24, low=0.0, high=1.0):
 def random_tables(module, dtype, seed=0):
     rng = np.random.default_rng(seed)
     return {
-        f"level_{lv.level}": rng.normal(size=(lv.params_in_level, module.n_features_per_level)).astype(dtype)
+        f"level_{lv.level}": rng.normal(size=(lv.params_in_level, module.features_per_level)).astype(dtype)
         for lv in module.levels()
     }
 
@@ -153,7 +153,7 @@ def test_instant_ngp_nerf_config_matches_tcnn_allocation():
     # tcnn's n_params(): F * offset_table[n_levels]. 12,196,240 is also the grid size that
     # third-party loaders of instant-ngp NeRF snapshots split off params_binary.
     assert m.n_params() == 12_196_240
-    for lv, ref in zip(levels, ref_levels(3, 16, 19, 16, b)):
+    for lv, ref in zip(levels, ref_levels(3, 16, 19, 16, b), strict=True):
         assert (lv.scale, lv.resolution, lv.params_in_level, lv.hashed) == (float(ref[0]), *ref[1:])
 
 
@@ -161,7 +161,7 @@ def test_tcnn_unit_test_config():
     # tiny-cuda-nn's tests/test_grid.cu ("GridEncoding sanity checks"): 3D, base 32,
     # T = 2^16, F = 2, 20 levels, b = 1.5 -> level 0 dense 32^3, then 65536-row hash tables,
     # n_params() == 2555904.
-    m = HashGrid(dim=3, n_levels=20, log2_hashmap_size=16, base_resolution=32, per_level_scale=1.5)
+    m = HashGrid(dim=3, num_levels=20, log2_table_size=16, min_res=32, per_level_scale=1.5)
     levels = m.levels()
     assert m.output_dim() == 40
     assert (levels[0].params_in_level, levels[0].hashed) == (32**3, False)
@@ -181,16 +181,16 @@ def test_default_config_2d():
 
 def test_param_count_edge_cases():
     # Padding to a multiple of 8 and tcnn's MAX_BASES / max_params caps.
-    (lv,) = hash_levels(dim=3, n_levels=1, log2_hashmap_size=10, base_resolution=5)
+    (lv,) = hash_levels(dim=3, num_levels=1, log2_table_size=10, min_res=5)
     assert (lv.resolution, lv.params_in_level, lv.hashed) == (5, 128, False)  # 125 -> 128
-    (lv,) = hash_levels(dim=3, n_levels=1, log2_hashmap_size=31, base_resolution=1700)
+    (lv,) = hash_levels(dim=3, num_levels=1, log2_table_size=31, min_res=1700)
     assert (lv.params_in_level, lv.hashed) == (2**31, True)  # R^3 > 2^31 and R > MAX_BASES[3]
-    (lv,) = hash_levels(dim=1, n_levels=1, log2_hashmap_size=3, base_resolution=8)
+    (lv,) = hash_levels(dim=1, num_levels=1, log2_table_size=3, min_res=8)
     assert (lv.params_in_level, lv.hashed) == (8, False)
-    (lv,) = hash_levels(dim=1, n_levels=1, log2_hashmap_size=3, base_resolution=9)
+    (lv,) = hash_levels(dim=1, num_levels=1, log2_table_size=3, min_res=9)
     assert (lv.params_in_level, lv.hashed) == (8, True)
     for d in (1, 2, 3):
-        for ours, ref in zip(hash_levels(d, 12, 14, 3, 1.7), ref_levels(d, 12, 14, 3, 1.7)):
+        for ours, ref in zip(hash_levels(d, 12, 14, 3, 1.7), ref_levels(d, 12, 14, 3, 1.7), strict=True):
             assert (ours.scale, ours.resolution, ours.params_in_level, ours.hashed) == (float(ref[0]), *ref[1:])
 
 
@@ -199,7 +199,7 @@ def test_param_count_edge_cases():
 
 def _check_against_reference(d, interpolation, dtype, b=2.0, low=0.0, high=1.0, seed=0):
     log2_t = CASES[d]
-    m = HashGrid(dim=d, n_levels=3, log2_hashmap_size=log2_t, base_resolution=5, per_level_scale=b,
+    m = HashGrid(dim=d, num_levels=3, log2_table_size=log2_t, min_res=5, per_level_scale=b,
                  interpolation=interpolation, param_dtype=dtype)  # fmt: skip
     levels = ref_levels(d, 3, log2_t, 5, b)
     hashed = [lv[3] for lv in levels]
@@ -212,7 +212,7 @@ def _check_against_reference(d, interpolation, dtype, b=2.0, low=0.0, high=1.0, 
         return m.apply({"params": params}, x), [hash_corners(x, lv, interpolation) for lv in m.levels()]
 
     out, corners = run(jnp.asarray(x), params)
-    for (idx, w), ref in zip(corners, levels):  # indices: exact; weights: to rounding
+    for (idx, w), ref in zip(corners, levels, strict=True):  # indices: exact; weights: to rounding
         assert idx.dtype == jnp.int32 and w.dtype == dtype
         rows = ref_level_corners(x, ref, interpolation, dtype)
         np.testing.assert_array_equal(np.asarray(idx), [[r for r, _ in pt] for pt in rows])
@@ -245,21 +245,21 @@ def test_matches_reference_non_integer_scales(d):
 def test_outside_unit_cube_wraps_like_tcnn(d):
     # No clamping: negative vertices wrap to uint32 and every index is taken mod P.
     _check_against_reference(d, "linear", np.float32, low=-2.5, high=3.5, seed=1)
-    m = HashGrid(dim=d, n_levels=3, log2_hashmap_size=CASES[d], base_resolution=5)
+    m = HashGrid(dim=d, num_levels=3, log2_table_size=CASES[d], min_res=5)
     x = jnp.asarray(np.random.default_rng(2).uniform(-1e4, 1e4, (64, d)), jnp.float32)
     all_idx = jax.jit(lambda y: [hash_corners(y, lv)[0] for lv in m.levels()])(x)
-    for lv, idx in zip(m.levels(), all_idx):
+    for lv, idx in zip(m.levels(), all_idx, strict=True):
         assert int(idx.min()) >= 0 and int(idx.max()) < lv.params_in_level
 
 
 def test_x_equal_one_wraps_on_dense_levels():
     # Integer scale s: x = 1 sits mid-cell s, whose upper vertex s + 1 = R is past the grid.
-    (lv,) = hash_levels(dim=1, n_levels=1, log2_hashmap_size=10, base_resolution=5)
+    (lv,) = hash_levels(dim=1, num_levels=1, log2_table_size=10, min_res=5)
     assert (lv.scale, lv.resolution, lv.params_in_level, lv.hashed) == (4.0, 5, 8, False)
     idx, w = hash_corners(jnp.array([[1.0], [0.0]]), lv)
     np.testing.assert_array_equal(idx, [[4, 5], [0, 1]])  # row 5: padding, as in tcnn
     np.testing.assert_allclose(w, [[0.5, 0.5], [0.5, 0.5]])
-    (lv,) = hash_levels(dim=2, n_levels=1, log2_hashmap_size=10, base_resolution=5)
+    (lv,) = hash_levels(dim=2, num_levels=1, log2_table_size=10, min_res=5)
     idx, _ = hash_corners(jnp.array([[1.0, 0.0]]), lv)
     np.testing.assert_array_equal(idx, [[4, 5, 9, 10]])  # (5, 0) -> row 5 == vertex (0, 1)
 
@@ -268,7 +268,7 @@ def test_x_equal_one_wraps_on_dense_levels():
 
 
 def test_init_shapes_and_range():
-    m = HashGrid(dim=2, n_levels=3, log2_hashmap_size=9, base_resolution=6, per_level_scale=1.7)
+    m = HashGrid(dim=2, num_levels=3, log2_table_size=9, min_res=6, per_level_scale=1.7)
     variables = jax.jit(m.init)(jax.random.PRNGKey(0), jnp.zeros((3, 2)))
     assert set(variables) == {"params"}
     params = variables["params"]
@@ -288,7 +288,7 @@ def test_init_shapes_and_range():
 
 
 def test_shapes_include_input_and_errors():
-    m = HashGrid(dim=3, n_levels=3, log2_hashmap_size=8, base_resolution=4, include_input=True)
+    m = HashGrid(dim=3, num_levels=3, log2_table_size=8, min_res=4, include_input=True)
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 5, 3))
     variables = jax.jit(m.init)(jax.random.PRNGKey(0), x)
     out = jax.jit(m.apply)(variables, x)
@@ -304,7 +304,7 @@ def test_shapes_include_input_and_errors():
 
 
 def test_jit_vmap_and_table_gradient_scatter():
-    m = HashGrid(dim=2, n_levels=4, log2_hashmap_size=8, base_resolution=5)
+    m = HashGrid(dim=2, num_levels=4, log2_table_size=8, min_res=5)
     x = make_points(2, np.random.default_rng(3)).astype(np.float32)
     params = random_tables(m, np.float32, 3)
     out = m.apply({"params": params}, x)
@@ -329,7 +329,7 @@ def test_jit_vmap_and_table_gradient_scatter():
 def test_check_grads(interpolation):
     with jax.enable_x64(True):
         # Level 0 dense (5^2 vertices -> 32 rows), level 1 hashed (10^2 vertices, 64 rows).
-        m = HashGrid(dim=2, n_levels=2, log2_hashmap_size=6, base_resolution=5, interpolation=interpolation,
+        m = HashGrid(dim=2, num_levels=2, log2_table_size=6, min_res=5, interpolation=interpolation,
                      param_dtype=jnp.float64)  # fmt: skip
         assert [lv.hashed for lv in m.levels()] == [False, True]
         x = jnp.asarray(np.random.default_rng(5).uniform(0.05, 0.95, (16, 2)))
@@ -342,7 +342,7 @@ def test_check_grads(interpolation):
 
 
 def test_nearest_has_zero_input_gradient():
-    m = HashGrid(dim=2, n_levels=3, log2_hashmap_size=8, base_resolution=5, interpolation="nearest")
+    m = HashGrid(dim=2, num_levels=3, log2_table_size=8, min_res=5, interpolation="nearest")
     x = jnp.asarray(np.random.default_rng(6).uniform(0, 1, (8, 2)), jnp.float32)
     params = random_tables(m, np.float32, 6)
     g = jax.jit(jax.grad(lambda y: jnp.sum(m.apply({"params": params}, y))))(x)
@@ -352,7 +352,7 @@ def test_nearest_has_zero_input_gradient():
 def test_inside_coordinate_mlp_and_structured_ntk():
     # Small tables (T = 2^6) so the hashed levels have collisions, which the structured
     # kernel must count through equal row indices.
-    enc = HashGrid(dim=2, n_levels=3, log2_hashmap_size=6, base_resolution=5)
+    enc = HashGrid(dim=2, num_levels=3, log2_table_size=6, min_res=5)
     assert [lv.hashed for lv in enc.levels()] == [False, True, True]
     model = CoordinateMLP(encoding=enc, hidden=(16,), out_dim=2)
     x = jax.random.uniform(jax.random.PRNGKey(2), (12, 2))

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntkgrid.config import PARAMETERIZATIONS, EncodingConfig, TrainConfig
+from ntkgrid.config import PARAMETERIZATIONS, MultiGridConfig, TrainConfig
 from ntkgrid.models import PARAMETERIZATIONS as MODEL_PARAMETERIZATIONS
 from ntkgrid.models import CoordinateMLP
 
@@ -86,7 +86,7 @@ def test_signed_coords_map_unit_square_to_minus_one_one():
 
 
 def test_signed_coords_leave_grid_lookup_on_the_unit_square():
-    cfg = TrainConfig(hidden=(8,), encoding=EncodingConfig("multigrid", num_levels=1, min_res=4, max_res=4))
+    cfg = TrainConfig(hidden=(8,), encoding=MultiGridConfig(num_levels=1, min_res=4, max_res=4))
     x = jnp.asarray(np.random.default_rng(1).random((6, 2)), jnp.float32)
     unit, signed = cfg.model(2, 1), cfg.replace(coords="signed").model(2, 1)
     v = unit.init(jax.random.PRNGKey(0), x)

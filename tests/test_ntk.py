@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ntkgrid import CoordinateMLP, FourierFeatures, GaussianFourierFeatures, Identity, MultiGrid
-from ntkgrid.hashgrid import HashGrid
+from ntkgrid.encodings import HashGrid
 from ntkgrid.ntk import empirical_ntk, nt_ntk, structured_ntk
 
 from ._cases import f32_matmul_tol, jacobian_ntk, rel_err
@@ -21,8 +21,8 @@ ENCODINGS = {
     "multigrid_1d": (MultiGrid(dim=1, num_levels=2, features_per_level=3, min_res=4, max_res=11), 1),
     "multigrid_2d": (MultiGrid(dim=2, num_levels=2, features_per_level=2, min_res=3, max_res=7), 2),
     "multigrid_3d": (MultiGrid(dim=3, num_levels=2, features_per_level=2, min_res=3, max_res=5, spacing="log"), 3),
-    "hashgrid": (HashGrid(dim=2, n_levels=3, n_features_per_level=2, log2_hashmap_size=5,
-                          base_resolution=2, per_level_scale=2.0), 2),
+    "hashgrid": (HashGrid(dim=2, num_levels=3, features_per_level=2, log2_table_size=5,
+                          min_res=2, per_level_scale=2.0), 2),
 }
 
 # (encoding, hidden layers, outputs): every encoding; depths 1 to 8; 1 and 3 outputs.

@@ -165,12 +165,12 @@ def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobi
     import jax.flatten_util
     import jax.numpy as jnp
 
-    from ntkgrid.config import EncodingConfig, TrainConfig
+    from ntkgrid.config import MultiGridConfig, TrainConfig
     from ntkgrid.training import fit
 
     cfg = TrainConfig(hidden=(8, 8), loss="bce", epochs=2, batch_size=32, learning_rate=5.0, ntk_points=0,
-                      checkpoints=(2,), encoding=EncodingConfig("multigrid", features_per_level=2, num_levels=2,
-                                                                  min_res=3, max_res=5))
+                      checkpoints=(2,), encoding=MultiGridConfig(features_per_level=2, num_levels=2,
+                                                                 min_res=3, max_res=5))
     rng = np.random.default_rng(0)
     x = rng.random((128, 3)).astype(np.float32)
     y = (_inside_octahedron(x)[:, None]).astype(np.float32)

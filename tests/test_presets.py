@@ -47,6 +47,13 @@ def test_table3_verbatim(name):
         assert getattr(cfg.encoding, k) == v, k
 
 
+def test_paper_encodings_name_every_paper_table():
+    assert P.PAPER_ENCODINGS == ("baseline", "fourier", "multigrid")
+    assert set(P.IMAGENET) == set(P.PAPER_ENCODINGS) == set(P.PAPER_PSNR["imagenet"])
+    assert all(set(table) == set(P.PAPER_ENCODINGS) for table in P.OCCUPANCY.values())
+    assert {c.encoding.kind for c in P.SCALING.values()} == set(P.PAPER_ENCODINGS)
+
+
 def test_paper_psnr_is_table1():
     assert P.PAPER_PSNR == TABLE1
 

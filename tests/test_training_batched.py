@@ -18,7 +18,7 @@ import numpy as np
 import optax
 import pytest
 
-from ntkgrid.config import EncodingConfig, TrainConfig
+from ntkgrid.config import MultiGridConfig, TrainConfig
 from ntkgrid.data.images import image_to_dataset
 from ntkgrid.training import TRACE_COUNTS, RunResult, batched, fit, load_run, make_batch_epoch_fn
 
@@ -27,7 +27,7 @@ from ._cases import BACKEND, f32_matmul_tol
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16
 CFG = TrainConfig(hidden=(32, 32), learning_rate=10.0, epochs=4, batch_size=16, ntk_points=16,
-                  encoding=EncodingConfig("multigrid", num_levels=2, features_per_level=2, min_res=8, max_res=32))
+                  encoding=MultiGridConfig(num_levels=2, features_per_level=2, min_res=8, max_res=32))
 #: Batched vs sequential metrics, relative: 1e-6 on the CPU in float32 (the issue's bound; we
 #: see equality). On a GPU the batched matmuls run in TF32 along other kernels and the grid
 #: gradients' scatter-adds are not ordered, so SGD may drift: 2x the TF32 bound of _cases.

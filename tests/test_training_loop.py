@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from ntkgrid.config import EncodingConfig, TrainConfig
+from ntkgrid.config import FourierConfig, MultiGridConfig, TrainConfig
 from ntkgrid.training import HISTORY_KEYS, TRACE_COUNTS, fit, load_run, make_epoch_fn, predict
 
 from ._training_cases import MULTIGRID, SMALL, Interrupt, astronaut, sphere, tree_equal
@@ -81,7 +81,7 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
 
 def test_same_seed_same_numbers_and_quiet_without_terminal(capfd):
     x, y = astronaut(16)
-    cfg = SMALL.replace(encoding=EncodingConfig("fourier", num_frequencies=4), epochs=4)
+    cfg = SMALL.replace(encoding=FourierConfig(num_frequencies=4), epochs=4)
     a = fit(cfg, x, y, image_shape=(16, 16))
     make_epoch_fn.cache_clear()  # the second run compiles afresh
     b = fit(cfg, x, y, image_shape=(16, 16))
@@ -110,7 +110,7 @@ def test_divergence_is_recorded_not_raised(tmp_path, checkpoints, measured):
 
 def test_bce_occupancy_improves_accuracy():
     x, y = sphere(4096)
-    cfg = TrainConfig(encoding=EncodingConfig("multigrid", num_levels=1, min_res=8, max_res=8), hidden=(32, 32),
+    cfg = TrainConfig(encoding=MultiGridConfig(num_levels=1, min_res=8, max_res=8), hidden=(32, 32),
                       loss="bce", learning_rate=10.0, epochs=8, batch_size=64, ntk_points=0)
     r = fit(cfg, x, y, epoch_size=1024)
     first, last = r.history[0], r.history[-1]

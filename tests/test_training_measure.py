@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ntkgrid.config import EncodingConfig
+from ntkgrid.config import MultiGridConfig
 from ntkgrid.training import fit, predict, training_set_points
 
 from ._training_cases import MULTIGRID, SMALL, astronaut
@@ -58,7 +58,7 @@ def test_ms_ssim_matches_pytorch_msssim_on_trained_model_output():
     torch = pytest.importorskip("torch", reason="torch is needed for the pytorch-msssim oracle")
     pytorch_msssim = pytest.importorskip("pytorch_msssim", reason="pytorch-msssim is not installed")
     x, y = astronaut(crop=176)  # > 160 px: all five scales
-    cfg = SMALL.replace(encoding=EncodingConfig("multigrid", num_levels=1, min_res=64, max_res=64),
+    cfg = SMALL.replace(encoding=MultiGridConfig(num_levels=1, min_res=64, max_res=64),
                         epochs=2, batch_size=256, checkpoints=(2,))
     r = fit(cfg, x, y, image_shape=(176, 176))
     ours = r.history[-1]

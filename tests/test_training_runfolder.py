@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ntkgrid.config import EncodingConfig
+from ntkgrid.config import FourierConfig
 from ntkgrid.training import fit, load_run
 
 from ._training_cases import SMALL, Interrupt, astronaut, interrupt_at, tree_equal
@@ -15,7 +15,7 @@ from ._training_cases import SMALL, Interrupt, astronaut, interrupt_at, tree_equ
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     x, y = astronaut(16)
-    cfg = SMALL.replace(encoding=EncodingConfig("fourier", num_frequencies=4), epochs=4, checkpoints=(0, 2, 4))
+    cfg = SMALL.replace(encoding=FourierConfig(num_frequencies=4), epochs=4, checkpoints=(0, 2, 4))
     ref = fit(cfg, x, y, eval_fn=interrupt_at(0, []))
 
     calls: list = []

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid._taps import tap
-from ntkgrid.encodings import check_dim, level_resolutions, sparse_structure
+from ntkgrid.encodings.base import check_dim, level_resolutions, sparse_structure
 from ntkgrid.interpolate import corner_bits, corner_weights, dense_cells, dense_strides
 
 __all__ = ["MulFAGrid", "fourier_features", "mfn_filters", "mfn_logits", "mulfa_weights"]
@@ -158,9 +158,9 @@ class MulFAGrid(nn.Module):
     """
 
     dim: int  # coordinate dimension d (1, 2 or 3)
-    num_levels: int = 1  # L, number of grids
-    features_per_level: int = 2  # k, learnable scalars per node
-    min_res: int = 16  # nodes per axis of the coarsest level
+    num_levels: int = 1  # L, number of grids (tcnn: n_levels)
+    features_per_level: int = 2  # k, learnable scalars per node (tcnn: n_features_per_level)
+    min_res: int = 16  # nodes per axis of the coarsest level (tcnn: base_resolution)
     max_res: int = 128  # nodes per axis of the finest level
     spacing: str = "linear"  # resolutions between levels: "linear" or "log" (as MultiGrid)
     init_std: float = 0.01  # node features start N(0, init_std^2)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkgrid.encodings import check_dim, grid_level
+from ntkgrid.encodings.base import check_dim, grid_level
 from ntkgrid.interpolate import corner_bits, corner_weights
 
 __all__ = ["HASH_PRIMES", "HashGrid", "HashLevel", "grid_index", "hash_corners", "hash_levels"]
@@ -72,9 +72,9 @@ def _next_multiple(v: int, m: int) -> int:
 
 def hash_levels(
     dim: int,
-    n_levels: int = 16,
-    log2_hashmap_size: int = 19,
-    base_resolution: int = 16,
+    num_levels: int = 16,
+    log2_table_size: int = 19,
+    min_res: int = 16,
     per_level_scale: float = 2.0,
 ) -> list[HashLevel]:
     """Per-level scale, resolution, table size and dense/hash choice, as tcnn computes them.
@@ -82,22 +82,32 @@ def hash_levels(
     The scale is evaluated in float32 exactly as tcnn's host code does (``per_level_scale``
     is a float there, ``log2`` and ``exp2`` are float32), so resolutions agree with tcnn's
     even where ``scale`` is close to an integer.
+
+    Args:
+      dim: coordinate dimension d (1..7).
+      num_levels: L, number of levels (tcnn: ``n_levels``).
+      log2_table_size: log2 of the most rows a level's table may have (tcnn: ``log2_hashmap_size``).
+      min_res: N_min, vertices per axis of level 0 (tcnn: ``base_resolution``).
+      per_level_scale: b, growth of the scale between levels (tcnn: ``per_level_scale``).
+
+    Returns:
+      ``num_levels`` :class:`HashLevel` s, coarsest first.
     """
     if not 1 <= dim <= len(HASH_PRIMES):
         raise ValueError(f"HashGrid supports dim 1..{len(HASH_PRIMES)} (one hash prime per axis), got {dim}")
-    if n_levels < 1:
-        raise ValueError(f"n_levels must be at least 1, got {n_levels}")
-    if not 0 <= log2_hashmap_size <= 31:
-        raise ValueError(f"log2_hashmap_size must be in 0..31, got {log2_hashmap_size}")
-    if base_resolution < 1 or not per_level_scale > 0:
+    if num_levels < 1:
+        raise ValueError(f"num_levels must be at least 1, got {num_levels}")
+    if not 0 <= log2_table_size <= 31:
+        raise ValueError(f"log2_table_size must be in 0..31, got {log2_table_size}")
+    if min_res < 1 or not per_level_scale > 0:
         raise ValueError(
-            f"need base_resolution >= 1 and per_level_scale > 0, got {base_resolution}, {per_level_scale}"
+            f"need min_res >= 1 and per_level_scale > 0, got {min_res}, {per_level_scale}"
         )
     log2_b = np.log2(np.float32(per_level_scale))
-    hashmap_size = 1 << log2_hashmap_size
+    hashmap_size = 1 << log2_table_size
     levels = []
-    for level in range(n_levels):
-        scale = np.exp2(np.float32(level) * log2_b) * np.float32(base_resolution) - np.float32(1.0)
+    for level in range(num_levels):
+        scale = np.exp2(np.float32(level) * log2_b) * np.float32(min_res) - np.float32(1.0)
         if not np.isfinite(scale) or scale < 0:
             raise ValueError(f"level {level} has scale {scale}; per_level_scale={per_level_scale} is out of range")
         resolution = int(np.ceil(scale)) + 1
@@ -162,11 +172,11 @@ def hash_corners(x: jnp.ndarray, level: HashLevel, interpolation: str = "linear"
 class HashGrid(nn.Module):
     """Multiresolution hash encoding of Mueller et al. (2022), as in tiny-cuda-nn.
 
-    ``x: (..., d) -> (..., n_levels * n_features_per_level)``: level ``l`` interpolates a
+    ``x: (..., d) -> (..., num_levels * features_per_level)``: level ``l`` interpolates a
     table of ``P_l`` rows of ``F`` learnable features at the ``2**d`` vertices around
     ``x``, and the levels are concatenated (level-major, as tcnn's output). Definitions
     (scale, resolution, table size, dense index vs. spatial hash) are tcnn's; see
-    :mod:`ntkgrid.hashgrid` and :func:`hash_levels`.
+    :mod:`ntkgrid.encodings.hashgrid` and :func:`hash_levels`.
 
     **Half-cell offset.** Level ``l`` places vertex ``i`` at ``x = (i - 0.5) / scale_l``
     (tcnn's ``pos = x * scale + 0.5``, which staggers levels against each other), so
@@ -188,7 +198,7 @@ class HashGrid(nn.Module):
 
     **Parameters.** ``level_0 .. level_{L-1}``, each ``(P_l, F)``, initialised uniform in
     ``[-init_scale, init_scale]`` (tcnn: ``[-1e-4, 1e-4]``). Each level is tapped with
-    :func:`~ntkgrid.encodings.grid_level`, so the structured NTK sees it as a sparse op.
+    :func:`~ntkgrid.encodings.base.grid_level`, so the structured NTK sees it as a sparse op.
 
     Differences from tiny-cuda-nn, and why:
 
@@ -217,10 +227,10 @@ class HashGrid(nn.Module):
     """
 
     dim: int  # coordinate dimension d (1..7; tcnn compiles 2, 3, 4)
-    n_levels: int = 16  # L, number of levels
-    n_features_per_level: int = 2  # F, learnable features per table row
-    log2_hashmap_size: int = 19  # T = 2**log2_hashmap_size, the most rows a level's table may have
-    base_resolution: int = 16  # N_min: level 0 has scale N_min - 1 and N_min vertices per axis
+    num_levels: int = 16  # L, number of levels (tcnn: n_levels)
+    features_per_level: int = 2  # F, learnable features per table row (tcnn: n_features_per_level)
+    log2_table_size: int = 19  # T = 2**log2_table_size, most rows a level's table may have (tcnn: log2_hashmap_size)
+    min_res: int = 16  # N_min: level 0 has scale N_min - 1 and N_min vertices per axis (tcnn: base_resolution)
     per_level_scale: float = 2.0  # b: growth of the scale between levels (tcnn default 2.0)
     interpolation: str = "linear"  # "linear", "smoothstep" or "nearest", as tcnn's interpolation
     init_scale: float = 1e-4  # tables start uniform in [-init_scale, init_scale] (tcnn: 1e-4)
@@ -229,15 +239,15 @@ class HashGrid(nn.Module):
 
     def levels(self) -> list[HashLevel]:
         """Per-level constants (scale, resolution, rows, hashed)."""
-        return hash_levels(self.dim, self.n_levels, self.log2_hashmap_size, self.base_resolution, self.per_level_scale)
+        return hash_levels(self.dim, self.num_levels, self.log2_table_size, self.min_res, self.per_level_scale)
 
     def n_params(self) -> int:
         """Total learnable scalars, tcnn's ``n_params()``: ``F * sum_l P_l``."""
-        return self.n_features_per_level * sum(lv.params_in_level for lv in self.levels())
+        return self.features_per_level * sum(lv.params_in_level for lv in self.levels())
 
     def output_dim(self) -> int:
         """Number of output features: ``L F`` (plus ``d`` with ``include_input``)."""
-        return self.n_levels * self.n_features_per_level + (self.dim if self.include_input else 0)
+        return self.num_levels * self.features_per_level + (self.dim if self.include_input else 0)
 
     def to_tcnn_params(self, params: dict) -> jnp.ndarray:
         """This module's ``params`` dict -> tcnn's flat ``(n_params,)`` parameter buffer."""
@@ -247,7 +257,7 @@ class HashGrid(nn.Module):
         """tcnn's flat ``(n_params,)`` buffer -> this module's ``params`` dict."""
         if flat.shape != (self.n_params(),):
             raise ValueError(f"expected a flat buffer of shape ({self.n_params()},), got {tuple(flat.shape)}")
-        out, offset, k = {}, 0, self.n_features_per_level
+        out, offset, k = {}, 0, self.features_per_level
         for lv in self.levels():
             size = lv.params_in_level * k
             out[f"level_{lv.level}"] = flat[offset : offset + size].reshape(lv.params_in_level, k)
@@ -270,7 +280,7 @@ class HashGrid(nn.Module):
             table = self.param(
                 name,
                 lambda key, shape, dt: init(key, shape, dt) - jnp.asarray(self.init_scale, dt),
-                (lv.params_in_level, self.n_features_per_level),
+                (lv.params_in_level, self.features_per_level),
                 self.param_dtype,
             )
             idx, w = hash_corners(x_pos, lv, self.interpolation)
