@@ -31,6 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
+from experiments import fail
 from ntkgrid import occupancy as occ
 from ntkgrid.files import safe_name, write_json
 
@@ -157,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         occ.configs_for("default_shape", args.preset, args.encodings, args.seed, setup=setup, tuned=tuned,
                         **overrides)  # validate early
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(str(err))
     out = Path(args.out)
     t_start = time.perf_counter()
     results, errors = [], []
