@@ -334,7 +334,7 @@ def _fake_remote(tmp_path: Path) -> str:
     ply = io.BytesIO()
     trimesh.creation.icosphere(2).export(ply, file_type="ply")
     data = ply.getvalue()
-    for name, (rel, member) in M.STANFORD_MODELS.items():
+    for rel, member in M.STANFORD_MODELS.values():
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if member is None:
@@ -373,7 +373,8 @@ def test_load_any_stanford_uses_cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "error",
-    [urllib.error.URLError("Name or service not known"), TimeoutError("timed out"), ConnectionRefusedError(111, "refused")],
+    [urllib.error.URLError("Name or service not known"), TimeoutError("timed out"),
+     ConnectionRefusedError(111, "refused")],
 )
 def test_download_unreachable_raises_helpful_dataerror(tmp_path, error):
     def urlopen(*a, **k):
