@@ -4,6 +4,7 @@ output, cached per checkpoint next to the run."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.files import write_bytes
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,9 +79,8 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
                 arrays[f"eigenvalues/{o}/{g}"] = sp.eigenvalues
                 for f in fields:
                     arrays[f"{f}/{o}/{g}"] = np.asarray(getattr(sp, f))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        write_bytes(cache, buf.getvalue())
     return out
 

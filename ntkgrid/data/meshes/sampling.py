@@ -4,9 +4,9 @@ settings, and :class:`FreshPoints`, a fresh uniform sample every epoch with cach
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ntkgrid.data.meshes.inside import occupancy
+from ntkgrid.files import write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -83,21 +84,9 @@ def sample_pools(
     cache_path = None
     if cache_dir is not None:
         cache_path = Path(cache_dir) / f"pools_{_pool_key(mesh, params)}.npz"
-        if cache_path.exists():
-            try:
-                with np.load(cache_path) as z:
-                    pools = {k: z[k] for k in _POOL_KEYS}
-                ok = (
-                    pools["points_uniform"].shape == (n_uniform, 3)
-                    and pools["labels_uniform"].shape == (n_uniform,)
-                    and pools["points_surface"].shape == (n_surface, 3)
-                    and pools["labels_surface"].shape == (n_surface,)
-                )
-                if ok:
-                    return pools
-                warnings.warn(f"{cache_path}: cached pools have wrong shapes; recomputing", stacklevel=2)
-            except Exception as exc:
-                warnings.warn(f"{cache_path}: unreadable cache ({exc}); recomputing", stacklevel=2)
+        pools = _load_pools(cache_path, n_uniform, n_surface)
+        if pools is not None:
+            return pools
 
     rng = np.random.default_rng(seed)
     pu = rng.random((n_uniform, 3))
@@ -116,16 +105,32 @@ def sample_pools(
         "labels_surface": labels[n_uniform:],
     }
     if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pools_", suffix=".npz.tmp", dir=cache_path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **pools)
-            os.replace(tmp, cache_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        np.savez(buf, **pools)
+        write_bytes(cache_path, buf.getvalue())
     return pools
+
+
+def _load_pools(cache_path: Path, n_uniform: int, n_surface: int) -> dict[str, np.ndarray] | None:
+    """The pools cached at ``cache_path``, or None (with a warning when the file exists but
+    is unreadable or holds pools of other sizes)."""
+    if not cache_path.exists():
+        return None
+    try:
+        with np.load(cache_path) as z:
+            pools = {k: z[k] for k in _POOL_KEYS}
+        ok = (
+            pools["points_uniform"].shape == (n_uniform, 3)
+            and pools["labels_uniform"].shape == (n_uniform,)
+            and pools["points_surface"].shape == (n_surface, 3)
+            and pools["labels_surface"].shape == (n_surface,)
+        )
+        if ok:
+            return pools
+        warnings.warn(f"{cache_path}: cached pools have wrong shapes; recomputing", stacklevel=3)
+    except Exception as exc:
+        warnings.warn(f"{cache_path}: unreadable cache ({exc}); recomputing", stacklevel=3)
+    return None
 
 
 def _box(bounds) -> np.ndarray:
@@ -194,11 +199,9 @@ class FreshPoints:
         self.seconds_labelling += time.perf_counter() - t0
         self.labelled += len(pts)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".epoch_", suffix=".npy.tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.packbits(lab))
-            os.replace(tmp, path)
+            buf = io.BytesIO()
+            np.save(buf, np.packbits(lab))
+            write_bytes(path, buf.getvalue())
         return lab
 
     def __call__(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
