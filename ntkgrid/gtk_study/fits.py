@@ -39,7 +39,19 @@ def _n_params(v) -> int:
 
 
 def fit_image(setup: GTKSetup, seed: int, log: Callable[[str], None] = print) -> dict:
-    """2D image fits: PSNR, MS-SSIM, error maps."""
+    """2D image fits: PSNR, MS-SSIM, error maps.
+
+    Arguments:
+      setup: ``image`` (bundled photo) at ``image_size`` px, ``image_epochs`` passes of
+        ``image_batch``-pixel SGD steps at ``image_lrs[model]``, for each of ``models``.
+      seed: initialisation, minibatch order and MulFAGrid filters.
+      log: where one line per model goes.
+
+    Returns:
+      ``{"image", "size", "target" (H, W, 3) float32 in [0, 1], "runs": {model: {"lr",
+      "params", "psnr" (dB), "ms_ssim", "ms_ssim_scales", "final_loss", "diverged",
+      "seconds", "_pred" (H, W, 3) float64}}}``.
+    """
     import jax
 
     from ntkgrid import metrics
@@ -68,7 +80,21 @@ def fit_image(setup: GTKSetup, seed: int, log: Callable[[str], None] = print) ->
 
 
 def fit_occupancy(setup: GTKSetup, seed: int, cache: Path, log: Callable[[str], None] = print) -> dict:
-    """3D occupancy fits on the default procedural shape: IoU on held-out pools, a slice."""
+    """3D occupancy fits on the default procedural shape: IoU on held-out pools, a slice.
+
+    Arguments:
+      setup: ``occ_pool`` training points (half near the surface), ``occ_eval`` held-out
+        points per pool, ``occ_epochs`` epochs of ``occ_steps`` steps of ``occ_batch``
+        points at ``occ_lrs[model]``, a ``occ_slice``-pixel slice at ``z = 0.5``.
+      seed: pools, initialisation, minibatch order and MulFAGrid filters.
+      cache: folder of the labelled pools.
+      log: where one line per model goes.
+
+    Returns:
+      ``{"shape", "slice_truth" (S, S) bool, "runs": {model: {"lr", "params",
+      "iou_uniform", "iou_surface", "final_loss", "diverged", "seconds", "_slice" (S, S)
+      bool}}}``.
+    """
     from ntkgrid.data.meshes import default_shape, occupancy
     from ntkgrid.occupancy import OccupancySetup, occupancy_metrics, prepare_data
     from ntkgrid.train import predict

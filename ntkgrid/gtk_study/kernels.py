@@ -22,7 +22,19 @@ def init(model, seed: int, x):
 
 def run_checks(setup: GTKSetup, seed: int) -> dict:
     """Results 1 and 2 measured on 2D grid models (float64): GTK vs neural-tangents,
-    gradient descent vs the GTK ODE, stationarity; and two non-linear contrasts."""
+    gradient descent vs the GTK ODE, stationarity; and two non-linear contrasts.
+
+    Arguments:
+      setup: ``check_points`` random points in ``[0, 1]^2``, ``check_steps`` gradient-descent
+        steps of size ``check_lr / lambda_max(G)``, ``check_models``, ``check_contrast``.
+      seed: points, initialisation and MulFAGrid filters.
+
+    Returns:
+      ``{model: {...}}`` with relative gaps (dimensionless): ``gtk_vs_neural_tangents``,
+      ``gd_vs_discrete_prediction``, ``gd_vs_ode`` (one per step), ``ode_tolerance``,
+      ``gtk_change``, ``residual_end``; ``lambda_max``, ``lr``, ``t_lambda_max``, ``seconds``;
+      and ``"contrast"`` (GTK changes of two models not linear in the grid) when asked.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -110,7 +122,19 @@ def _energy_summary(s: np.ndarray, freqs: np.ndarray, nyquist: float) -> dict:
 
 
 def panel_spectrum(setup: GTKSetup, seed: int, out: Path) -> dict:
-    """(a) GTK energy per Fourier mode and eigenvalues, 1D and 2D, dense grid vs MulFAGrid."""
+    """(a) GTK energy per Fourier mode and eigenvalues, 1D and 2D, dense grid vs MulFAGrid.
+
+    Arguments:
+      setup: ``spectrum_points`` points on ``[0, 1]`` and a ``spectrum_res``-node grid (1D);
+        a ``lattice x lattice`` point lattice and ``lattice_res`` nodes per axis (2D).
+      seed: initialisation and MulFAGrid filters.
+      out: folder of ``spectrum_1d.png`` and ``spectrum_2d.png``.
+
+    Returns:
+      ``{"1d": {model: summary}, "2d": {...}}``; a summary holds ``total`` energy, the
+      share ``above_grid_nyquist``, ``half_energy_frequency`` and ``p99_energy_frequency``
+      (cycles per unit), ``grid_nyquist``, ``rank``, ``grid_offdiag_fraction``, ``lambda_max``.
+    """
     import jax
 
     from ntkgrid.gtk import fourier_rayleigh, gtk
@@ -149,7 +173,20 @@ def panel_spectrum(setup: GTKSetup, seed: int, out: Path) -> dict:
 
 
 def panel_bounds(setup: GTKSetup, seed: int, out: Path) -> dict:
-    """(b) Generalisation bound of a two-point dataset over (Y1, Y2), dense vs MulFAGrid."""
+    """(b) Generalisation bound of a two-point dataset over (Y1, Y2), dense vs MulFAGrid.
+
+    Arguments:
+      setup: ``bound_pair`` (two points in ``[0, 1]^2``), ``bound_labels`` values of each
+        label in ``[-1, 1]``, ``bound_random_pairs`` pairs within one cell, ``bound_res``
+        nodes per axis, ``bound_ridge``.
+      seed: random pairs (``seed + 1``), initialisation and MulFAGrid filters.
+      out: folder of ``bounds.png``.
+
+    Returns:
+      ``pair``, its 2x2 ``gtk`` per model, ``mean_bound`` per model,
+      ``fraction_mulfagrid_lower`` (share of the label grid), and the same over the random
+      pairs (``random_pairs_*``).
+    """
     import jax
     import jax.numpy as jnp
 
