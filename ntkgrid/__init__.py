@@ -23,6 +23,7 @@ _LAZY = {
     "fit_batch": "ntkgrid.batched", "BatchRun": "ntkgrid.batched",
     "empirical_ntk": "ntkgrid.ntk", "ntk_spectrum": "ntkgrid.spectrum", "offdiag_fraction": "ntkgrid.spectrum",
     "compare_spectra": "ntkgrid.theory", "predict_training": "ntkgrid.theory",
+    "image_to_dataset": "ntkgrid.data.images",
 }
 
 __all__ = [
