@@ -132,7 +132,17 @@ def write_results(results: Sequence[MeshResult], errors: Sequence[dict], out_dir
                   meta: Mapping[str, Any]) -> tuple[Path, Path]:
     """``results.json`` (``meta``, per-mesh :meth:`MeshResult.to_json`, ``errors``) and
     ``report.md`` (one table row per mesh and encoding, the figures, the failures) in
-    ``out_dir``. Returns both paths."""
+    ``out_dir``.
+
+    Arguments:
+      results: the meshes that ran.
+      errors: ``{"mesh", "source", "error"}`` of the meshes that failed.
+      out_dir: the run folder.
+      meta: the run's settings (``preset``, ``seed``, ``ntk_output``, ...), stored as is.
+
+    Returns:
+      ``(results.json path, report.md path)``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"meta": dict(meta), "meshes": [r.to_json() for r in results], "errors": list(errors)}

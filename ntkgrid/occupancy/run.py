@@ -71,6 +71,21 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     ``sigmoid(logit) = 0.5`` at ``setup.mc_resolution``), ``render.png`` (ground truth
     beside each encoding, one camera), ``iou_curve.png`` (held-out IoU against epochs),
     ``metrics.json`` (:meth:`MeshResult.to_json`). A rerun reuses finished runs.
+
+    Arguments:
+      mesh: the normalised mesh (longest side spanning ``[0, 1]``).
+      name: the mesh's name (folder-safe); picks its Table 4 row (:func:`mesh_preset_key`).
+      configs: ``{encoding: TrainConfig}`` (:func:`configs_for`), trained in this order.
+      setup: sampling, kernel and picture settings.
+      out_dir: the mesh's folder.
+      seed: pools, fresh points and NTK points (the configs carry the training seed).
+      cache_dir: labelled pools and per-seed label caches (None: nothing cached).
+      progress: per-epoch progress bars.
+      log: where the one-line summaries go.
+      load_seconds: wall time the caller spent loading the mesh (stored in the result).
+
+    Returns:
+      The :class:`MeshResult`, also written as ``metrics.json``.
     """
     from ntkgrid import render as R
     from ntkgrid.data.meshes import mesh_info
