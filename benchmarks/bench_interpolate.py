@@ -58,7 +58,6 @@ import time
 import numpy as np
 
 from experiments import fail
-from ntkgrid.files import write_json
 
 CASES = {  # name: (resolution per axis, dimension, features per node)
     "2d-512-k2": (512, 2, 2),
@@ -293,6 +292,7 @@ def main(argv=None) -> int:
             del fns
 
     if args.json:
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
         write_json(args.json, {"argv": sys.argv[1:], "threads": threads, "backend": backend,
                                "keep_freed_memory": keep, "results": rows})
         print(f"wrote {args.json}")

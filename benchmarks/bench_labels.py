@@ -31,8 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkgrid.files import write_json
-
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
@@ -139,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         processor=platform.processor(),
     )
     if args.json:
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
         write_json(args.json, result, indent=2)
         print(f"wrote {args.json}")
     return 0

@@ -31,8 +31,6 @@ import time
 
 import numpy as np
 
-from ntkgrid.files import write_json
-
 
 def _setup(n: int):
     import jax
@@ -222,6 +220,7 @@ def main(argv=None) -> int:
         print(_fmt_full(full[-1]), flush=True)
     result = {"benchmark": "ntk", "rows": rows, "full_image": full}
     if args.json:
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
         write_json(args.json, result, indent=2)
     return 0
 

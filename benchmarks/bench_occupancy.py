@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 
 from experiments import fail
-from ntkgrid.files import read_json, write_json
 
 
 def _cpu_seconds() -> float:
@@ -120,6 +119,8 @@ def throughput(mesh_path: str | None, epochs: int = 2, points_per_epoch: int = 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ntkgrid.files import read_json, write_json  # here, not at the top: ntkgrid imports JAX
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--throughput" in argv:
         ap = argparse.ArgumentParser(description="points/s of labelling and training (paper preset)")

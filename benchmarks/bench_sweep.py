@@ -34,8 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-from ntkgrid.files import write_json
-
 
 def _configs(epochs: int) -> dict:
     from ntkgrid import presets
@@ -128,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
               "images_per_minute": per_min, "seconds": total, "ratio": ratio, "rows": rows,
               "machine": {**sweep.describe_machine(), "loadavg_start": load0, "loadavg_end": load1}}
     if args.json is not None:
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
         write_json(args.json, result)
     return 0
 

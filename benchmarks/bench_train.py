@@ -39,8 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkgrid.files import write_json
-
 CASES = (  # (name, encoding kwargs for ntkgrid's EncodingConfig)
     ("baseline", dict(kind="baseline")),
     ("fourier L=8", dict(kind="fourier", num_frequencies=8)),
@@ -242,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average start {load0[0]:.1f}, end {machine['loadavg_end'][0]:.1f} on {os.cpu_count()} CPUs")
     result = {"rows": rows, "machine": machine, "hidden": list(HIDDEN), "lr": LR, "torch_threads": list(threads)}
     if args.json is not None:
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
         write_json(args.json, result)
     return 0
 
