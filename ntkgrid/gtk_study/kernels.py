@@ -48,7 +48,7 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
         gtk_gd_prediction,
         gtk_ode_prediction,
     )
-    from ntkgrid.hashgrid import HashGrid
+    from ntkgrid.encodings import HashGrid
     from ntkgrid.ntk import structured_ntk
     from ntkgrid.spectrum import kernel_change, offdiag_fraction
 

@@ -61,8 +61,7 @@ def grid_encodings(setup: GTKSetup, dim: int, res: int, seed: int) -> dict:
     """The one-level dense grid and MulFAGrid of panels (a), (b) and the checks (float64)."""
     import jax.numpy as jnp
 
-    from ntkgrid.encodings import MultiGrid
-    from ntkgrid.mulfagrid import MulFAGrid
+    from ntkgrid.encodings import MulFAGrid, MultiGrid
 
     common = dict(dim=dim, num_levels=1, features_per_level=setup.features, min_res=res, max_res=res,
                   param_dtype=jnp.float64)
