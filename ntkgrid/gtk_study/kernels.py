@@ -39,6 +39,7 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
     import jax.numpy as jnp
 
     from ntkgrid import CoordinateMLP
+    from ntkgrid.encodings import HashGrid
     from ntkgrid.gtk import (
         gd_ode_tolerance,
         gradient_descent,
@@ -48,7 +49,6 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
         gtk_gd_prediction,
         gtk_ode_prediction,
     )
-    from ntkgrid.encodings import HashGrid
     from ntkgrid.ntk import structured_ntk
     from ntkgrid.spectrum import kernel_change, offdiag_fraction
 
