@@ -49,7 +49,6 @@ table) over the median time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -57,6 +56,8 @@ import sys
 import time
 
 import numpy as np
+
+from experiments import fail
 
 CASES = {  # name: (resolution per axis, dimension, features per node)
     "2d-512-k2": (512, 2, 2),
@@ -94,7 +95,7 @@ def pin_threads(threads: int | None) -> int:
     available = sorted(os.sched_getaffinity(0))
     threads = len(available) if threads is None else threads
     if not 1 <= threads <= len(available):
-        raise SystemExit(f"--threads must be in 1..{len(available)}, got {threads}")
+        raise ValueError(f"--threads must be in 1..{len(available)}, got {threads}")
     os.sched_setaffinity(0, available[:threads])
     return threads
 
@@ -228,7 +229,10 @@ def main(argv=None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         os.execve(sys.executable, [sys.executable, "-m", "benchmarks.bench_interpolate", *argv],
                   {**os.environ, **_KEEP_FREED})
-    threads = pin_threads(args.threads)
+    try:
+        threads = pin_threads(args.threads)
+    except ValueError as err:
+        return fail(str(err))
 
     import jax
 
@@ -288,12 +292,12 @@ def main(argv=None) -> int:
             del fns
 
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"argv": sys.argv[1:], "threads": threads, "backend": backend, "keep_freed_memory": keep,
-                   "results": rows}, f, indent=1)
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
+        write_json(args.json, {"argv": sys.argv[1:], "threads": threads, "backend": backend,
+                               "keep_freed_memory": keep, "results": rows})
         print(f"wrote {args.json}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -22,7 +22,6 @@ the row (monotone; rows run from cheapest to dearest in memory).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import sys
@@ -37,7 +36,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mesh", default="default", help="mesh file, or 'default' (procedural shape)")
     ap.add_argument("--points", type=int, default=200_000, help="points for ntkgrid occupancy")
@@ -138,11 +137,11 @@ def main(argv: list[str] | None = None) -> dict:
         processor=platform.processor(),
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
+        write_json(args.json, result, indent=2)
         print(f"wrote {args.json}")
-    return result
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,10 +23,10 @@ one N x N float64 kernel (blocks, no N x P Jacobian).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import resource
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -163,7 +163,7 @@ def _fmt_full(r: dict) -> str:
             f"{r['kernel_gib']:.2f} GiB kernel")
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 8192])
     ap.add_argument("--repeats", type=int, default=3, help="timed repetitions of the structured kernel")
@@ -188,8 +188,8 @@ def main(argv=None) -> dict:
         with jax.enable_x64(True):
             model, v, x = _setup(n)
             structured_ntk(model, v, x, block_size=args.block_size)  # compile
-            row["structured_s"], k = _time(lambda: structured_ntk(model, v, x, block_size=args.block_size),
-                                           args.repeats if n <= 2048 else 1)
+            kernel = lambda m=model, v=v, x=x: structured_ntk(m, v, x, block_size=args.block_size)  # noqa: E731
+            row["structured_s"], k = _time(kernel, args.repeats if n <= 2048 else 1)
         t = time.perf_counter()
         s = spectrum_from_kernel(k)
         row["eigh_s"] = time.perf_counter() - t
@@ -220,9 +220,9 @@ def main(argv=None) -> dict:
         print(_fmt_full(full[-1]), flush=True)
     result = {"benchmark": "ntk", "rows": rows, "full_image": full}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-    return result
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
+        write_json(args.json, result, indent=2)
+    return 0
 
 
 def _fmt(r: dict) -> str:
@@ -235,4 +235,4 @@ def _fmt(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

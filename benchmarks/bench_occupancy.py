@@ -31,7 +31,6 @@ wall-clock rates fall with the load, CPU seconds much less.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -40,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from experiments import fail
 
 
 def _cpu_seconds() -> float:
@@ -117,7 +118,9 @@ def throughput(mesh_path: str | None, epochs: int = 2, points_per_epoch: int = 1
             "points_per_epoch": points_per_epoch, "epochs": epochs, "rows": rows}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
+    from ntkgrid.files import read_json, write_json  # here, not at the top: ntkgrid imports JAX
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--throughput" in argv:
         ap = argparse.ArgumentParser(description="points/s of labelling and training (paper preset)")
@@ -134,9 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"device {doc['device']} ({doc['backend']}), {os.cpu_count()} CPUs ({machine}), load average "
               f"{load0[0]:.1f} before, {doc['loadavg_after'][0]:.1f} after")
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(doc, indent=1) + "\n")
-        return doc
+            write_json(args.json, doc)
+        return 0
     extra = []
     if "--" in argv:
         i = argv.index("--")
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_occupancy_"))
     if out.exists() and any(out.iterdir()) and args.out is not None:
-        raise SystemExit(f"{out}: not empty; the benchmark needs a fresh directory")
+        return fail(f"{out}: not empty; the benchmark needs a fresh directory")
     cli = ["--preset", args.preset, "--out", str(out), "--no-progress", *extra]
     if args.mesh:
         cli = ["--mesh", *args.mesh, *cli]
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     rc = occupancy.main(cli)
     wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
     load1 = os.getloadavg()
-    results = json.loads((out / "results.json").read_text())
+    results = read_json(out / "results.json")
     rows = stage_rows(results)
     machine = f"{platform.machine()} {platform.processor() or ''}".strip()
     print(f"\nmachine: {os.cpu_count()} CPUs ({machine}), python {platform.python_version()}, "
@@ -181,12 +183,11 @@ def main(argv: list[str] | None = None) -> dict:
            "cpus": os.cpu_count(), "machine": machine, "stages": dict(rows), "iou": ious,
            "under_10_minutes": wall < 600.0}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        write_json(args.json, doc)
     if args.out is None:
         shutil.rmtree(out, ignore_errors=True)
-    return doc
+    return 1 if rc else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

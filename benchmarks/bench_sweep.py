@@ -29,8 +29,8 @@ machine and the load average.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -55,7 +55,7 @@ def _train(mode: str, cfg, data, size: int, matmul_precision: str | None, group:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=8, help="bundled photos to train on (at most 12)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs (default: 100 on an accelerator, 2 on a CPU)")
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
             psnr[mode] = [r.final.get("psnr") for r in res]
         for mode in secs:
             total[mode] += secs[mode]
-        diff = max(abs(a - b) for a, b in zip(psnr["sequential"], psnr["batched"]))
+        diff = max(abs(a - b) for a, b in zip(psnr["sequential"], psnr["batched"], strict=True))
         rows.append({"encoding": name, "batch_size": cfg.batch_size, "runs_per_program": groups[name],
                      "seconds": secs, "psnr": psnr,
                      "max_abs_psnr_difference_db": diff, "ratio": secs["sequential"] / secs["batched"]})
@@ -126,9 +126,10 @@ def main(argv: list[str] | None = None) -> dict:
               "images_per_minute": per_min, "seconds": total, "ratio": ratio, "rows": rows,
               "machine": {**sweep.describe_machine(), "loadavg_start": load0, "loadavg_end": load1}}
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
+        write_json(args.json, result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,7 +30,6 @@ writes the rows plus the machine description.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -97,7 +96,7 @@ def _torch_model(enc: dict):
             super().__init__()
             self.encoding = encoding
             widths = [width_in, *HIDDEN, 3]
-            self.layers = nn.ModuleList(NTKLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+            self.layers = nn.ModuleList(NTKLinear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
 
         def forward(self, x):
             h = self.encoding(x)
@@ -206,7 +205,7 @@ def run_case(name: str, enc: dict, batch: int, reps: int, threads: tuple[int, ..
             "times_s": times}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="timed epochs per runner and case (median reported)")
     ap.add_argument("--threads", type=int, nargs="+", default=[2, 1],
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         import torch
     except ImportError:
         print("bench_train: torch is not installed; nothing to compare against", file=sys.stderr)
-        raise SystemExit(2)
+        return 2
     import jax
 
     threads = tuple(args.threads)
@@ -241,9 +240,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"load average start {load0[0]:.1f}, end {machine['loadavg_end'][0]:.1f} on {os.cpu_count()} CPUs")
     result = {"rows": rows, "machine": machine, "hidden": list(HIDDEN), "lr": LR, "torch_threads": list(threads)}
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+        from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
+        write_json(args.json, result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

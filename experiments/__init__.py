@@ -8,6 +8,10 @@
 * ``inspect_grid`` - Appendix C, Figs. 12 and 13: learned grids and ReLU activation regions.
 * ``tune`` - Appendix D: Optuna search that writes a config JSON for ``--config-json``.
 * ``occupancy`` - Appendix E and Fig. 5b (3-D).
+* ``gtk`` - Zhao et al. (CVPR 2024): grid tangent kernels and MulFAGrid.
+* ``recipe`` - which reading of the paper's training recipe reproduces its tables.
+
+Every program ends in ``sys.exit(main())``; the exit statuses are those of :func:`fail`.
 
 See ``experiments/README.md``. The helpers below are the options the 2D programs share.
 """
@@ -110,7 +114,18 @@ def image_side(args: argparse.Namespace, preset: str) -> int:
 
 
 def fail(message: str, code: int = 2) -> int:
-    """Print ``error: message`` to stderr and return ``code`` (for ``main``'s return)."""
+    """Print ``error: message`` to stderr and return ``code`` (for ``main``'s return).
+
+    The exit-code convention of every CLI in ``experiments/`` and ``benchmarks/``, each of
+    which ends in ``if __name__ == "__main__": sys.exit(main())`` with ``main`` returning:
+
+    * ``0``: everything ran (and every check passed);
+    * ``1``: a run or a check failed (the others still ran and their results were written;
+      the failures are reported on stderr and in the outputs);
+    * ``2``: bad input or usage (an impossible option value, an unreadable config or
+      file given on the command line), reported before anything runs; argparse's own
+      usage errors exit with 2 too.
+    """
     print(f"error: {message}", file=sys.stderr, flush=True)
     return code
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from experiments import fail
 from ntkgrid import occupancy as occ
+from ntkgrid.files import safe_name, write_json
 
 #: The paper's three Stanford scans (Table 4's rows, Fig. 5b's meshes).
 PAPER_MESHES = ("armadillo", "dragon", "happy_buddha")
@@ -120,7 +121,7 @@ def _sources(args) -> list[tuple[str, str, object]]:
     names: dict[str, int] = {}
     unique = []
     for name, kind, what in out:
-        base = occ.safe_name(name)
+        base = safe_name(name, "mesh")
         names[base] = names.get(base, 0) + 1
         unique.append((base if names[base] == 1 else f"{base}_{names[base]}", kind, what))
     return unique
@@ -157,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         occ.configs_for("default_shape", args.preset, args.encodings, args.seed, setup=setup, tuned=tuned,
                         **overrides)  # validate early
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(str(err))
     out = Path(args.out)
     t_start = time.perf_counter()
     results, errors = [], []
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         for output in (setup.ntk_output, *(o for o in occ.NTK_OUTPUTS if o != setup.ntk_output)):
             stem = "spectra" if output == setup.ntk_output else f"spectra_{output}"
             summary = occ.plot_mean_spectra(results, out / f"{stem}.png", output=output)
-            (out / f"{stem}.json").write_text(json.dumps({"kernel": output, **summary}) + "\n")
+            write_json(out / f"{stem}.json", {"kernel": output, **summary}, indent=None)
             counts = {e: {w: v.get("count") for w, v in s.items()} for e, s in summary.items()}
             print(f"spectra ({output} kernel): {out / f'{stem}.png'} (meshes averaged: {counts})")
     if results or errors:

@@ -22,7 +22,6 @@ runs at the printed epoch counts) and prints the one markdown table of experimen
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import log
+from ntkgrid.files import fmt, read_json, write_json
 
 TABLE3 = ("baseline", "fourier_low", "fourier_mid", "fourier_high", "multigrid_coarse", "multigrid_fine")
 TABLE2 = ("multigrid", "fourier", "baseline")
@@ -144,10 +144,6 @@ def train(args) -> dict:
     return results
 
 
-def _fmt(v, nd=1):
-    return "-" if v is None else f"{v:.{nd}f}"
-
-
 def _g(v):
     return "-" if v is None else f"{v:.3g}"
 
@@ -167,12 +163,12 @@ def _observed(rows) -> str:
 
 def _psnr2(res: dict) -> str:
     return ", ".join(
-        (_fmt(res[n]["mean_psnr"]) + (f" ({res[n]['n_diverged']} div)" if res[n]["n_diverged"] else ""))
+        (fmt(res[n]["mean_psnr"], 1) + (f" ({res[n]['n_diverged']} div)" if res[n]["n_diverged"] else ""))
         if n in res else "-" for n in TABLE2) if res else "-"
 
 
 def _psnr3(res: dict) -> str:
-    return ", ".join("div" if (res.get(n) or {}).get("diverged") else _fmt((res.get(n) or {}).get("psnr"))
+    return ", ".join("div" if (res.get(n) or {}).get("diverged") else fmt((res.get(n) or {}).get("psnr"), 1)
                      for n in TABLE3) if res else "-"
 
 
@@ -184,7 +180,7 @@ def _load(outs, names=("screen.json", "train.json")):
                 continue
             path = Path(out) / name
             if path.exists():
-                for k, v in json.loads(path.read_text()).items():
+                for k, v in read_json(path).items():
                     if k.startswith("_args"):
                         continue
                     if name == "train.json":
@@ -255,11 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = screen(args) if args.command == "screen" else train(args)
     path = args.out / f"{args.command}.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
+    old = read_json(path) if path.exists() else {}
     old.update(results)  # readings run separately accumulate in one file
     meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    path.write_text(json.dumps({**old, "_args_" + args.command + "_" + "_".join(args.readings)[:80]: meta},
-                               indent=1, default=float))
+    write_json(path, {**old, "_args_" + args.command + "_" + "_".join(args.readings)[:80]: meta})
     log(f"{args.command}: {time.perf_counter() - t0:.0f} s; wrote {path}")
     return 0
 

@@ -215,7 +215,7 @@ def _tune_occupancy(args, optuna) -> int:
             raise ValueError(f"bad ranges: --lr-range {lr_range}, --batch-range {batch_range}")
         out = args.out or Path("runs/tune")
         mesh = load_any(args.mesh, out / "cache")
-        name = occ.safe_name(Path(args.mesh).stem if Path(args.mesh).suffix else args.mesh)
+        name = files.safe_name(Path(args.mesh).stem if Path(args.mesh).suffix else args.mesh, "mesh")
         setup = occ.PAPER_SETUP if args.preset == "paper" else occ.QUICK_SETUP
         if args.pool_size is not None:
             if args.pool_size < 2:

@@ -7,6 +7,7 @@ import io
 import math
 import tarfile
 import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import pytest
 import trimesh
 
 from ntkgrid.data import DataError
+from ntkgrid.data import meshes as M
+from ntkgrid.data.meshes import inside, sampling
 
 from ._cases import write_off
-from ntkgrid.data import meshes as M
 
 RNG = np.random.default_rng(7)
 
@@ -231,7 +233,7 @@ def test_embree_is_used_when_available(sphere):
     from trimesh.ray.ray_pyembree import RayMeshIntersector
 
     assert trimesh.ray.has_embree
-    assert isinstance(M._embree_intersector(sphere), RayMeshIntersector)
+    assert isinstance(inside._embree_intersector(sphere), RayMeshIntersector)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((3, 2)), np.zeros(3)])
@@ -272,7 +274,7 @@ def test_sample_pools_shapes_labels_and_cache(sphere, tmp_path, monkeypatch):
     def boom(*a, **k):  # a cache hit must not relabel
         raise AssertionError("occupancy called on a cache hit")
 
-    monkeypatch.setattr(M, "occupancy", boom)
+    monkeypatch.setattr(sampling, "occupancy", boom)  # the name sample_pools calls
     again = M.sample_pools(sphere, **kw)
     for k in pools:
         np.testing.assert_array_equal(again[k], pools[k])
@@ -332,7 +334,7 @@ def _fake_remote(tmp_path: Path) -> str:
     ply = io.BytesIO()
     trimesh.creation.icosphere(2).export(ply, file_type="ply")
     data = ply.getvalue()
-    for name, (rel, member) in M.STANFORD_MODELS.items():
+    for rel, member in M.STANFORD_MODELS.values():
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if member is None:
@@ -364,14 +366,15 @@ def test_load_any_stanford_uses_cache(tmp_path, monkeypatch):
     base = _fake_remote(tmp_path)
     M.download_stanford("bunny", tmp_path / "c" / "meshes", base_url=base)
     monkeypatch.setattr(
-        M.urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network"))
+        urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network"))
     )
     assert len(M.load_any("bunny", cache_dir=tmp_path / "c").faces) == 320
 
 
 @pytest.mark.parametrize(
     "error",
-    [urllib.error.URLError("Name or service not known"), TimeoutError("timed out"), ConnectionRefusedError(111, "refused")],
+    [urllib.error.URLError("Name or service not known"), TimeoutError("timed out"),
+     ConnectionRefusedError(111, "refused")],
 )
 def test_download_unreachable_raises_helpful_dataerror(tmp_path, error):
     def urlopen(*a, **k):
@@ -390,7 +393,7 @@ def test_download_unreachable_via_monkeypatched_urlopen(tmp_path, monkeypatch):
     def urlopen(*a, **k):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(M.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     with pytest.raises(DataError, match="could not reach.*bunny.tar.gz.*bun_zipper.ply"):
         M.download_stanford("bunny", tmp_path)
 

@@ -183,9 +183,11 @@ def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobi
         v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables["variables"])
         flat, unravel = jax.flatten_util.ravel_pytree(v64["params"])
         x64 = jnp.asarray(ntk_x, jnp.float64)
-        f = lambda p: model.clone(param_dtype=jnp.float64).apply({"params": unravel(p)}, x64)[:, 0]
+        def f(p):
+            return model.clone(param_dtype=jnp.float64).apply({"params": unravel(p)}, x64)[:, 0]
+
         jacs = np.asarray(jax.jacrev(lambda p: jnp.stack([f(p), jax.nn.sigmoid(f(p))]))(flat))  # (2, P, n)
-        for output, jac in zip(("logit", "sigmoid"), jacs):
+        for output, jac in zip(("logit", "sigmoid"), jacs, strict=True):
             want = np.sort(np.linalg.eigvalsh(jac @ jac.T))[::-1]
             have = got[output][2]["total"].eigenvalues
             np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-9 * want[0])

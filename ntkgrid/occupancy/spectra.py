@@ -1,0 +1,86 @@
+"""Float64 NTK spectra of a finished occupancy run, of the logit and of the sigmoid
+output, cached per checkpoint next to the run."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ntkgrid.config import TrainConfig
+from ntkgrid.files import write_bytes
+from ntkgrid.occupancy.setup import NTK_OUTPUTS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ntkgrid.spectrum import Spectrum
+
+
+def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Sequence[int], ntk_x: np.ndarray
+                       ) -> dict[str, dict[int, dict[str, Spectrum]]]:
+    """Float64 NTK spectra of a finished :func:`ntkgrid.training.fit` run at ``epochs`` (read
+    from its ``checkpoints/``), on ``ntk_x`` ``(P, 3)``, for both outputs.
+
+    Returns ``{"logit": {epoch: {group: Spectrum}}, "sigmoid": {...}}``. ``logit``: the
+    kernel ``K = J J^T`` of the network's last linear layer (before the sigmoid), from
+    :func:`ntkgrid.spectrum.ntk_spectrum` (groups ``total``, ``grid``, ``no_grid`` for
+    multigrid). ``sigmoid``: the kernel of ``sigmoid(logit)``, the output the loss sees,
+    ``D K D`` with ``D = diag(s (1 - s))``, ``s = sigmoid(logit(ntk_x))`` (chain rule;
+    computed in float64 from the same ``K``). Stored as ``<run_dir>/ntk/epoch_XXXXXX.npz``
+    (``eigenvalues/<output>/<group>``, ``floor/...``, ``n_above_floor/...``,
+    ``n_negative/...``, ``asymmetry/...``, ``ntk_hash``) and reused when the points match.
+    """
+    import flax.serialization
+    import jax
+    import jax.numpy as jnp
+
+    from ntkgrid.spectrum import Spectrum, ntk_spectrum, spectrum_from_kernel
+
+    run_dir = Path(run_dir)
+    ntk_x = np.ascontiguousarray(ntk_x, np.float32)
+    key = hashlib.sha256(ntk_x.tobytes() + str(ntk_x.shape).encode()).hexdigest()[:16] + cfg.ntk_method
+    model = cfg.model(3, 1)
+    out: dict[str, dict[int, dict[str, Spectrum]]] = {o: {} for o in NTK_OUTPUTS}
+    fields = ("floor", "n_above_floor", "n_negative", "asymmetry")
+    for epoch in epochs:
+        cache = run_dir / "ntk" / f"epoch_{int(epoch):06d}.npz"
+        if cache.exists():
+            with np.load(cache) as z:
+                if str(z["ntk_hash"]) == key:
+                    for o in NTK_OUTPUTS:
+                        groups = [k.split("/", 2)[2] for k in z.files if k.startswith(f"eigenvalues/{o}/")]
+                        out[o][epoch] = {g: Spectrum(z[f"eigenvalues/{o}/{g}"], float(z[f"floor/{o}/{g}"]),
+                                                     int(z[f"n_above_floor/{o}/{g}"]), int(z[f"n_negative/{o}/{g}"]),
+                                                     float(z[f"asymmetry/{o}/{g}"])) for g in groups}
+                    continue
+        ckpt = run_dir / "checkpoints" / f"epoch_{int(epoch):06d}.msgpack"
+        if not ckpt.exists():
+            continue
+        variables = flax.serialization.msgpack_restore(ckpt.read_bytes())["variables"]
+        groups = cfg.ntk_method == "structured"
+        specs, kernels = ntk_spectrum(model, variables, ntk_x, method=cfg.ntk_method, groups=groups)
+        if not groups:
+            specs, kernels = {"total": specs}, {"total": kernels}
+        with jax.enable_x64(True):
+            v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
+            z64 = np.asarray(model.apply(v64, jnp.asarray(ntk_x, jnp.float64)), np.float64)[:, 0]
+        sig = 1.0 / (1.0 + np.exp(-z64))
+        d = sig * (1.0 - sig)
+        out["logit"][epoch] = dict(specs)
+        out["sigmoid"][epoch] = {g: spectrum_from_kernel(d[:, None] * np.asarray(k, np.float64) * d[None, :])
+                                 for g, k in kernels.items()}
+        arrays: dict[str, Any] = {"ntk_hash": np.array(key), "epoch": np.array(int(epoch))}
+        for o in NTK_OUTPUTS:
+            for g, sp in out[o][epoch].items():
+                arrays[f"eigenvalues/{o}/{g}"] = sp.eigenvalues
+                for f in fields:
+                    arrays[f"{f}/{o}/{g}"] = np.asarray(getattr(sp, f))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        write_bytes(cache, buf.getvalue())
+    return out
+
