@@ -43,8 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import (add_run_args, check_overrides, configs_for, fail, image_side, log, overrides,
-                         split_host_cpus)
+from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log, overrides, split_host_cpus
 
 ENCODINGS = ("baseline", "fourier", "multigrid")
 

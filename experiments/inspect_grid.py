@@ -53,7 +53,7 @@ def analyse(ctx: dict) -> dict:
         if r.config.encoding.kind == "multigrid":
             levels = analysis.grid_tables(r.config, r.params)
             stats, arrays = [], {}
-            for lvl, (title, arr) in enumerate(levels):
+            for lvl, (_title, arr) in enumerate(levels):
                 unused = analysis.unused_nodes(arr.shape[0], coords)
                 arrays[f"level_{lvl}"], arrays[f"unused_{lvl}"] = arr, unused
                 for j in range(arr.shape[-1]):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-
 from collections.abc import Callable, Mapping
 from typing import Any
 

@@ -356,10 +356,10 @@ def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[
         p = next((q for q in predictions if q["stable"]), predictions[0])
         edges = np.asarray(p["edges"], np.float64)
         centers = np.sqrt(np.maximum(edges[:-1], edges[1] / 10) * edges[1:])
-        series = [("at epoch %d" % p["from_epoch"], p["bands_start"], "-", "o"),
-                  ("predicted at epoch %d" % p["end_epoch"], p["bands_predicted_end"], "--", "s")]
+        series = [(f"at epoch {p['from_epoch']}", p["bands_start"], "-", "o"),
+                  (f"predicted at epoch {p['end_epoch']}", p["bands_predicted_end"], "--", "s")]
         if p.get("bands_measured_end") is not None:
-            series.append(("measured at epoch %d" % p["end_epoch"], p["bands_measured_end"], ":", "^"))
+            series.append((f"measured at epoch {p['end_epoch']}", p["bands_measured_end"], ":", "^"))
         top = 0.0
         for label, values, ls, marker in series:
             v = np.asarray(values, np.float64)

@@ -10,6 +10,7 @@ import pytest
 import scipy.linalg
 
 from ntkgrid import CoordinateMLP, FourierFeatures, MultiGrid
+from ntkgrid.encodings import HashGrid, MulFAGrid
 from ntkgrid.gtk import (
     GridModel,
     fourier_rayleigh,
@@ -23,7 +24,6 @@ from ntkgrid.gtk import (
     gtk_gd_prediction,
     gtk_ode_prediction,
 )
-from ntkgrid.encodings import HashGrid, MulFAGrid
 from ntkgrid.ntk import nt_ntk, structured_ntk
 
 from ._cases import rel_err, to64

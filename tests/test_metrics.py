@@ -33,7 +33,7 @@ JIT_FNS = {"ssim": _ssim_jit, "ms_ssim": _ms_ssim_jit}
 # ----------------------------------------------------------------------------- test images
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo(name: str, h: int = H, w: int = W) -> np.ndarray:
     """A scikit-image photograph, centre-cropped to aspect w/h and resized: (h, w, 3) float64 in [0, 1]."""
     from skimage import data
@@ -105,7 +105,7 @@ DEGRADATIONS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pair(name: str, degradation: str) -> tuple[np.ndarray, np.ndarray]:
     x = photo(name)
     return x, DEGRADATIONS[degradation](x)

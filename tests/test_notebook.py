@@ -6,7 +6,6 @@ The install cell detects Colab and does nothing here; the notebook trains on a 2
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -21,7 +21,7 @@ X = np.random.default_rng(0).random((6, 2)).astype(np.float32)
 Y = np.random.default_rng(1).random((6, 3)).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jacobian_kernel(cfg):
     """(model, variables, brute-force (B O) x (B O) NTK on X) of ``cfg`` (the loss reduction
     does not enter the kernel, so it is normalised away for the cache)."""

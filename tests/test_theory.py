@@ -90,7 +90,7 @@ def _linear_gd(phi, y, lr, batch, steps_per_epoch, epochs, seed=0):
     for e in range(max(epochs) + 1):
         if e in epochs:
             out.append(phi @ theta - y)
-        for s in range(steps_per_epoch):
+        for _ in range(steps_per_epoch):
             idx = rng.permutation(n)[:batch] if batch < n else np.arange(n)
             r = phi[idx] @ theta - y[idx]
             theta -= lr * (2.0 / (batch * y.shape[1])) * phi[idx].T @ r

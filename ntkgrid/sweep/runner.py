@@ -187,8 +187,8 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
       holds another run) fails alone; if the batched program itself fails, each image of
       it is retried on its own with :func:`ntkgrid.training.fit`, so one bad image loses only itself.
     """
-    from ntkgrid.training import BatchRun
     from ntkgrid.data.images import image_to_dataset
+    from ntkgrid.training import BatchRun
 
     tags = dict(tags or {})
     data = {k: image_to_dataset(img) for k, img in images.items()}
