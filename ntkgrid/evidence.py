@@ -21,13 +21,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ntkgrid import files
+from ntkgrid.config import GRID_KINDS
 from ntkgrid.spectrum import Spectrum, resample
 from ntkgrid.sweep.common import SPECTRUM_LENGTH
 
 __all__ = ["GRID_KINDS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
-
-GRID_KINDS = ("multigrid", "hashgrid", "mulfagrid")
 
 _SCALARS = ("verdict", "holds", "fraction", "n_compared", "median_log10_ratio", "min_log10_ratio", "first_below")
 

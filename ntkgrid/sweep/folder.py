@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from ntkgrid import files
+from ntkgrid.config import TrainConfig
 from ntkgrid.sweep.common import SweepError, read_json
 
 __all__ = ["IDENTITY_KEYS", "check_manifest", "describe_machine", "identity_diff", "load_sweep", "read_list"]
@@ -20,10 +21,19 @@ IDENTITY_KEYS = ("table", "preset", "size", "seed", "num_images", "configs", "se
 
 
 def _identity(manifest: Mapping) -> dict:
-    """The :data:`IDENTITY_KEYS` of a manifest, the selection as image ids."""
+    """The :data:`IDENTITY_KEYS` of a manifest, the selection as image ids, and the configs in
+    the current :data:`~ntkgrid.config.CONFIG_FORMAT` (a sweep written before it still matches)."""
     ident = {k: manifest.get(k) for k in IDENTITY_KEYS}
     ident["selection"] = [s["image_id"] for s in ident["selection"] or []]
+    ident["configs"] = {k: _current_format(c) for k, c in (ident["configs"] or {}).items()}
     return ident
+
+
+def _current_format(config: Mapping) -> Mapping:
+    try:
+        return TrainConfig.from_dict(config).to_dict()
+    except (TypeError, ValueError, AttributeError):
+        return config  # not a config this version reads: compared as it is
 
 
 def identity_diff(a: Mapping, b: Mapping) -> list[str]:
