@@ -226,9 +226,11 @@ def main(argv=None) -> int:
 
 
 def _fmt(r: dict) -> str:
-    jac = (f"jacobian {r['jacobian_s']:.2f} s, speedup {r['speedup']:.0f}x, rel err {r.get('rel_err', float('nan')):.1e}"
+    jac = (f"jacobian {r['jacobian_s']:.2f} s, speedup {r['speedup']:.0f}x, "
+           f"rel err {r.get('rel_err', float('nan')):.1e}"
            if r.get("jacobian_status") == "ok" else
-           f"jacobian {r['jacobian_status']} (its Jacobian alone needs {r['jacobian_bytes_estimate'] / 2**30:.1f} GiB): "
+           f"jacobian {r['jacobian_status']} "
+           f"(its Jacobian alone needs {r['jacobian_bytes_estimate'] / 2**30:.1f} GiB): "
            f"{r.get('jacobian_error', '')[:80]}" if "jacobian_status" in r else "jacobian -")
     return (f"N={r['n']:6d}  structured {r['structured_s']:8.3f} s  eigh {r['eigh_s']:7.2f} s  "
             f"above floor {r['n_above_floor']}/{r['n']}  | {jac}")
