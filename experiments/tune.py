@@ -43,8 +43,9 @@ from pathlib import Path
 
 from experiments import add_run_args, check_overrides, fail, image_side, log
 from ntkgrid import files
+from ntkgrid.presets import PAPER_ENCODINGS
 
-ENCODINGS = ("baseline", "fourier", "multigrid")
+ENCODINGS = PAPER_ENCODINGS  # the encodings the paper compares (ntkgrid.presets; no JAX imported yet)
 MISSING = "experiments.tune needs Optuna, an optional extra: pip install 'ntkgrid[tune]' (or: uv sync --extra tune)"
 
 #: Default search ranges of the step size and batch size per preset.

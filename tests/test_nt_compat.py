@@ -39,6 +39,16 @@ def test_public_api_is_curated_and_lazy():
         ntkgrid.tap_structure  # noqa: B018 - internals are not re-exported
 
 
+def test_configs_and_presets_import_without_jax_and_every_api_name_resolves():
+    out = _run("import sys, ntkgrid, ntkgrid.config, ntkgrid.presets; print(sorted({'jax', 'flax', 'optax'} & set(sys.modules)))")
+    assert out == "[]"  # so a CLI can read presets before it sets XLA_FLAGS
+    import ntkgrid
+
+    assert sorted(ntkgrid.__all__) == sorted(ntkgrid._API)
+    for name in ntkgrid.__all__:
+        assert getattr(ntkgrid, name).__name__ == name
+
+
 def test_neural_tangents_imports_without_tensorflow():
     out = _run(
         "import sys; from ntkgrid._nt_compat import import_nt; nt = import_nt();"
