@@ -34,11 +34,11 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     (``eigenvalues/<output>/<group>``, ``floor/...``, ``n_above_floor/...``,
     ``n_negative/...``, ``asymmetry/...``, ``ntk_hash``) and reused when the points match.
     """
-    import flax.serialization
     import jax
     import jax.numpy as jnp
 
     from ntkgrid.spectrum import Spectrum, ntk_spectrum, spectrum_from_kernel
+    from ntkgrid.training import checkpoint_path, load_checkpoint
 
     run_dir = Path(run_dir)
     ntk_x = np.ascontiguousarray(ntk_x, np.float32)
@@ -57,10 +57,9 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
                                                      int(z[f"n_above_floor/{o}/{g}"]), int(z[f"n_negative/{o}/{g}"]),
                                                      float(z[f"asymmetry/{o}/{g}"])) for g in groups}
                     continue
-        ckpt = run_dir / "checkpoints" / f"epoch_{int(epoch):06d}.msgpack"
-        if not ckpt.exists():
+        if not checkpoint_path(run_dir, epoch).exists():
             continue
-        variables = flax.serialization.msgpack_restore(ckpt.read_bytes())["variables"]
+        variables = load_checkpoint(run_dir, epoch)
         groups = cfg.ntk_method == "structured"
         specs, kernels = ntk_spectrum(model, variables, ntk_x, method=cfg.ntk_method, groups=groups)
         if not groups:
