@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from experiments import grid_ablation, imagenet_sweep, inspect_grid, ntk_evolution, recipe, scaling, tune
-from ntkgrid import files, presets, sweep
+from ntkgrid import ablation, files, presets, sweep
 from ntkgrid.config import TrainConfig
 
 TINY = ["--size", "16", "--epochs", "2", "--ntk-points", "16", "--no-progress"]
@@ -355,7 +355,7 @@ def test_grid_ablation_on_a_sweep(sweep_dir, tmp_path):
             assert t["images_compared"] == 2 and 0 <= t["fraction_mean"] <= 1
             assert t["on_mean"]["verdict"] in ("holds", "does not hold")
     # The control is built to fail, and the report says so.
-    assert th["control"][0]["verdict"] == "does not hold" and th["control"][0]["scale"] == grid_ablation.CONTROL_SCALE
+    assert th["control"][0]["verdict"] == "does not hold" and th["control"][0]["scale"] == ablation.CONTROL_SCALE
     report = (out / "report.md").read_text()
     assert "verdict **does not hold**" in report and _is_png(out / "theorem1_ratio.png")
     groups = _json(out / "levels.json")["groups"]
