@@ -93,51 +93,91 @@ def _default_out(args) -> Path:
     return out
 
 
+def _merge(argv: list[str]) -> int:
+    """``merge --out DIR [SHARD_DIR ...]``: combine shard folders; the exit status of the merged sweep."""
+    from ntkgrid import sweep
+
+    margs = build_merge_parser().parse_args(argv)
+    try:
+        sweep.merge(margs.out, margs.shards, log=log)
+    except sweep.SweepError as err:
+        return fail(str(err))
+    return _status(margs.out)
+
+
+def _runs_per_program(value: str) -> int | None:
+    """``--runs-per-program``: None for auto, else a positive integer (ValueError otherwise)."""
+    if value == "auto":
+        return None
+    try:
+        rpp = int(value)
+    except ValueError:
+        rpp = 0
+    if rpp < 1:
+        raise ValueError(f"--runs-per-program must be a positive integer or auto, got {value!r}")
+    return rpp
+
+
+def _setup(args, preset: str) -> tuple[dict, int | None]:
+    """Check the arguments, start the distributed runtime and resolve ``--shard auto`` (in ``args``);
+    returns ``(configs, runs_per_program)``. Raises ValueError or KeyError for bad arguments."""
+    from ntkgrid import presets, sweep
+    from ntkgrid.data.images import shard as take_shard
+
+    check_overrides(args, preset)
+    if args.num_synsets < 1:
+        raise ValueError(f"--num-synsets must be >= 1, got {args.num_synsets}")
+    if args.distributed:
+        import jax
+
+        try:
+            jax.distributed.initialize()
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"--distributed: jax.distributed.initialize() failed ({err})") from err
+    if args.shard == "auto":
+        args.shard = sweep.resolve_shard("auto")
+    take_shard([], args.shard)  # validates the spec
+    rpp = _runs_per_program(args.runs_per_program)
+    configs = configs_for(presets.IMAGENET, preset, args.encodings, args)
+    for spec in args.config_json:
+        name, cfg = sweep.load_config_json(spec, args.encodings)
+        configs[name] = sweep.apply_overrides(cfg, **overrides(args))
+    return configs, rpp
+
+
+def _finish(result: dict, out: Path, t0: float) -> int:
+    """Log the summary, the ordering and the report's path; the exit status (see the module docstring)."""
+    for line in (out / "summary.md").read_text().splitlines():
+        log(line)
+    order = result["ordering"]
+    if order.get("holds_on_mean") is not None:
+        verdict = "holds" if order["holds_on_mean"] else "does NOT hold"
+        log(f"ordering {' > '.join(order['expected'])} in mean PSNR: {verdict}"
+            f" ({order['images_holding']}/{order['images_compared']} images)")
+    log(f"report: {out / 'report.md'}  ({time.perf_counter() - t0:.0f} s)")
+    bad = len(result["skipped"]) + len(result["failed"])
+    if bad:
+        print(f"{len(result['skipped'])} image(s) skipped, {len(result['failed'])} failed; see {out / 'report.md'}",
+              file=sys.stderr)
+    if not result["rows"] or all(r["n"] == 0 for r in result["rows"]):
+        return fail(f"no image has results (skipped or failed: see {out / 'report.md'})", 1)
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run (or merge) the sweep; returns the exit status (see the module docstring)."""
     split_host_cpus()  # before JAX starts: one CPU device per core, so groups shard over the cores
-    from ntkgrid import presets, sweep
+    from ntkgrid import sweep
     from ntkgrid.data import DataError
-    from ntkgrid.data.images import shard as take_shard
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "merge":
-        margs = build_merge_parser().parse_args(argv[1:])
-        try:
-            sweep.merge(margs.out, margs.shards, log=log)
-        except sweep.SweepError as err:
-            return fail(str(err))
-        return _status(margs.out)
+        return _merge(argv[1:])
 
     args = build_parser().parse_args(argv)
     preset = args.preset or ("paper" if args.data_root is not None else "quick")
     try:
-        check_overrides(args, preset)
-        if args.num_synsets < 1:
-            raise ValueError(f"--num-synsets must be >= 1, got {args.num_synsets}")
-        if args.distributed:
-            import jax
-
-            try:
-                jax.distributed.initialize()
-            except (RuntimeError, ValueError) as err:
-                raise ValueError(f"--distributed: jax.distributed.initialize() failed ({err})") from err
-        if args.shard == "auto":
-            args.shard = sweep.resolve_shard("auto")
-        take_shard([], args.shard)  # validates the spec
-        rpp = None
-        if args.runs_per_program != "auto":
-            try:
-                rpp = int(args.runs_per_program)
-            except ValueError:
-                rpp = 0
-            if rpp < 1:
-                raise ValueError(f"--runs-per-program must be a positive integer or auto, "
-                                 f"got {args.runs_per_program!r}")
-        configs = configs_for(presets.IMAGENET, preset, args.encodings, args)
-        for spec in args.config_json:
-            name, cfg = sweep.load_config_json(spec, args.encodings)
-            configs[name] = sweep.apply_overrides(cfg, **overrides(args))
+        configs, rpp = _setup(args, preset)
     except (ValueError, KeyError) as err:
         return fail(str(err).strip("'\""))
     size = image_side(args, preset)
@@ -162,20 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                                  matmul_precision=args.matmul_precision)
     except sweep.SweepError as err:
         return fail(str(err))
-    for line in (out / "summary.md").read_text().splitlines():
-        log(line)
-    order = result["ordering"]
-    if order.get("holds_on_mean") is not None:
-        log(f"ordering {' > '.join(order['expected'])} in mean PSNR: {'holds' if order['holds_on_mean'] else 'does NOT hold'}"
-            f" ({order['images_holding']}/{order['images_compared']} images)")
-    log(f"report: {out / 'report.md'}  ({time.perf_counter() - t0:.0f} s)")
-    bad = len(result["skipped"]) + len(result["failed"])
-    if bad:
-        print(f"{len(result['skipped'])} image(s) skipped, {len(result['failed'])} failed; see {out / 'report.md'}",
-              file=sys.stderr)
-    if not result["rows"] or all(r["n"] == 0 for r in result["rows"]):
-        return fail(f"no image has results (skipped or failed: see {out / 'report.md'})", 1)
-    return 1 if bad else 0
+    return _finish(result, out, t0)
 
 
 def _status(out: Path) -> int:

@@ -39,6 +39,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from experiments import add_run_args, check_overrides, fail, image_side, log
@@ -194,54 +195,70 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _tune_occupancy(args, optuna) -> int:
-    """``--task occupancy``: Table 4's search (see the module docstring)."""
+@dataclass(frozen=True)
+class _OccupancySearch:
+    """What ``--task occupancy`` searches on: the checked arguments, the mesh and its training points."""
+
+    out: Path  # output folder
+    mesh: object  # the trimesh.Trimesh
+    name: str  # the mesh's safe name
+    setup: object  # ntkgrid.occupancy.OccupancySetup (the preset's, with --pool-size applied)
+    base: object  # the preset's TrainConfig for --encoding
+    data: object  # ntkgrid.occupancy.prepare_data's result (train_x (N, 3), train_y (N, 1), bounds)
+    lr_range: tuple  # (low, high) SGD step sizes
+    batch_range: tuple  # (low, high) minibatch sizes
+
+
+def _occupancy_search(args) -> _OccupancySearch:
+    """Check ``--task occupancy``'s arguments and load its mesh and points; raises ValueError, KeyError
+    or DataError for bad arguments or input."""
     from ntkgrid import occupancy as occ
-    from ntkgrid import plots, sweep
-    from ntkgrid.data import DataError
-    from ntkgrid.data.meshes import FreshPoints, load_any
+    from ntkgrid.data.meshes import load_any
+
+    check_overrides(args)
+    if args.trials < 1:
+        raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    if args.size is not None:
+        raise ValueError("--size is for --task image; occupancy runs have no image")
+    if args.hidden and min(args.hidden) < 1:
+        raise ValueError(f"--hidden widths must be >= 1, got {args.hidden}")
+    lr_range = tuple(args.lr_range or OCC_LR_RANGE[args.preset])
+    batch_range = tuple(args.batch_range or OCC_BATCH_RANGE[args.preset])
+    if not 0 < lr_range[0] < lr_range[1] or not 1 <= batch_range[0] < batch_range[1]:
+        raise ValueError(f"bad ranges: --lr-range {lr_range}, --batch-range {batch_range}")
+    out = args.out or Path("runs/tune")
+    mesh = load_any(args.mesh, out / "cache")
+    name = files.safe_name(Path(args.mesh).stem if Path(args.mesh).suffix else args.mesh, "mesh")
+    setup = occ.PAPER_SETUP if args.preset == "paper" else occ.QUICK_SETUP
+    if args.pool_size is not None:
+        if args.pool_size < 2:
+            raise ValueError(f"--pool-size must be >= 2, got {args.pool_size}")
+        half = args.pool_size // 2
+        setup = setup.replace(eval_uniform=args.pool_size, eval_surface=half,
+                              **({"pool_uniform": half, "pool_surface": args.pool_size - half}
+                                 if setup.sampling == "pool" else {}))
+    base = occ.configs_for(name, args.preset, [args.encoding], args.seed, setup=setup, epochs=args.epochs,
+                           ntk_points=args.ntk_points,
+                           hidden=tuple(args.hidden) if args.hidden else None)[args.encoding]
+    data = occ.prepare_data(mesh, setup, seed=args.seed, ntk_points=0, cache_dir=out / "pools")
+    return _OccupancySearch(out, mesh, name, setup, base, data, lr_range, batch_range)
+
+
+def _occupancy_objective(args, s: _OccupancySearch):
+    """Optuna's objective for ``--task occupancy``: the final training loss of one run (inf if diverged)."""
+    from ntkgrid.data.meshes import FreshPoints
     from ntkgrid.training import fit
 
-    try:
-        check_overrides(args)
-        if args.trials < 1:
-            raise ValueError(f"--trials must be >= 1, got {args.trials}")
-        if args.size is not None:
-            raise ValueError("--size is for --task image; occupancy runs have no image")
-        if args.hidden and min(args.hidden) < 1:
-            raise ValueError(f"--hidden widths must be >= 1, got {args.hidden}")
-        lr_range = tuple(args.lr_range or OCC_LR_RANGE[args.preset])
-        batch_range = tuple(args.batch_range or OCC_BATCH_RANGE[args.preset])
-        if not 0 < lr_range[0] < lr_range[1] or not 1 <= batch_range[0] < batch_range[1]:
-            raise ValueError(f"bad ranges: --lr-range {lr_range}, --batch-range {batch_range}")
-        out = args.out or Path("runs/tune")
-        mesh = load_any(args.mesh, out / "cache")
-        name = files.safe_name(Path(args.mesh).stem if Path(args.mesh).suffix else args.mesh, "mesh")
-        setup = occ.PAPER_SETUP if args.preset == "paper" else occ.QUICK_SETUP
-        if args.pool_size is not None:
-            if args.pool_size < 2:
-                raise ValueError(f"--pool-size must be >= 2, got {args.pool_size}")
-            half = args.pool_size // 2
-            setup = setup.replace(eval_uniform=args.pool_size, eval_surface=half,
-                                  **({"pool_uniform": half, "pool_surface": args.pool_size - half}
-                                     if setup.sampling == "pool" else {}))
-        base = occ.configs_for(name, args.preset, [args.encoding], args.seed, setup=setup, epochs=args.epochs,
-                               ntk_points=args.ntk_points,
-                               hidden=tuple(args.hidden) if args.hidden else None)[args.encoding]
-        data = occ.prepare_data(mesh, setup, seed=args.seed, ntk_points=0, cache_dir=out / "pools")
-    except (ValueError, KeyError, DataError) as err:
-        return fail(str(err).strip("'\""))
-    out.mkdir(parents=True, exist_ok=True)
-    search_base = base.replace(ntk_points=0, checkpoints=(base.epochs,))
+    search_base = s.base.replace(ntk_points=0, checkpoints=(s.base.epochs,))
 
     def objective(trial) -> float:
-        cfg = suggest(trial, search_base, args.encoding, lr_range, batch_range, res_range=(8, 128, 256))
+        cfg = suggest(trial, search_base, args.encoding, s.lr_range, s.batch_range, res_range=(8, 128, 256))
         t0 = time.perf_counter()
-        kw: dict = {"epoch_size": setup.epoch_size(cfg)}
-        if setup.sampling == "fresh":
-            kw = {"epoch_data": FreshPoints(mesh, data.bounds, setup.epoch_size(cfg), seed=args.seed,
-                                            cache_dir=out / "pools")}
-        res = fit(cfg, data.train_x, data.train_y, progress=not args.no_progress, label=f"trial {trial.number}",
+        kw: dict = {"epoch_size": s.setup.epoch_size(cfg)}
+        if s.setup.sampling == "fresh":
+            kw = {"epoch_data": FreshPoints(s.mesh, s.data.bounds, s.setup.epoch_size(cfg), seed=args.seed,
+                                            cache_dir=s.out / "pools")}
+        res = fit(cfg, s.data.train_x, s.data.train_y, progress=not args.no_progress, label=f"trial {trial.number}",
                   **kw)
         loss = res.final.get("loss")
         trial.set_user_attr("diverged", bool(res.diverged))
@@ -252,43 +269,62 @@ def _tune_occupancy(args, optuna) -> int:
                                                                                     else ""))
         return score
 
-    study_name = (f"occupancy-{args.encoding}-{args.preset}-{name}-{setup.sampling}-e{base.epochs}-s{args.seed}"
-                  f"-h{'x'.join(map(str, base.hidden))}")
-    study, trials = _optimize(optuna, args, out, study_name, "minimize", objective,
-                              f"tune occupancy: {args.encoding} on {name} (preset {args.preset}, "
-                              f"{setup.sampling} sampling)")
-    if not trials:
-        return fail("no trial completed", 1)
-    best = study.best_trial
-    best_cfg = suggest(optuna.trial.FixedTrial(best.params), base.replace(checkpoints=None), args.encoding,
-                       lr_range, batch_range, res_range=(8, 128, 256))
-    path = files.write_json(out / f"best_occupancy_{args.encoding}.json", best_cfg.to_dict())
+    return objective
+
+
+def _occupancy_outputs(args, s: _OccupancySearch, study_name: str, trials, best, path) -> None:
+    """Write the trials (CSV, JSON), the history figure and the report of ``--task occupancy``."""
+    from ntkgrid import plots, sweep
+
     rows = [{"trial": t.number, "train_loss": t.value, **t.params, "diverged": t.user_attrs.get("diverged"),
              "accuracy": t.user_attrs.get("accuracy"), "seconds": t.user_attrs.get("seconds")} for t in trials]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     rows = [{k: r.get(k) for k in keys} for r in rows]
     stem = f"occupancy_{args.encoding}"
-    sweep.write_csv(out / f"trials_{stem}.csv", rows)
-    files.write_json(out / f"trials_{stem}.json", {"study": study_name, "mesh": str(args.mesh), "trials": rows,
-                                                    "best": {"trial": best.number, "train_loss": best.value,
-                                                             "params": best.params}})
+    sweep.write_csv(s.out / f"trials_{stem}.csv", rows)
+    files.write_json(s.out / f"trials_{stem}.json", {"study": study_name, "mesh": str(args.mesh), "trials": rows,
+                                                      "best": {"trial": best.number, "train_loss": best.value,
+                                                               "params": best.params}})
     xs = [r["trial"] for r in rows]
     ys = [r["train_loss"] if math.isfinite(r["train_loss"]) else None for r in rows]
     finite = [y for y in ys if y is not None]
     best_so_far = [min([y for y in ys[: i + 1] if y is not None], default=None) for i in range(len(ys))]
-    plots.curves_figure(out / f"history_{stem}", [(f"Optuna search: {args.encoding} on {name}", "training loss", [
+    plots.curves_figure(s.out / f"history_{stem}", [(f"Optuna search: {args.encoding} on {s.name}", "training loss", [
         {"name": args.encoding, "x": xs, "y": ys, "linestyle": "none", "marker": "o", "label": "trial"},
         {"name": args.encoding, "x": xs, "y": best_so_far, "label": "best so far"}])])
-    report = [f"# Optuna search (Table 4) for {args.encoding} on {name}", "",
-              f"- preset `{args.preset}`, {setup.sampling} sampling, {base.epochs} epochs per trial, {len(rows)} "
-              f"trials ({len(rows) - len(finite)} diverged), lr in {lr_range}, batch in {batch_range}, grids of at "
-              f"most {MAX_LEVELS} levels and {MAX_FEATURES} scalars per node; minimising the final training loss", "",
-              f"Best: trial {best.number}, training loss {best.value:.4f} with {best.params}.", "",
+    report = [f"# Optuna search (Table 4) for {args.encoding} on {s.name}", "",
+              f"- preset `{args.preset}`, {s.setup.sampling} sampling, {s.base.epochs} epochs per trial, {len(rows)} "
+              f"trials ({len(rows) - len(finite)} diverged), lr in {s.lr_range}, batch in {s.batch_range}, grids of "
+              f"at most {MAX_LEVELS} levels and {MAX_FEATURES} scalars per node; minimising the final training loss",
+              "", f"Best: trial {best.number}, training loss {best.value:.4f} with {best.params}.", "",
               f"Use it: `python -m experiments.occupancy --preset {args.preset} --mesh {args.mesh} "
               f"--config-json {args.encoding}={path}`", "",
               f"![history](history_{stem}.png)", "",
               files.markdown_table(keys, [[r[k] for k in keys] for r in rows])]
-    files.write_text(out / f"report_{stem}.md", "\n".join(report))
+    files.write_text(s.out / f"report_{stem}.md", "\n".join(report))
+
+
+def _tune_occupancy(args, optuna) -> int:
+    """``--task occupancy``: Table 4's search (see the module docstring)."""
+    from ntkgrid.data import DataError
+
+    try:
+        s = _occupancy_search(args)
+    except (ValueError, KeyError, DataError) as err:
+        return fail(str(err).strip("'\""))
+    s.out.mkdir(parents=True, exist_ok=True)
+    study_name = (f"occupancy-{args.encoding}-{args.preset}-{s.name}-{s.setup.sampling}-e{s.base.epochs}-s{args.seed}"
+                  f"-h{'x'.join(map(str, s.base.hidden))}")
+    study, trials = _optimize(optuna, args, s.out, study_name, "minimize", _occupancy_objective(args, s),
+                              f"tune occupancy: {args.encoding} on {s.name} (preset {args.preset}, "
+                              f"{s.setup.sampling} sampling)")
+    if not trials:
+        return fail("no trial completed", 1)
+    best = study.best_trial
+    best_cfg = suggest(optuna.trial.FixedTrial(best.params), s.base.replace(checkpoints=None), args.encoding,
+                       s.lr_range, s.batch_range, res_range=(8, 128, 256))
+    path = files.write_json(s.out / f"best_occupancy_{args.encoding}.json", best_cfg.to_dict())
+    _occupancy_outputs(args, s, study_name, trials, best, path)
     log(f"best trial {best.number}: training loss {best.value:.4f}, {best.params}; config: {path}")
     return 0
 
