@@ -36,7 +36,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mesh", default="default", help="mesh file, or 'default' (procedural shape)")
     ap.add_argument("--points", type=int, default=200_000, help="points for ntkgrid occupancy")
@@ -47,7 +47,93 @@ def main(argv: list[str] | None = None) -> int:
                     help="points for ntkgrid winding numbers (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _ours_rows(mesh, pts: np.ndarray, args) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """ntkgrid's rows: embree cold and warm on ``args.points`` points, winding numbers on
+    ``args.winding_points``.
+
+    Arguments:
+      mesh: the trimesh.Trimesh; pts: (n_max, 3) points in [0, 1]^3.
+
+    Returns:
+      ``(rows, ours, ours_all)``: the rows, the embree labels (args.points,) and the embree labels
+      on the first ``max(plain, winding)`` points (bool).
+    """
+    from ntkgrid.data import meshes as M
+
+    rows: list[dict] = []
+    # ours, embree: cold (includes the BVH build), then warm
+    for label in ("cold", "warm"):
+        t0 = time.perf_counter()
+        ours = M.occupancy(mesh, pts[: args.points], method="embree")
+        dt = time.perf_counter() - t0
+        rows.append(dict(method=f"ntkgrid occupancy (embree, {label})", points=args.points,
+                         seconds=dt, agree=1.0, peak_rss_mb=_peak_rss_mb()))
+    need = max(args.plain_points, args.winding_points)
+    ours_all = ours if need <= args.points else M.occupancy(mesh, pts[:need], method="embree")
+
+    if args.winding_points > 0:
+        k = args.winding_points
+        t0 = time.perf_counter()
+        lab = M.occupancy(mesh, pts[:k], method="winding")
+        dt = time.perf_counter() - t0
+        rows.append(dict(method="ntkgrid winding numbers", points=k, seconds=dt,
+                         agree=float((lab == ours_all[:k]).mean()), peak_rss_mb=_peak_rss_mb()))
+    return rows, ours, ours_all
+
+
+def _plain_row(mesh, pts: np.ndarray, m: int, ours_all: np.ndarray) -> dict:
+    """trimesh's ray_triangle ``contains`` on the first ``m`` points (skipped without ``rtree``)."""
+    import trimesh
+
+    plain_row = dict(method="trimesh contains (ray_triangle)", points=m)
+    try:
+        import rtree  # noqa: F401  (trimesh's ray_triangle broad phase needs it)
+    except ImportError:
+        plain_row.update(seconds=None, skipped="needs the 'rtree' package: "
+                         "uv run --with rtree python -m benchmarks.bench_labels")
+        return plain_row
+    from trimesh.ray.ray_triangle import RayMeshIntersector
+
+    plain_mesh = trimesh.Trimesh(mesh.vertices.copy(), mesh.faces.copy(), process=False)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = RayMeshIntersector(plain_mesh).contains_points(pts[:m])
+    dt = time.perf_counter() - t0
+    plain_row.update(seconds=dt, agree=float((lab == ours_all[:m]).mean()),
+                     peak_rss_mb=_peak_rss_mb())
+    return plain_row
+
+
+def _add_rates(rows: list[dict], plain_row: dict) -> None:
+    """Add ``points_per_s`` and ``ratio`` (throughput over the plain row's) to the timed rows, in place."""
+    base = plain_row["points"] / plain_row["seconds"] if plain_row.get("seconds") else None
+    for r in rows:
+        if r.get("seconds"):
+            r["points_per_s"] = r["points"] / r["seconds"]
+            r["ratio"] = r["points_per_s"] / base if base else None
+
+
+def _print_table(rows: list[dict]) -> None:
+    hdr = f"{'method':34s} {'points':>9s} {'seconds':>9s} {'points/s':>12s} {'ratio':>9s} {'agree':>7s} {'peakRSS':>9s}"
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        if r.get("seconds") is None:
+            print(f"{r['method']:34s} {r['points']:9d}   skipped: {r.get('skipped', '')}")
+            continue
+        ratio = f"{r['ratio']:8.1f}x" if r.get("ratio") else f"{'-':>9s}"
+        print(
+            f"{r['method']:34s} {r['points']:9d} {r['seconds']:9.3f} {r['points_per_s']:12.0f} "
+            f"{ratio} {r['agree']:7.4f} {r['peak_rss_mb']:7.0f}MB"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     import trimesh
 
@@ -67,64 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     n_max = max(args.points, args.plain_points, args.winding_points)
     pts = rng.random((n_max, 3))
 
-    rows: list[dict] = []
-
-    # ours, embree: cold (includes the BVH build), then warm
-    for label in ("cold", "warm"):
-        t0 = time.perf_counter()
-        ours = M.occupancy(mesh, pts[: args.points], method="embree")
-        dt = time.perf_counter() - t0
-        rows.append(dict(method=f"ntkgrid occupancy (embree, {label})", points=args.points,
-                         seconds=dt, agree=1.0, peak_rss_mb=_peak_rss_mb()))
-    need = max(args.plain_points, args.winding_points)
-    ours_all = ours if need <= args.points else M.occupancy(mesh, pts[:need], method="embree")
-
-    if args.winding_points > 0:
-        k = args.winding_points
-        t0 = time.perf_counter()
-        lab = M.occupancy(mesh, pts[:k], method="winding")
-        dt = time.perf_counter() - t0
-        rows.append(dict(method="ntkgrid winding numbers", points=k, seconds=dt,
-                         agree=float((lab == ours_all[:k]).mean()), peak_rss_mb=_peak_rss_mb()))
-
-    plain_row = dict(method="trimesh contains (ray_triangle)", points=args.plain_points)
-    try:
-        import rtree  # noqa: F401  (trimesh's ray_triangle broad phase needs it)
-    except ImportError:
-        plain_row.update(seconds=None, skipped="needs the 'rtree' package: "
-                         "uv run --with rtree python -m benchmarks.bench_labels")
-    else:
-        from trimesh.ray.ray_triangle import RayMeshIntersector
-
-        m = args.plain_points
-        plain_mesh = trimesh.Trimesh(mesh.vertices.copy(), mesh.faces.copy(), process=False)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            lab = RayMeshIntersector(plain_mesh).contains_points(pts[:m])
-        dt = time.perf_counter() - t0
-        plain_row.update(seconds=dt, agree=float((lab == ours_all[:m]).mean()),
-                         peak_rss_mb=_peak_rss_mb())
+    rows, ours, ours_all = _ours_rows(mesh, pts, args)
+    plain_row = _plain_row(mesh, pts, args.plain_points, ours_all)
     rows.insert(0, plain_row)
-
-    base = plain_row["points"] / plain_row["seconds"] if plain_row.get("seconds") else None
-    for r in rows:
-        if r.get("seconds"):
-            r["points_per_s"] = r["points"] / r["seconds"]
-            r["ratio"] = r["points_per_s"] / base if base else None
-
-    hdr = f"{'method':34s} {'points':>9s} {'seconds':>9s} {'points/s':>12s} {'ratio':>9s} {'agree':>7s} {'peakRSS':>9s}"
-    print(hdr)
-    print("-" * len(hdr))
-    for r in rows:
-        if r.get("seconds") is None:
-            print(f"{r['method']:34s} {r['points']:9d}   skipped: {r.get('skipped', '')}")
-            continue
-        ratio = f"{r['ratio']:8.1f}x" if r.get("ratio") else f"{'-':>9s}"
-        print(
-            f"{r['method']:34s} {r['points']:9d} {r['seconds']:9.3f} {r['points_per_s']:12.0f} "
-            f"{ratio} {r['agree']:7.4f} {r['peak_rss_mb']:7.0f}MB"
-        )
+    _add_rates(rows, plain_row)
+    _print_table(rows)
     result = dict(
         mesh=info,
         load_seconds=t_load,
