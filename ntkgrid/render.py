@@ -161,6 +161,18 @@ class Render:
     evaluations: int = 0
 
 
+class _CountingField:
+    """``field`` evaluated on points clipped to ``[lo, hi]`` (float32 in, float64 ``(P,)``
+    out), counting the points it was asked for in ``evaluations``."""
+
+    def __init__(self, field, lo: np.ndarray, hi: np.ndarray):
+        self.field, self.lo, self.hi, self.evaluations = field, lo, hi, 0
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        self.evaluations += len(p)
+        return np.asarray(self.field(np.clip(p, self.lo, self.hi).astype(np.float32)), np.float64).reshape(-1)
+
+
 def march(field: Field, origins: np.ndarray, dirs: np.ndarray, *, box=UNIT_BOX, step: float | None = None,
           n_steps: int = 128, n_bisect: int = 8, level: float = 0.5, chunk_steps: int = 8,
           max_points: int = 1 << 18) -> tuple[np.ndarray, np.ndarray, int]:
@@ -191,12 +203,7 @@ def march(field: Field, origins: np.ndarray, dirs: np.ndarray, *, box=UNIT_BOX, 
     t_near, t_far = ray_box(origins, dirs, box)
     t_hit = np.full(n_rays, np.inf)
     lo_t = np.zeros(n_rays)  # bracket: field(lo_t) < level <= field(hi_t)
-    evals = 0
-
-    def f(p):
-        nonlocal evals
-        evals += len(p)
-        return np.asarray(field(np.clip(p, lo, hi).astype(np.float32)), np.float64).reshape(-1)
+    f = _CountingField(field, lo, hi)
 
     active = np.nonzero(t_near <= t_far)[0]
     prev_t = np.zeros(n_rays)  # each marching ray's last sample (below level)
@@ -235,7 +242,7 @@ def march(field: Field, origins: np.ndarray, dirs: np.ndarray, *, box=UNIT_BOX, 
         b = np.where(vin, mid, b)
         a = np.where(vin, a, mid)
     t_hit[ref] = b
-    return hit, t_hit, evals
+    return hit, t_hit, f.evaluations
 
 
 def field_normals(field: Field, points: np.ndarray, eps: float = 1e-3, box=UNIT_BOX) -> np.ndarray:
