@@ -20,6 +20,79 @@ def init(model, seed: int, x):
     return jax.jit(model.init)(jax.random.PRNGKey(seed), x[:1])
 
 
+def check_model(enc, setup: GTKSetup, seed: int, xd, y: np.ndarray) -> dict:
+    """Results 1 and 2 on one grid encoding (its model linear in the grid), in float64 (call under
+    ``jax.enable_x64``).
+
+    Arguments:
+      enc: the grid encoding (a Flax module, float64 parameters).
+      setup: ``check_steps`` and ``check_lr`` (see :func:`run_checks`).
+      seed: the initialisation.
+      xd: (N, 2) float64 points in ``[0, 1]^2``; y: (N, 1) targets.
+
+    Returns:
+      the model's entry of :func:`run_checks` (relative gaps, dimensionless; ``seconds``).
+    """
+    from ntkgrid.gtk import gd_ode_tolerance, gradient_descent, grid_model, gtk, gtk_gd_prediction, gtk_ode_prediction
+    from ntkgrid.spectrum import kernel_change, offdiag_fraction
+
+    t0 = time.perf_counter()
+    model = grid_model(enc)
+    v = init(model, seed, xd)
+    g = gtk(model, v, xd)
+    g_nt = gtk(model, v, xd, method="jacobian")
+    lam_max = float(np.linalg.eigvalsh(g)[-1])
+    lr = setup.check_lr / lam_max
+    outs, v_end = gradient_descent(model, v, xd, y, lr, setup.check_steps)
+    scale = float(np.linalg.norm(outs[0] - y))
+    gd_gap = max(float(np.linalg.norm(o - gtk_gd_prediction(g, outs[0], y, lr, s))) for s, o in
+                 zip(setup.check_steps, outs, strict=True)) / scale
+    ode_gap = [float(np.linalg.norm(o - gtk_ode_prediction(g, outs[0], y, lr * s))) / scale for s, o in
+               zip(setup.check_steps, outs, strict=True)]
+    return {
+        "grid_offdiag_fraction": offdiag_fraction(g),
+        "gtk_vs_neural_tangents": _rel(g, g_nt),
+        "lambda_max": lam_max, "lr": lr, "steps": list(setup.check_steps),
+        "t_lambda_max": [lr * s * lam_max for s in setup.check_steps],
+        "gd_vs_discrete_prediction": gd_gap,
+        "gd_vs_ode": ode_gap, "ode_tolerance": gd_ode_tolerance(g, lr),
+        "residual_end": float(np.linalg.norm(outs[-1] - y)) / scale,
+        "gtk_change": kernel_change(g_nt, gtk(model, v_end, xd, method="jacobian")),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def check_contrasts(encs: dict, setup: GTKSetup, seed: int, xd, y: np.ndarray) -> dict:
+    """The GTK change over ``check_steps[-1]`` gradient-descent steps of two models that are not
+    linear in their grid parameters: a coordinate MLP on the dense grid, and MulFAGrid with learnt
+    filters (float64; call under ``jax.enable_x64``).
+
+    Arguments:
+      encs: ``{"dense", "mulfagrid": encoding}``; setup, seed, xd (N, 2), y (N, 1): as :func:`check_model`.
+
+    Returns:
+      ``{"steps", "coordinate_mlp_grid_term_change", "mulfagrid_learnt_filters_gtk_change"}`` (relative).
+    """
+    import jax.numpy as jnp
+
+    from ntkgrid import CoordinateMLP
+    from ntkgrid.gtk import gradient_descent, grid_model, gtk, gtk_change
+    from ntkgrid.ntk import structured_ntk
+
+    steps = setup.check_steps[-1]
+    mlp = CoordinateMLP(encs["dense"].clone(include_input=True), (16,), 1, param_dtype=jnp.float64)
+    vm = init(mlp, seed, xd)
+    lr = setup.check_lr / float(np.linalg.eigvalsh(structured_ntk(mlp, vm, xd))[-1])  # all params move
+    _, vm1 = gradient_descent(mlp, vm, xd, y, lr, (steps,))
+    learnt = grid_model(encs["mulfagrid"].clone(learn_filters=True))
+    vl = init(learnt, seed, xd)
+    lr_l = setup.check_lr / float(np.linalg.eigvalsh(gtk(learnt, vl, xd, method="jacobian"))[-1])
+    _, vl1 = gradient_descent(learnt, vl, xd, y, lr_l, (steps,))
+    return {"steps": steps,
+            "coordinate_mlp_grid_term_change": gtk_change(mlp, vm, vm1, xd),
+            "mulfagrid_learnt_filters_gtk_change": gtk_change(learnt, vl, vl1, xd)}
+
+
 def run_checks(setup: GTKSetup, seed: int) -> dict:
     """Results 1 and 2 measured on 2D grid models (float64): GTK vs neural-tangents,
     gradient descent vs the GTK ODE, stationarity; and two non-linear contrasts.
@@ -32,25 +105,14 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
     Returns:
       ``{model: {...}}`` with relative gaps (dimensionless): ``gtk_vs_neural_tangents``,
       ``gd_vs_discrete_prediction``, ``gd_vs_ode`` (one per step), ``ode_tolerance``,
-      ``gtk_change``, ``residual_end``; ``lambda_max``, ``lr``, ``t_lambda_max``, ``seconds``;
-      and ``"contrast"`` (GTK changes of two models not linear in the grid) when asked.
+      ``gtk_change``, ``residual_end``; ``lambda_max``, ``lr``, ``t_lambda_max``, ``seconds``
+      (:func:`check_model`); and ``"contrast"`` (GTK changes of two models not linear in the
+      grid, :func:`check_contrasts`) when asked.
     """
     import jax
     import jax.numpy as jnp
 
-    from ntkgrid import CoordinateMLP
     from ntkgrid.encodings import HashGrid
-    from ntkgrid.gtk import (
-        gd_ode_tolerance,
-        gradient_descent,
-        grid_model,
-        gtk,
-        gtk_change,
-        gtk_gd_prediction,
-        gtk_ode_prediction,
-    )
-    from ntkgrid.ntk import structured_ntk
-    from ntkgrid.spectrum import kernel_change, offdiag_fraction
 
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, (setup.check_points, 2))
@@ -59,50 +121,11 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
     encs = {n: e.clone(init_std=0.3) for n, e in grid_encodings(setup, 2, setup.bound_res, seed).items()}
     encs["hashgrid"] = HashGrid(dim=2, num_levels=2, features_per_level=setup.features, log2_table_size=5,
                                 min_res=4, init_scale=0.3, param_dtype=jnp.float64)
-    out = {}
     with jax.enable_x64(True):
         xd = jnp.asarray(x)
-        for name in setup.check_models:
-            enc = encs[name]
-            t0 = time.perf_counter()
-            model = grid_model(enc)
-            v = init(model, seed, xd)
-            g = gtk(model, v, xd)
-            g_nt = gtk(model, v, xd, method="jacobian")
-            lam_max = float(np.linalg.eigvalsh(g)[-1])
-            lr = setup.check_lr / lam_max
-            outs, v_end = gradient_descent(model, v, xd, y, lr, setup.check_steps)
-            scale = float(np.linalg.norm(outs[0] - y))
-            gd_gap = max(float(np.linalg.norm(o - gtk_gd_prediction(g, outs[0], y, lr, s))) for s, o in
-                         zip(setup.check_steps, outs, strict=True)) / scale
-            ode_gap = [float(np.linalg.norm(o - gtk_ode_prediction(g, outs[0], y, lr * s))) / scale for s, o in
-                       zip(setup.check_steps, outs, strict=True)]
-            out[name] = {
-                "grid_offdiag_fraction": offdiag_fraction(g),
-                "gtk_vs_neural_tangents": _rel(g, g_nt),
-                "lambda_max": lam_max, "lr": lr, "steps": list(setup.check_steps),
-                "t_lambda_max": [lr * s * lam_max for s in setup.check_steps],
-                "gd_vs_discrete_prediction": gd_gap,
-                "gd_vs_ode": ode_gap, "ode_tolerance": gd_ode_tolerance(g, lr),
-                "residual_end": float(np.linalg.norm(outs[-1] - y)) / scale,
-                "gtk_change": kernel_change(g_nt, gtk(model, v_end, xd, method="jacobian")),
-                "seconds": time.perf_counter() - t0,
-            }
-        if not setup.check_contrast:
-            return out
-        # Contrasts: models that are not linear in their grid parameters.
-        steps = setup.check_steps[-1]
-        mlp = CoordinateMLP(encs["dense"].clone(include_input=True), (16,), 1, param_dtype=jnp.float64)
-        vm = init(mlp, seed, xd)
-        lr = setup.check_lr / float(np.linalg.eigvalsh(structured_ntk(mlp, vm, xd))[-1])  # all params move
-        _, vm1 = gradient_descent(mlp, vm, xd, y, lr, (steps,))
-        learnt = grid_model(encs["mulfagrid"].clone(learn_filters=True))
-        vl = init(learnt, seed, xd)
-        lr_l = setup.check_lr / float(np.linalg.eigvalsh(gtk(learnt, vl, xd, method="jacobian"))[-1])
-        _, vl1 = gradient_descent(learnt, vl, xd, y, lr_l, (steps,))
-        out["contrast"] = {"steps": steps,
-                           "coordinate_mlp_grid_term_change": gtk_change(mlp, vm, vm1, xd),
-                           "mulfagrid_learnt_filters_gtk_change": gtk_change(learnt, vl, vl1, xd)}
+        out = {name: check_model(encs[name], setup, seed, xd, y) for name in setup.check_models}
+        if setup.check_contrast:
+            out["contrast"] = check_contrasts(encs, setup, seed, xd, y)
     return out
 
 
