@@ -75,10 +75,13 @@ MATMUL_PRECISIONS = ("default", "highest")
 MAX_AUTO_RUNS_PER_DEVICE = {"cpu": 2, "gpu": 128, "tpu": 128}
 
 #: On a CPU, configs whose minibatch has at least this many points train one run per
-#: program when sized automatically: their steps already keep the cores busy, and batched
-#: Fourier runs of batch 92 took 1.2-1.3x as long as sequential ones on the dev box
-#: (``benchmarks/bench_sweep.py``, three runs; our choice of threshold).
-CPU_BATCHED_MAX_BATCH = 64
+#: program when sized automatically (the occupancy presets' minibatches of 9,799-13,187
+#: points keep the cores busy on their own). Below it, batching pays: on the 2-core dev box
+#: with no other job running, Table 2's Fourier runs (batch 92) trained 1.36x-1.39x faster
+#: 4 to a program than one at a time (``benchmarks/bench_sweep.py --runs-per-program 4``,
+#: three runs; 1.26x with 8). An earlier threshold of 64, set from runs on a loaded box,
+#: kept them sequential. The value itself is our choice: no batch between 92 and 9,799 was measured.
+CPU_BATCHED_MAX_BATCH = 1024
 
 
 @dataclasses.dataclass(frozen=True)
