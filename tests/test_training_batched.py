@@ -126,6 +126,20 @@ def test_a_batch_of_one_is_fit(sequential):
     assert_same_run(sequential[0], got, tol=0)  # fit's own program (see _train)
 
 
+@pytest.mark.parametrize("reduction", ["sum_channels", "sum"])
+@pytest.mark.parametrize("n_runs", [1, 2])
+def test_every_loss_reduction_trains_as_fit_does(reduction, n_runs):
+    # The reductions scale the gradient (by O, or B * O): a batched program that dropped the
+    # setting would train with the mean's 3x or 48x smaller steps and miss these by far.
+    cfg = CFG.replace(loss_reduction=reduction, learning_rate=0.5, epochs=2, ntk_points=0)
+    rs = runs(None)[:n_runs]
+    want = [fit(cfg, r.coords, r.targets, image_shape=r.image_shape, progress=False) for r in rs]
+    got = batched.fit_batch(cfg, rs, progress=False)
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_allclose(b.losses, a.losses, rtol=TOL)
+        np.testing.assert_allclose(b.history[-1]["psnr"], a.history[-1]["psnr"], rtol=TOL)
+
+
 def dataclass_replace(run, **kw):
     import dataclasses
 

@@ -284,9 +284,10 @@ def _program(cfg: TrainConfig, runs: list[RunState], devices) -> _Program:
     first = runs[0]
     if r_pad == 1:  # one run: fit's own program (see above), on the run axis of length 1
         epoch_fn = _single_run_epoch(make_epoch_fn(first.model, cfg.loss, cfg.batch_size, first.x.shape[0],
-                                                   first.e_size))
+                                                   first.e_size, cfg.loss_reduction))
     else:
-        epoch_fn = make_batch_epoch_fn(first.model, cfg.loss, cfg.batch_size, first.x.shape[0], first.e_size, mesh)
+        epoch_fn = make_batch_epoch_fn(first.model, cfg.loss, cfg.batch_size, first.x.shape[0], first.e_size, mesh,
+                                       cfg.loss_reduction)
     where = devices[0] if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
     put = functools.partial(jax.device_put, device=where)
     sel = [runs[i] for i in list(range(len(runs))) + [0] * (r_pad - len(runs))]

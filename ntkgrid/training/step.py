@@ -101,9 +101,8 @@ def make_epoch_fn(model: nn.Module, loss: str, batch_size: int, n_points: int,
     return jax.jit(epoch, donate_argnums=(0, 1))
 
 
-@functools.lru_cache(maxsize=32)
 def make_batch_epoch_fn(model: nn.Module, loss: str, batch_size: int, n_points: int, epoch_size: int | None = None,
-                        mesh: jax.sharding.Mesh | None = None) -> Callable:
+                        mesh: jax.sharding.Mesh | None = None, loss_reduction: str = "mean") -> Callable:
     """The jitted batched epoch: ``epoch(variables, opt_state, data_keys, epoch_index,
     learning_rates, active, coords, targets) -> (variables, opt_state, losses)``.
 
@@ -114,8 +113,16 @@ def make_batch_epoch_fn(model: nn.Module, loss: str, batch_size: int, n_points: 
     (the very same function, ``vmap``-ed) where ``active[r]``; elsewhere its state is
     returned unchanged and its loss is NaN. ``losses`` ``(R,)`` float32. With ``mesh`` (a
     1-D ``Mesh`` with axis ``"runs"``) the outputs are sharded along the run axis.
+    ``loss_reduction`` as :func:`make_epoch_fn`.
     """
-    single = make_epoch_fn(model, loss, batch_size, n_points, epoch_size)
+    return _batch_epoch_fn(model, loss, batch_size, n_points, epoch_size, mesh, loss_reduction)
+
+
+@functools.lru_cache(maxsize=32)
+def _batch_epoch_fn(model, loss, batch_size, n_points, epoch_size, mesh, loss_reduction) -> Callable:
+    """:func:`make_batch_epoch_fn` with every argument given, so that equal settings share one
+    cache entry however they were passed."""
+    single = make_epoch_fn(model, loss, batch_size, n_points, epoch_size, loss_reduction)
     mapped = jax.vmap(single, in_axes=(0, 0, 0, None, 0, 0, 0))
 
     def epoch(variables, opt_state, data_keys, epoch_index, learning_rates, active, coords, targets):
@@ -132,6 +139,9 @@ def make_batch_epoch_fn(model: nn.Module, loss: str, batch_size: int, n_points: 
     if mesh is not None:
         kwargs["out_shardings"] = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
     return jax.jit(epoch, donate_argnums=(0, 1), **kwargs)
+
+
+make_batch_epoch_fn.cache_clear = _batch_epoch_fn.cache_clear  # as the cached make_epoch_fn has
 
 
 @functools.lru_cache(maxsize=32)
