@@ -114,17 +114,10 @@ class GaussianConfig(_Encoding):
         return f"m={self.num_features}, sigma={self.sigma:g}"
 
 
-def _dense_grid_describe(cfg: MultiGridConfig | MulFAGridConfig) -> str:
-    res = f"x={cfg.max_res}" if cfg.num_levels == 1 else f"x±=[{cfg.min_res},{cfg.max_res}]"
-    return f"k={cfg.features_per_level}, L={cfg.num_levels}, {res}"
-
-
 @dataclasses.dataclass(frozen=True)
-class MultiGridConfig(_Encoding):
-    """The paper's multigrid parametric encoding (its Eq. 3): :class:`~ntkgrid.encodings.MultiGrid`."""
+class _DenseGridConfig(_Encoding):
+    """The fields every dense grid shares (MultiGrid and MulFAGrid): its levels of nodes."""
 
-    kind: ClassVar[str] = "multigrid"
-    module: ClassVar[str] = "MultiGrid"
     grid: ClassVar[bool] = True
 
     num_levels: int = 1  # L, number of grids
@@ -133,11 +126,21 @@ class MultiGridConfig(_Encoding):
     max_res: int = 128  # nodes per axis of the finest level
     spacing: str = "linear"  # "linear" or "log" spacing of the resolutions
     init_std: float = 0.01  # node init N(0, init_std^2)
-    include_input: bool = True  # append raw x after the levels (the paper does)
-    interpolation: str = "linear"  # "linear" (bi/trilinear) or "smoothstep"
 
     def describe(self) -> str:
-        return _dense_grid_describe(self)
+        res = f"x={self.max_res}" if self.num_levels == 1 else f"x±=[{self.min_res},{self.max_res}]"
+        return f"k={self.features_per_level}, L={self.num_levels}, {res}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiGridConfig(_DenseGridConfig):
+    """The paper's multigrid parametric encoding (its Eq. 3): :class:`~ntkgrid.encodings.MultiGrid`."""
+
+    kind: ClassVar[str] = "multigrid"
+    module: ClassVar[str] = "MultiGrid"
+
+    include_input: bool = True  # append raw x after the levels (the paper does)
+    interpolation: str = "linear"  # "linear" (bi/trilinear) or "smoothstep"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,19 +166,12 @@ class HashGridConfig(_Encoding):
 
 
 @dataclasses.dataclass(frozen=True)
-class MulFAGridConfig(_Encoding):
+class MulFAGridConfig(_DenseGridConfig):
     """Multiplicative Fourier adaptive grid (Zhao et al.): :class:`~ntkgrid.encodings.MulFAGrid`."""
 
     kind: ClassVar[str] = "mulfagrid"
     module: ClassVar[str] = "MulFAGrid"
-    grid: ClassVar[bool] = True
 
-    num_levels: int = 1  # L, number of grids
-    features_per_level: int = 2  # k, scalars per node
-    min_res: int = 16  # nodes per axis of the coarsest level
-    max_res: int = 128  # nodes per axis of the finest level
-    spacing: str = "linear"  # "linear" or "log" spacing of the resolutions
-    init_std: float = 0.01  # node init N(0, init_std^2)
     num_frequencies: int = 4  # J, Fourier features sin/cos(2^j pi u) of the filter MFN
     filter_width: int = 16  # hidden width of the filter MFN
     filter_layers: int = 2  # multiplicative filter layers
@@ -187,7 +183,7 @@ class MulFAGridConfig(_Encoding):
     include_input: bool = False  # append raw x after the levels
 
     def describe(self) -> str:
-        return _dense_grid_describe(self) + (", learnt filters" if self.learn_filters else "")
+        return super().describe() + (", learnt filters" if self.learn_filters else "")
 
 
 #: The encoding configs by kind: the one list of encoding names (a tagged union's tags).
