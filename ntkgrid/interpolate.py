@@ -272,17 +272,19 @@ def dense_taps(x: jnp.ndarray, res: Sequence[int], interpolation: str = "linear"
         for a in range(1, d):
             flat = flat + node[..., a] * strides[a]
         return flat[..., None], jnp.ones(x.shape[:-1] + (1,), x.dtype)
-    # cubic: tensor product, built axis by axis (axis 0 fastest), as corner_weights does.
+    # cubic: tensor product built axis by axis, the new axis outermost (so axis 0 is fastest);
+    # broadcast outer products, a few ops per axis whatever the number of taps.
+    offsets = jnp.arange(-1, 3, dtype=jnp.int32)
     idx, w = None, None
     for a, r in enumerate(res):
-        ia = [jnp.clip(base[..., a] + (j - 1), 0, r - 1) * strides[a] for j in range(4)]
-        wa = bspline_weights(frac[..., a])
+        ia = jnp.clip(base[..., a, None] + offsets, 0, r - 1) * strides[a]  # (..., 4)
+        wa = jnp.stack(bspline_weights(frac[..., a]), axis=-1)
         if idx is None:
             idx, w = ia, wa
         else:
-            idx = [p + q for q in ia for p in idx]
-            w = [p * q for q in wa for p in w]
-    return jnp.stack(idx, axis=-1), jnp.stack(w, axis=-1).astype(x.dtype)
+            idx = (ia[..., :, None] + idx[..., None, :]).reshape(*ia.shape[:-1], -1)
+            w = (wa[..., :, None] * w[..., None, :]).reshape(*wa.shape[:-1], -1)
+    return idx, w.astype(x.dtype)
 
 
 def _dense_base_weights(
