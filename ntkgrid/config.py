@@ -262,7 +262,7 @@ class TrainConfig:
     loss_reduction: str = "mean"  # minibatch loss: "mean" (points, channels), "sum_channels" or "sum"; loss_scale
     parameterization: str = "ntk"  # one of PARAMETERIZATIONS: "ntk" (paper, A.1), "mean_field", ... (models.py)
     beta: float = 0.1  # bias scale of the NTK parameterisation (paper: 0.1)
-    coords: str = "unit"  # network input: "unit" [0, 1] (paper) or "signed" [-1, 1] (non-grid encodings)
+    coords: str = "unit"  # network input: "unit" [0, 1] (paper) or "signed" [-1, 1] (grids: raw input only)
     pixels: str = "corners"  # image pixel positions: "corners" (i/(W-1)) or "centres" ((i+0.5)/W)
     steps_per_epoch: int | None = None  # None: an epoch is one pass over all points; n: n minibatches
     checkpoints: tuple[int, ...] | None = None  # epochs to measure at; None = (0, epochs//2, epochs)
