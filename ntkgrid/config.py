@@ -304,7 +304,7 @@ class TrainConfig:
     activation: str = "relu"  # hidden activation, one of ACTIVATIONS: "relu" (paper), "tanh", "sine", "gaussian"
     omega0: float = 30.0  # "sine": sin(omega0 z), and the "siren" initialisation's omega0 (SIREN: 30)
     gaussian_sigma: float = 0.1  # "gaussian": exp(-z^2 / (2 sigma^2)), sigma in units of the pre-activation
-    coords: str = "unit"  # network input: "unit" [0, 1] (paper) or "signed" [-1, 1] (non-grid encodings)
+    coords: str = "unit"  # network input: "unit" [0, 1] (paper) or "signed" [-1, 1] (grids: raw input only)
     pixels: str = "corners"  # image pixel positions: "corners" (i/(W-1)) or "centres" ((i+0.5)/W)
     steps_per_epoch: int | None = None  # None: an epoch is one pass over all points; n: n minibatches
     checkpoints: tuple[int, ...] | None = None  # epochs to measure at; None = (0, epochs//2, epochs)

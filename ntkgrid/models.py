@@ -55,8 +55,10 @@ through ``phi'``) and the dense layers' inputs (``phi(z)``): the kernel stays ex
 of them.
 
 ``coords="signed"`` maps the input coordinates from ``[0, 1]`` to ``[-1, 1]`` (``2x - 1``)
-before a non-grid encoding; grid encodings always look up the ``[0, 1]`` coordinates (the
-grid spans the image either way), so for them ``coords`` changes nothing.
+before a non-grid encoding. Grid encodings always look up the ``[0, 1]`` coordinates (the
+grid spans the image either way); the raw coordinates a grid appends (``include_input``)
+enter the MLP as ``2x - 1``, as the baseline's do, so ``coords`` treats every network's
+raw-coordinate input the same way.
 """
 
 from __future__ import annotations
@@ -188,7 +190,8 @@ class CoordinateMLP(nn.Module):
       beta: bias scale of the NTK parameterisation.
       param_dtype: dtype of the MLP parameters.
       coords: ``"unit"`` (inputs used as given, ``[0, 1]``) or ``"signed"`` (``2x - 1``
-        before a non-grid encoding); see the module docstring.
+        before a non-grid encoding, and for a grid's appended raw coordinates); see the
+        module docstring.
       activation: the hidden layers' activation, one of :data:`ACTIVATIONS` (module docstring).
       omega0: ``"sine"``'s frequency factor ``omega0`` (and the ``"siren"`` initialisation's).
       sigma: ``"gaussian"``'s width ``sigma`` (units of the pre-activation).
@@ -226,9 +229,16 @@ class CoordinateMLP(nn.Module):
         self.phi = activation_fn(self.activation, omega0=self.omega0, sigma=self.sigma)
 
     def _encode(self, x: jnp.ndarray) -> jnp.ndarray:
-        if self.coords == "signed" and not isinstance(self.encoding, _GRID_ENCODINGS):
-            x = 2.0 * x - 1.0
-        return self.encoding(x)
+        """``(..., d) -> (..., F)``: the encoding's features under ``coords`` (module docstring)."""
+        if self.coords != "signed":
+            return self.encoding(x)
+        if not isinstance(self.encoding, _GRID_ENCODINGS):
+            return self.encoding(2.0 * x - 1.0)
+        h = self.encoding(x)  # the grid looks up the [0, 1] coordinates
+        if getattr(self.encoding, "include_input", False):  # raw coordinates are the last d features
+            d = x.shape[-1]
+            h = jnp.concatenate([h[..., :-d], (2.0 * x - 1.0).astype(h.dtype)], axis=-1)
+        return h
 
     def features(self, x: jnp.ndarray) -> list[jnp.ndarray]:
         """Post-activation outputs of every hidden layer, each ``(..., width)``."""

@@ -90,12 +90,22 @@ def test_signed_coords_map_unit_square_to_minus_one_one():
     np.testing.assert_allclose(first, direct, rtol=1e-6)
 
 
-def test_signed_coords_leave_grid_lookup_on_the_unit_square():
+def test_signed_coords_leave_grid_lookup_on_the_unit_square_and_sign_the_raw_input():
+    """A grid looks up [0, 1] either way; its appended raw coordinates enter the MLP as 2x - 1,
+    as the baseline's do (the grid features are unchanged, the last d features are signed)."""
     cfg = TrainConfig(hidden=(8,), encoding=MultiGridConfig(num_levels=1, min_res=4, max_res=4))
     x = jnp.asarray(np.random.default_rng(1).random((6, 2)), jnp.float32)
     unit, signed = cfg.model(2, 1), cfg.replace(coords="signed").model(2, 1)
     v = unit.init(jax.random.PRNGKey(0), x)
-    np.testing.assert_array_equal(signed.apply(v, x), unit.apply(v, x))
+    fu = np.asarray(unit.apply(v, x, method=lambda m, z: m._encode(z)))
+    fs = np.asarray(signed.apply(v, x, method=lambda m, z: m._encode(z)))
+    np.testing.assert_array_equal(fs[:, :-2], fu[:, :-2])
+    np.testing.assert_allclose(fs[:, -2:], 2 * np.asarray(x) - 1, rtol=1e-6)
+    assert not np.allclose(signed.apply(v, x), unit.apply(v, x))
+    no_input = cfg.replace(coords="signed", encoding=MultiGridConfig(num_levels=1, min_res=4, max_res=4,
+                                                                     include_input=False))
+    vn = no_input.model(2, 1).init(jax.random.PRNGKey(0), x)
+    np.testing.assert_array_equal(no_input.model(2, 1).apply(vn, x), no_input.replace(coords="unit").model(2, 1).apply(vn, x))
 
 
 # The activations as NumPy functions (sine with omega0 = 2, gaussian with sigma = 0.7).
