@@ -2,7 +2,7 @@
 
     python -m experiments.activations [--preset quick|paper] [--image NAME|PATH] [--seed 0]
         [--out DIR] [--activations relu tanh gaussian sine [sine_ntk]] [--size PX] [--epochs N]
-        [--lr X|critical:F] [--ntk-points N] [--no-progress]
+        [--lr X|critical:F] [--ntk-points N] [--hidden W ...] [--no-progress]
 
 Trains ReLU, tanh, Gaussian and sine (SIREN) networks, each without an encoding, with Table 3's
 mid Fourier features and with its coarse multigrid, every one at a fraction of its own critical
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                          f"(default: critical:{presets.ACTIVATION_LR_FRACTION:g})")
     ap.add_argument("--ntk-points", type=int, default=None,
                     help="cap on the NTK points (a centred window; default: every training pixel)")
+    ap.add_argument("--hidden", type=int, nargs="+", default=None,
+                    help="hidden widths of every MLP (default: the preset's, Table 3's 512 512)")
     ap.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
     return ap
 
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from ntkgrid.studies import StudyError
     from ntkgrid.studies.activations import run_activation_study
 
-    for opt, val, low in (("--size", args.size, 11), ("--epochs", args.epochs, 1), ("--ntk-points", args.ntk_points, 1)):
+    for opt, val, low in (("--size", args.size, 11), ("--epochs", args.epochs, 1), ("--ntk-points", args.ntk_points, 1),
+                          ("--hidden", min(args.hidden) if args.hidden else None, 1)):
         if val is not None and val < low:
             return fail(f"{opt} must be >= {low}, got {val}")
     rule = isinstance(args.lr, LrRule)
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_activation_study(
             preset=args.preset, image=args.image, seed=args.seed, out=args.out, activations=args.activations,
             size=args.size, epochs=args.epochs, lr=None if rule else args.lr,
-            lr_fraction=args.lr.fraction if rule else None, ntk_points=args.ntk_points,
+            lr_fraction=args.lr.fraction if rule else None, ntk_points=args.ntk_points, hidden=args.hidden,
             progress=not args.no_progress, log=log)
     except (ValueError, DataError, StudyError) as err:
         return fail(str(err).strip("'\""))

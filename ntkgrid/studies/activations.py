@@ -63,12 +63,13 @@ _LINESTYLE = {"baseline": ":", "fourier": "--", "multigrid": "-"}
 
 
 def build_runs(preset: str, activations: Sequence[str], *, seed: int = 0, epochs: int | None = None,
-               lr: float | None = None, lr_fraction: float | None = None,
-               ntk_points: int | None = None) -> list[StudyRun]:
+               lr: float | None = None, lr_fraction: float | None = None, ntk_points: int | None = None,
+               hidden: Sequence[int] | None = None) -> list[StudyRun]:
     """The study's runs: for each variant of ``activations`` (keys of
     :data:`ntkgrid.presets.ACTIVATION_VARIANTS`) the baseline, fourier and multigrid networks of
     :data:`ntkgrid.presets.ACTIVATION_STUDY` ``[preset]``. ``lr`` (a step by hand) or
-    ``lr_fraction`` (default: the preset's) sets the step; ``epochs`` rescales the checkpoints."""
+    ``lr_fraction`` (default: the preset's) sets the step; ``epochs`` rescales the checkpoints;
+    ``hidden`` replaces the MLP's widths (e.g. for tests)."""
     from ntkgrid import presets
     from ntkgrid.sweep import apply_overrides
 
@@ -86,6 +87,8 @@ def build_runs(preset: str, activations: Sequence[str], *, seed: int = 0, epochs
         for enc in ENCODINGS:
             cfg = apply_overrides(p["configs"][enc], epochs=epochs, learning_rate=lr, ntk_points=ntk_points, seed=seed)
             cfg = cfg.replace(**presets.ACTIVATION_VARIANTS[variant])
+            if hidden is not None:
+                cfg = cfg.replace(hidden=tuple(int(h) for h in hidden))
             runs.append(StudyRun(f"{variant}_{enc}", cfg, fraction, {"variant": variant, "study_encoding": enc}))
     return runs
 
@@ -311,8 +314,8 @@ def write_report(out: Path, result: StudyResult, *, image_name: str, image: np.n
 def run_activation_study(*, preset: str = "quick", image: str = "chelsea", seed: int = 0,
                          out: str | Path | None = None, activations: Sequence[str] | None = None,
                          size: int | None = None, epochs: int | None = None, lr: float | None = None,
-                         lr_fraction: float | None = None, ntk_points: int | None = None, progress: bool = True,
-                         log=print) -> StudyResult:
+                         lr_fraction: float | None = None, ntk_points: int | None = None,
+                         hidden: Sequence[int] | None = None, progress: bool = True, log=print) -> StudyResult:
     """The whole study: load the image, train (or resume) every run, write results, figures, report.
 
     Args:
@@ -326,6 +329,7 @@ def run_activation_study(*, preset: str = "quick", image: str = "chelsea", seed:
       lr: a step by hand for every run (then ``lr_fraction`` must be None).
       lr_fraction: the critical-step fraction (default: the preset's).
       ntk_points: cap on the NTK points (default: every training pixel).
+      hidden: replace the MLP's hidden widths (default: the preset's, Table 3's 2 x 512).
       progress, log: progress bars and progress lines.
 
     Returns:
@@ -337,7 +341,7 @@ def run_activation_study(*, preset: str = "quick", image: str = "chelsea", seed:
 
     variants = list(activations or presets.ACTIVATION_DEFAULTS)
     runs = build_runs(preset, variants, seed=seed, epochs=epochs, lr=lr, lr_fraction=lr_fraction,
-                      ntk_points=ntk_points)
+                      ntk_points=ntk_points, hidden=hidden)
     side = int(size or presets.ACTIVATION_STUDY[preset]["size"])
     if side < 11:
         raise ValueError(f"image size must be >= 11 pixels (MS-SSIM), got {side}")
@@ -353,7 +357,8 @@ def run_activation_study(*, preset: str = "quick", image: str = "chelsea", seed:
     log(f"activations: {src.source} at {side}x{side} px, preset {preset}, {len(runs)} runs "
         f"({', '.join(variants)} x {', '.join(ENCODINGS)}), output {out}")
     result = run_study("activations", img, runs, out,
-                       identity={"image": src.source, "size": side, "seed": seed, "preset": preset},
+                       identity={"image": src.source, "size": side, "seed": seed, "preset": preset,
+                                 **({} if hidden is None else {"hidden": list(hidden)})},
                        header={"command": command, "activations": variants, "encodings": list(ENCODINGS)},
                        extra_record=theorem1_fields, log=log, progress=progress)
     figs = _figures(out, img, result, variants)
