@@ -400,3 +400,41 @@ def test_recipe_screen_predicts_and_observes_and_tabulates(tmp_path, capsys):
     assert recipe.main(["table", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| literal | " in text and "predicted stable (lr < lr_crit): 1 runs" in text
+
+
+# ----------------------------------------------------------------------------- --lr critical:F
+
+
+def test_lr_rule_parses_on_scaling_and_sweep_and_bad_values_exit_2(capsys):
+    from ntkgrid.config import LrRule
+
+    assert scaling.build_parser().parse_args(["--lr", "critical:0.5"]).lr == LrRule(0.5)
+    assert imagenet_sweep.build_parser().parse_args(["--lr", "critical:0.25"]).lr == LrRule(0.25)
+    assert scaling.build_parser().parse_args(["--lr", "7"]).lr == 7.0
+    for bad in ("critical:x", "fast", "-2"):
+        with pytest.raises(SystemExit) as err:
+            scaling.main(["--lr", bad])
+        assert err.value.code == 2
+        assert "--lr" in capsys.readouterr().err
+
+
+def test_apply_lr_rule_sets_each_configs_own_step_and_records_the_fraction():
+    import argparse
+
+    from experiments import apply_lr_rule, overrides
+    from ntkgrid.config import LrRule
+    from ntkgrid.data.images import image_to_dataset
+    from ntkgrid.stability import critical_lr
+
+    image = np.random.default_rng(0).random((12, 12, 3)).astype(np.float32)
+    cfgs = {n: presets.SCALING_QUICK[n].replace(hidden=(8,)) for n in ("baseline", "multigrid_coarse")}
+    args = argparse.Namespace(lr=LrRule(0.5), epochs=None, batch_size=None, ntk_points=None, seed=0)
+    assert overrides(args)["learning_rate"] is None  # the rule is not a step
+    out = apply_lr_rule(cfgs, args, image)
+    coords, _ = image_to_dataset(image)
+    for n, cfg in out.items():
+        assert cfg.lr_fraction == 0.5
+        assert cfg.learning_rate == pytest.approx(0.5 * critical_lr(cfgs[n], coords, 3).lr_crit_median, rel=1e-12)
+    assert out["baseline"].learning_rate != out["multigrid_coarse"].learning_rate
+    args.lr = 3.0
+    assert apply_lr_rule(cfgs, args, image) == cfgs
