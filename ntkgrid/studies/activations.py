@@ -152,6 +152,7 @@ def _variables_at(result, epoch: int):
 
 def theorem1_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
     """The record keys of Theorem 1's comparisons and the kernel locality (module docstring)."""
+    from ntkgrid.models import build_model
     from ntkgrid.spectrum import ntk_spectrum
     from ntkgrid.theory import compare_spectra, fan_in_matched_baseline
     from ntkgrid.training import ntk_points_path
@@ -161,7 +162,7 @@ def theorem1_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
     base = results.get(f"{variant}_baseline") if enc != "baseline" else None
     x_path = ntk_points_path(result.out_dir)
     x = np.load(x_path) if x_path.exists() else None
-    model = cfg.model(2, 3)
+    model = build_model(cfg, 2, 3)
     for cp in CHECKPOINTS:
         epoch, spectra = _spectra_at(result, cp)
         total = spectra.get("total")

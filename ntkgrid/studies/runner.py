@@ -106,6 +106,11 @@ def spectrum_summary(spec) -> dict:
             "effective_rank": float(np.sum(pos) ** 2 / sq) if sq > 0 else None}
 
 
+def _is_grid(cfg: TrainConfig) -> bool:
+    """Whether the config's encoding is a learnable grid (its module class declares ``is_grid``)."""
+    return bool(getattr(type(cfg.encoding).module_class(), "is_grid", False))
+
+
 def _checkpoint_epochs(result) -> dict[str, int | None]:
     from ntkgrid.sweep import middle_and_end
 
@@ -117,7 +122,7 @@ def _spectra_fields(result) -> dict:
     """The record's ``<checkpoint>_<group>_<stat>`` and ``<checkpoint>_grid_offdiag_fraction`` keys."""
     by_epoch = {int(h["epoch"]): h for h in result.history}
     out: dict[str, Any] = {}
-    grid = result.config.encoding.grid
+    grid = _is_grid(result.config)
     for cp, epoch in _checkpoint_epochs(result).items():
         h = by_epoch.get(epoch) if epoch is not None else None
         out[f"{cp}_epoch"] = epoch
@@ -146,7 +151,7 @@ def _record(run: StudyRun, cfg: TrainConfig, result, lr_info: Mapping | None) ->
     rec = {
         "name": run.name,
         "activation": cfg.activation,
-        "interpolation": getattr(enc, "interpolation", None) if enc.grid else None,
+        "interpolation": getattr(enc, "interpolation", None) if _is_grid(cfg) else None,
         "encoding": enc.kind,
         "encoding_params": enc.describe(),
         "parameterization": cfg.parameterization,
