@@ -10,6 +10,7 @@ from ntkgrid import files, presets
 from ntkgrid.spectrum import offdiag_fraction
 from ntkgrid.studies.interpolation import (
     build_runs,
+    interpolation_gram_stats,
     interpolation_offdiag_fraction,
     rank_correlation,
     run_interpolation_study,
@@ -36,8 +37,11 @@ def test_offdiag_fraction_equals_the_dense_gram(kernel, res):
     """Pixel grid of 9 x 9 (corners convention, so edge pixels clamp cubic taps)."""
     side = np.arange(9) / 8
     x = np.stack(np.meshgrid(side, side, indexing="xy"), -1).reshape(-1, 2)
-    want = offdiag_fraction(_dense_gram(x, res, kernel))
-    assert interpolation_offdiag_fraction(x, res, kernel) == pytest.approx(want, rel=1e-12, abs=1e-15)
+    gram = _dense_gram(x, res, kernel)
+    stats = interpolation_gram_stats(x, res, kernel)
+    assert stats["offdiag_fraction"] == pytest.approx(offdiag_fraction(gram), rel=1e-12, abs=1e-15)
+    assert interpolation_offdiag_fraction(x, res, kernel) == stats["offdiag_fraction"]
+    assert stats["diag_mean"] == pytest.approx(np.mean(np.diag(gram)), rel=1e-12)
 
 
 def test_offdiag_fraction_known_cases():
@@ -45,6 +49,12 @@ def test_offdiag_fraction_known_cases():
     assert interpolation_offdiag_fraction(x, (3, 3), "nearest") == 0.0  # distinct nodes: diagonal
     same = np.array([[0.5, 0.5]] * 4)  # one point four times: a constant kernel, share 1 - 1/N
     assert interpolation_offdiag_fraction(same, (5, 5), "cubic") == pytest.approx(0.75, rel=1e-12)
+    # mean squared weight at a cell centre: bilinear 4 (1/4)^2; cubic B-spline (2 (1/48)^2 + 2 (23/48)^2) per axis
+    mid = np.array([[0.375, 0.375]])  # the middle of an interior cell: no clamped taps
+    assert interpolation_gram_stats(mid, (5, 5), "linear")["diag_mean"] == pytest.approx(0.25, rel=1e-12)
+    per_axis = 2 * ((1 / 48) ** 2 + (23 / 48) ** 2)
+    assert interpolation_gram_stats(mid, (5, 5), "cubic")["diag_mean"] == pytest.approx(per_axis**2, rel=1e-12)
+    assert interpolation_gram_stats(mid, (5, 5), "nearest")["diag_mean"] == 1.0
 
 
 def test_rank_correlation():
@@ -88,6 +98,7 @@ def test_interpolation_study_end_to_end(tmp_path):
         assert r["encoding"] == "multigrid" and r["activation"] == "relu" and r["ntk_points"] == 144
         assert r["lr_fraction"] == 0.5 and r["lr"] == pytest.approx(0.5 * r["lr_crit"])
         assert 0 <= r["interp_offdiag_fraction"] < 1 and 0 <= r["end_grid_offdiag_fraction"] < 1
+        assert 0 < r["interp_diag_mean"] <= 1 and r["end_grid_trace"] > 0 and r["end_total_trace"] > r["end_grid_trace"]
     by = {r["name"]: r for r in res.records}
     for grid in ("coarse",):
         assert "end_vs_linear_median_log10" not in by[f"{grid}_linear"]

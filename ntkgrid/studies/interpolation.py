@@ -11,10 +11,12 @@ with float64 spectra on every training pixel at initialisation, the middle and t
 total / no-grid / grid kernels (:mod:`ntkgrid.studies.runner`). On top of the shared record:
 
 * ``grid``, ``nodes_per_side``, ``taps`` (table rows a pixel reads: 1, 4, 4, 16 in 2D);
-* ``interp_offdiag_fraction``: the off-diagonal share of the interpolation Gram ``W W^T`` on the
-  training pixels (:func:`interpolation_offdiag_fraction`): geometry only, no network. The
-  measured ``<cp>_grid_offdiag_fraction`` (the runner's) is the same share of the grid's NTK,
-  where the network's cotangents weight the Gram;
+* ``interp_offdiag_fraction`` and ``interp_diag_mean``: the off-diagonal share and the mean
+  diagonal (mean squared weight per pixel) of the interpolation Gram ``W W^T`` on the training
+  pixels (:func:`interpolation_gram_stats`): geometry only, no network. The measured
+  ``<cp>_grid_offdiag_fraction`` (the runner's) is the same share of the grid's NTK, where the
+  network's cotangents weight the Gram; ``<cp>_grid_trace`` / ``<cp>_total_trace`` are the
+  kernels' traces (sums of their eigenvalues);
 * ``<cp>_vs_linear_*`` and ``<cp>_grid_vs_linear_*``: the total (grid) spectrum index by index
   against the linear kernel's at the same grid and checkpoint (:func:`ntkgrid.theory.compare_spectra`):
   ``fraction`` of resolved indices at or above, ``median_log10`` of the ratio.
@@ -46,7 +48,7 @@ from ntkgrid.studies.runner import (
     spectra_curves,
 )
 
-__all__ = ["build_runs", "findings", "interpolation_offdiag_fraction", "rank_correlation", "run_interpolation_study",
+__all__ = ["build_runs", "findings", "interpolation_gram_stats", "interpolation_offdiag_fraction", "rank_correlation", "run_interpolation_study",
            "vs_linear_fields", "write_report"]
 
 #: Colour per kernel in the figures (matplotlib tab10).
@@ -111,7 +113,13 @@ def build_runs(preset: str, kernels: Sequence[str], *, grids: Sequence[str] | No
 
 
 def interpolation_offdiag_fraction(x: np.ndarray, res: Sequence[int], interpolation: str) -> float:
-    """Off-diagonal share of the interpolation Gram ``W W^T`` on the points ``x``.
+    """Off-diagonal share of the interpolation Gram ``W W^T`` on the points ``x``
+    (:func:`interpolation_gram_stats`' ``offdiag_fraction``)."""
+    return interpolation_gram_stats(x, res, interpolation)["offdiag_fraction"]
+
+
+def interpolation_gram_stats(x: np.ndarray, res: Sequence[int], interpolation: str) -> dict:
+    """Off-diagonal share and mean diagonal of the interpolation Gram ``W W^T`` on the points ``x``.
 
     ``W`` is the ``(N, prod(res))`` matrix of interpolation weights (row ``n``: the taps of
     point ``n``), so ``(W W^T)[n, m] = sum_{c, c'} w_nc w_mc' [idx_nc == idx_mc']`` is the grid
@@ -124,8 +132,10 @@ def interpolation_offdiag_fraction(x: np.ndarray, res: Sequence[int], interpolat
       interpolation: a kernel of :data:`ntkgrid.interpolate.INTERPOLATIONS`.
 
     Returns:
-      ``(||W W^T||_F^2 - sum_n (W W^T)_nn^2) / ||W W^T||_F^2``, as
-      :func:`ntkgrid.spectrum.offdiag_fraction` of the dense matrix.
+      ``{"offdiag_fraction": (||W W^T||_F^2 - sum_n (W W^T)_nn^2) / ||W W^T||_F^2`` (as
+      :func:`ntkgrid.spectrum.offdiag_fraction` of the dense matrix), ``"diag_mean": mean_n
+      (W W^T)_nn``}: the second is ``trace(W W^T) / N``, the mean squared weight a pixel puts
+      on its nodes (1 for nearest, about 0.44 for bilinear, 0.23 for the cubic B-spline).
     """
     import jax
     import jax.numpy as jnp
@@ -143,7 +153,8 @@ def interpolation_offdiag_fraction(x: np.ndarray, res: Sequence[int], interpolat
     _, inverse = np.unique((idx[:, :, None] * rows + idx[:, None, :]).ravel(), return_inverse=True)
     gram = np.bincount(inverse.ravel(), weights=pair.ravel())
     total = float(gram @ gram)
-    return max(0.0, (total - float(diag @ diag)) / total) if total > 0 else float("nan")
+    off = max(0.0, (total - float(diag @ diag)) / total) if total > 0 else float("nan")
+    return {"offdiag_fraction": off, "diag_mean": float(np.mean(diag))}
 
 
 def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -188,8 +199,12 @@ def vs_linear_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
     x_path = ntk_points_path(result.out_dir)
     if x_path.exists():
         enc = cfg.encoding
-        out["interp_offdiag_fraction"] = interpolation_offdiag_fraction(np.load(x_path), (enc.max_res,) * 2,
-                                                                        enc.interpolation)
+        stats = interpolation_gram_stats(np.load(x_path), (enc.max_res,) * 2, enc.interpolation)
+        out["interp_offdiag_fraction"], out["interp_diag_mean"] = stats["offdiag_fraction"], stats["diag_mean"]
+    for cp in CHECKPOINTS:  # trace = sum of the eigenvalues: the kernel's total mass
+        for group, spec in _spectra_at(result, cp).items():
+            if group in ("total", "grid") and spec is not None:
+                out[f"{cp}_{group}_trace"] = float(np.sum(spec.eigenvalues))
     linear = results.get(f"{run.fields['grid']}_linear")
     if linear is None or linear is result:
         return out
@@ -282,14 +297,15 @@ def _grid_table(recs: Sequence[Mapping]) -> str:
         return files.fmt(v, d) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-" if v is None \
             else str(v)
 
-    rows = [[r["interpolation"], str(r.get("taps")), f(r.get("interp_offdiag_fraction")),
+    rows = [[r["interpolation"], str(r.get("taps")), f(r.get("interp_offdiag_fraction")), f(r.get("interp_diag_mean")),
+             f"{r.get('end_grid_trace') or float('nan'):.4g}",
              f(r.get("init_grid_offdiag_fraction")), f(r.get("end_grid_offdiag_fraction")),
              f"{r.get('lr') or float('nan'):.3g}", f(r.get("end_vs_linear_median_log10")),
              f(r.get("end_vs_linear_fraction")), f(r.get("end_grid_vs_linear_median_log10")),
              str(r.get("end_total_n_above_floor")), f"{r.get('end_total_effective_rank') or float('nan'):.3g}",
              f(r.get("psnr"), 2), f(r.get("ms_ssim"))] for r in recs]
     return files.markdown_table(
-        ["kernel", "taps", "W Wᵀ off-diag", "grid NTK off-diag init", "grid NTK off-diag end", "lr",
+        ["kernel", "taps", "W Wᵀ off-diag", "W Wᵀ mean diag", "grid NTK trace end", "grid NTK off-diag init", "grid NTK off-diag end", "lr",
          "end vs linear: median log10", "end vs linear: fraction ≥", "grid kernel vs linear: median log10",
          "above floor end", "effective rank end", "PSNR dB", "MS-SSIM"], rows)
 
@@ -311,11 +327,14 @@ def findings(records: Sequence[Mapping]) -> list[str]:
         off = [r.get("end_grid_offdiag_fraction") for r in recs]
         rho_psnr = rank_correlation(off, [r.get("psnr") for r in recs])
         rho_spec = rank_correlation(off, [spec.get(r["interpolation"]) for r in recs])
+        rho_trace = rank_correlation([r.get("end_grid_trace") for r in recs],
+                                     [spec.get(r["interpolation"]) for r in recs])
         lines.append(f"- {grid} grid ({recs[0].get('nodes_per_side')} nodes per side): highest PSNR "
                      f"{best['interpolation']} ({files.fmt(best.get('psnr'))} dB); highest end spectrum against "
                      f"linear's: {top} (median log10 ratio {files.fmt(spec.get(top), 3)}); rank correlation of the "
                      f"grid NTK's off-diagonal share (end) with PSNR {files.fmt(rho_psnr)}, with the spectrum "
-                     f"{files.fmt(rho_spec)} over {len(recs)} kernels.")
+                     f"{files.fmt(rho_spec)}; of the grid NTK's trace (end) with the spectrum {files.fmt(rho_trace)}; "
+                     f"over {len(recs)} kernels.")
     return lines
 
 
@@ -336,7 +355,9 @@ def write_report(out: Path, result: StudyResult, *, image_name: str, image: np.n
     if notes:
         lines += ["Where the critical-step rule cannot speak:", "", *notes, ""]
     lines += ["## Kernels at an equal number of nodes", "",
-              "W Wᵀ off-diag: the interpolation Gram's off-diagonal share on the training pixels (geometry only). "
+              "W Wᵀ off-diag / mean diag: the interpolation Gram's off-diagonal share and mean diagonal (the mean "
+              "squared weight a pixel puts on its nodes) on the training pixels (geometry only). Grid NTK trace: "
+              "the sum of the grid kernel's eigenvalues. "
               "Grid NTK off-diag: the same share of the grid's NTK (`ntkgrid.spectrum.offdiag_fraction`). "
               "vs linear: the end spectrum index by index against the linear kernel's at the same grid "
               "(median log10 ratio; share of resolved indices at or above).", ""]
