@@ -10,6 +10,8 @@
 * ``occupancy`` - Appendix E and Fig. 5b (3-D).
 * ``gtk`` - Zhao et al. (CVPR 2024): grid tangent kernels and MulFAGrid.
 * ``recipe`` - which reading of the paper's training recipe reproduces its tables.
+* ``activations`` - beyond the paper: ReLU / tanh / Gaussian / sine (SIREN) networks with and
+  without encodings, each at a fraction of its own critical step (issue 22).
 
 Every program ends in ``sys.exit(main())``; the exit statuses are those of :func:`fail`.
 
