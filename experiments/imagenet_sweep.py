@@ -120,7 +120,7 @@ def _merge(argv: list[str]) -> int:
     except sweep.SweepError as err:
         return fail(str(err))
     except OSError as err:
-        return fail(_os_error(err, "merge"), 1)
+        return fail(f"merge --out {margs.out}: {_os_error(err)}", 1)
     return _status(margs.out)
 
 
@@ -267,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         sources, selection_warnings = sweep.select_sources(args.data_root, args.num_synsets, args.seed)
     except DataError as err:
         return fail(f"{err} (expected an ImageNet-style folder <root>/<wnid>/<image>)")
+    try:
+        _check_writable(out)
+    except OSError as err:
+        return fail(f"--out {out}: cannot be written ({_os_error(err)})")
     for w in selection_warnings:
         print(f"warning: {w}", file=sys.stderr, flush=True)
     where = args.data_root or "scikit-image's bundled photos"
@@ -277,17 +281,14 @@ def main(argv: list[str] | None = None) -> int:
                 "num_images": args.num_synsets, "selection_warnings": selection_warnings,
                 "config_json": list(args.config_json)}
     try:
-        _check_writable(out)
-    except OSError as err:
-        return fail(_os_error(err, "--out"))
-    try:
         result = sweep.run_sweep(out, sources, configs, size=size, manifest=manifest, shard=args.shard, log=log,
                                  progress=not args.no_progress, runs_per_program=rpp,
                                  matmul_precision=args.matmul_precision)
     except sweep.SweepError as err:
         return fail(str(err))
     except OSError as err:  # e.g. the disk filled up: what was written stays, a rerun resumes
-        return fail(_os_error(err, "the sweep"), 1)
+        return fail(f"--out {out}: the sweep stopped ({_os_error(err)}); what was finished is kept, a rerun "
+                    "resumes", 1)
     return _finish(result, out, t0)
 
 
@@ -304,13 +305,13 @@ def _check_writable(out: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
-def _os_error(err: OSError, what: str) -> str:
-    """One line naming the path and the problem of an OSError (``what``: the argument or step)."""
+def _os_error(err: OSError) -> str:
+    """The problem and the path of an OSError, on one line (``"Read-only file system: /x/y"``)."""
     where = err.filename or ""
     if err.filename2:
         where = f"{where} -> {err.filename2}"
     problem = err.strerror or str(err)
-    return f"{what}: {where}: {problem}" if where else f"{what}: {problem}"
+    return f"{problem}: {where}" if where else problem
 
 
 def _status(out: Path) -> int:
