@@ -92,6 +92,9 @@ def _bad_mesh(kind: str, tmp_path: Path) -> Path:
     elif kind == "random_bytes_obj":
         p = tmp_path / "random.obj"
         p.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "random_bytes_stl":
+        p = tmp_path / "random.stl"
+        p.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     elif kind == "face_index_past_vertices_obj":
         p = tmp_path / "bad_index.obj"
         p.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n")
@@ -112,6 +115,7 @@ def _bad_mesh(kind: str, tmp_path: Path) -> Path:
         ("missing", "no such file"),
         ("faces_only_obj", r"OBJ file has 2 face lines \('f'\) but no vertex lines"),
         ("random_bytes_obj", "binary data, not an OBJ file"),
+        ("random_bytes_stl", r"neither a valid binary \.stl file nor UTF-8 text"),
         ("face_index_past_vertices_obj", "a face refers to a vertex the file does not have"),
     ],
 )

@@ -127,6 +127,8 @@ def _decode(path: Path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(path, "a symbolic link to nothing (its target is missing, or the links form a loop)")
         raise DataError(path, "no such file")
     if path.is_dir():
         raise DataError(path, "is a directory, not an image file")

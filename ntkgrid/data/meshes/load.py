@@ -141,6 +141,8 @@ def load_mesh(path: str | os.PathLike[str]) -> trimesh.Trimesh:
 
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(path, "a symbolic link to nothing (its target is missing, or the links form a loop)")
         raise DataError(path, "no such file")
     if path.is_dir():
         raise DataError(path, "is a directory, not a mesh file")
@@ -162,6 +164,9 @@ def load_mesh(path: str | os.PathLike[str]) -> trimesh.Trimesh:
     except IndexError as exc:
         raise DataError(path, f"a face refers to a vertex the file does not have ({exc})") from exc
     except ModuleNotFoundError as exc:
+        if exc.name == "charset_normalizer":  # trimesh guesses the encoding of text that is not UTF-8
+            raise DataError(path, f"not a readable mesh file (neither a valid binary {path.suffix or 'mesh'} "
+                                  "file nor UTF-8 text)") from exc
         raise DataError(path, f"not a readable mesh file (trimesh needs the missing module {exc.name!r} "
                               "to read it)") from exc
     except Exception as exc:  # trimesh raises many types for bad files
