@@ -56,10 +56,12 @@ def cmyk_tiff(tmp: Path) -> Outcome:
     from PIL import Image
 
     cmyk = np.zeros((8, 8, 4), np.uint8)
-    cmyk[..., 3] = 128
+    cmyk[:4, ..., 0] = 255  # cyan
+    cmyk[4:, ..., 3] = 128  # 50 % black
     p = tmp / "k.tif"
     Image.fromarray(cmyk, mode="CMYK").save(p)
-    return expect_ok(_load(p), _close(np.full((8, 8, 3), 127 / 255), 2 / 255))
+    want = np.concatenate([np.broadcast_to([0.0, 1.0, 1.0], (4, 8, 3)), np.full((4, 8, 3), 127 / 255)])
+    return expect_ok(_load(p), _close(want, 1e-6))
 
 
 def png_named_jpeg(tmp: Path) -> Outcome:
@@ -463,7 +465,7 @@ def bench_labels_bad_mesh(tmp: Path) -> Outcome:
 
 CASES: list[Case] = [
     Case("images/cmyk-jpeg", "images", "CMYK JPEG named .JPEG (ImageNet has these)", cmyk_jpeg),
-    Case("images/cmyk-tiff", "images", "CMYK TIFF, 50 % black only", cmyk_tiff),
+    Case("images/cmyk-tiff", "images", "CMYK TIFF: cyan, and 50 % black", cmyk_tiff),
     Case("images/png-named-jpeg", "images", "PNG data in a .JPEG file", png_named_jpeg),
     Case("images/exif-rotated", "images", "JPEG with EXIF orientation 6 (rotate 90 clockwise)", exif_rotated),
     Case("images/png16-rgb", "images", "16-bit RGB PNG", png16_rgb),

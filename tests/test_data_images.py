@@ -150,13 +150,15 @@ def test_cmyk_jpeg_loads_as_its_true_colours(tmp_path):
     np.testing.assert_allclose(x, rgb / 255.0, atol=6 / 255)
 
 
-def test_cmyk_with_black_channel(tmp_path):
+def test_cmyk_tiff_is_converted_not_read_as_rgba(tmp_path):
     cmyk = np.zeros((8, 8, 4), np.uint8)
-    cmyk[..., 3] = 128  # 50 % black, no colour: mid grey, not transparent/white
+    cmyk[:4, ..., 0] = 255  # full cyan: (0, 1, 1), not "red with alpha 0" (white)
+    cmyk[4:, ..., 3] = 128  # 50 % black, no colour: mid grey
     p = tmp_path / "k.tif"
     Image.fromarray(cmyk, mode="CMYK").save(p)
     x = I.load_image(p)
-    np.testing.assert_allclose(x, 127 / 255, atol=2 / 255)
+    np.testing.assert_allclose(x[:4], np.broadcast_to([0, 1, 1], (4, 8, 3)), atol=1e-6)
+    np.testing.assert_allclose(x[4:], 127 / 255, atol=1e-6)
 
 
 def test_png_named_jpeg_loads_by_content(tmp_path):

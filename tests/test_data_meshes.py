@@ -141,7 +141,7 @@ def test_bench_labels_bad_mesh_is_one_line(tmp_path, capsys):
     p.write_text("f 1 2 3\n")
     assert bench_labels.main(["--mesh", str(p)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith(f"error: --mesh {p}: OBJ file has 1 face lines")
+    assert err.count("\n") == 0 and err.startswith(f"error: --mesh {p}: OBJ file has 1 face line ('f') but no vertex lines")
     assert bench_labels.main(["--points", "0"]) == 2
 
 

@@ -28,9 +28,10 @@ Loading rules (:func:`load_image`)
 * Floating-point data (e.g. float TIFF) must already be in ``[0, 1]``: values at most
   ``FLOAT_RANGE_TOLERANCE`` (1e-3) outside are clipped, anything further out (a float
   TIFF holding 0-255, say) or NaN/inf is refused with the range found, never clipped.
-* CMYK (e.g. ImageNet's CMYK JPEGs) is converted to RGB by Pillow, through the embedded
-  ICC profile when there is one, else by ``R = (255 - C)(255 - K) / 255`` etc.  YCbCr, LAB
-  and HSV images are converted to RGB by Pillow.
+* CMYK (e.g. ImageNet's CMYK JPEGs) is converted to RGB by Pillow's
+  ``Image.convert("RGB")``, ``R = (255 - C)(255 - K) / 255`` etc. (as torchvision's
+  ImageNet loader does; embedded ICC profiles are not applied).  YCbCr, LAB and HSV
+  images are converted to RGB by Pillow.
 * Grey -> RGB by repetition; palette images are expanded through their palette.
 * Alpha (RGBA, LA, PA, palette transparency; premultiplied modes are unpacked first) is
   **composited over white**: ``rgb * a + (1 - a)``; the result has no alpha channel.

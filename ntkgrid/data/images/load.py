@@ -57,8 +57,9 @@ _ORIENT = {
 def _read_tiff(path: Path) -> np.ndarray | None:
     """First page of a TIFF through tifffile (exact 16-bit and float colour samples).
 
-    Returns ``None`` when tifffile cannot decode it (e.g. a compression it needs an
-    extra codec for); the caller then tries Pillow.
+    Returns ``None`` when the samples are not grey or RGB (CMYK, palette, ...) or tifffile
+    cannot decode them (e.g. a compression it needs an extra codec for); the caller then
+    uses Pillow.
     """
     import tifffile
 
@@ -66,6 +67,9 @@ def _read_tiff(path: Path) -> np.ndarray | None:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             _check_pixels(path, int(page.imagewidth), int(page.imagelength))
+            if int(page.photometric) not in (1, 2):  # only grey (min-is-black) and RGB samples as stored
+                return None  # CMYK, palette, min-is-white, YCbCr, ...: Pillow converts them
+
             arr = np.asarray(page.asarray())
             tag = page.tags.get(274)
             orientation = int(tag.value) if tag is not None else 1
@@ -83,26 +87,14 @@ def _read_tiff(path: Path) -> np.ndarray | None:
 def _pillow_array(im) -> np.ndarray:
     """A Pillow image (already upright) as a NumPy array whose channels :func:`to_rgb_float` knows.
 
-    CMYK (and YCbCr, LAB, HSV) go through Pillow's conversion to RGB -- for CMYK through
-    the embedded ICC profile when there is one (LittleCMS), else Pillow's
-    ``R = (255 - C)(255 - K) / 255`` rule; premultiplied and padded modes are unpacked to
-    RGBA/RGB; palettes are expanded (RGBA when the palette or file has transparency).
+    CMYK (and YCbCr, LAB, HSV) go through Pillow's conversion to RGB -- for CMYK
+    ``R = (255 - C)(255 - K) / 255`` etc., what ``Image.convert("RGB")`` (and so
+    torchvision's ImageNet loader) does; embedded ICC profiles are not applied. Premultiplied
+    and padded modes are unpacked to RGBA/RGB; palettes are expanded (RGBA when the palette
+    or file has transparency).
     """
     mode = im.mode
     if mode == "CMYK":
-        icc = im.info.get("icc_profile")
-        if icc:
-            try:
-                import io
-
-                from PIL import ImageCms
-
-                src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-                return np.asarray(
-                    ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
-                )
-            except Exception:  # a broken or unusable profile: Pillow's plain conversion below
-                pass
         return np.asarray(im.convert("RGB"))
     if mode == "P":
         alpha = "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA")

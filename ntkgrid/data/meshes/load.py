@@ -175,12 +175,13 @@ def load_mesh(path: str | os.PathLike[str]) -> trimesh.Trimesh:
     if len(mesh.faces) == 0:
         if obj_text is not None:
             n_v, n_f = _obj_counts(obj_text[0])
+            faces = f"{n_f} face line{'s' if n_f != 1 else ''} ('f')"
             if n_f and not n_v:
-                raise DataError(path, f"OBJ file has {n_f} face lines ('f') but no vertex lines ('v'): "
+                raise DataError(path, f"OBJ file has {faces} but no vertex lines ('v'): "
                                       "the faces refer to vertices the file does not define")
             if n_f:
-                raise DataError(path, f"OBJ file has {n_f} face lines ('f') and {n_v} vertex lines ('v'), "
-                                      "but no face refers only to defined vertices")
+                raise DataError(path, f"OBJ file has {faces} and {n_v} vertex line{'s' if n_v != 1 else ''} "
+                                      "('v'), but no face refers only to defined vertices")
         kinds = sorted({type(g).__name__ for g in geoms})
         what = f" (contains only {', '.join(kinds)})" if kinds else ""
         raise DataError(path, f"mesh has no faces{what}")
