@@ -471,3 +471,17 @@ def test_recipe_table_of_a_missing_or_empty_folder_is_an_error(tmp_path, capsys)
     assert capsys.readouterr().err == f"error: --out {tmp_path / 'missing'}: no such folder\n"
     assert recipe.main(["table", "--out", str(tmp_path)]) == 2
     assert "holds neither screen.json nor train.json" in capsys.readouterr().err
+
+
+def test_ntk_evolution_without_ntk_points_is_one_line(tmp_path, capsys):
+    assert ntk_evolution.main(["--ntk-points", "0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --ntk-points 0 means no kernels") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_sweep_with_no_images_is_one_line(capsys):
+    from benchmarks import bench_sweep
+
+    assert bench_sweep.main(["--images", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --images must be >= 1, got 0"
