@@ -198,7 +198,7 @@ def bad_image(kind: str):
         elif kind == "text_as_png":
             p = tmp / "notes.png"
             p.write_text("this is not an image\n")
-            also = "not an image"
+            also = "image file"
         elif kind == "huge_header":
             p = tmp / "bomb.png"
             _png_header_only(p, 100_000, 100_000)
