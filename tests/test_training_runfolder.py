@@ -104,3 +104,24 @@ def test_resume_skips_a_metrics_line_whose_checkpoint_is_unreadable(tmp_path):
     again = fit(cfg, x, y, out_dir=tmp_path, progress=False)
     np.testing.assert_array_equal(again.losses, ref.losses)
     assert [h["epoch"] for h in again.history] == [2, 4] and tree_equal(again.params, ref.params)
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "other_arrays"])
+def test_damaged_spectra_file_is_a_clear_error_naming_it(tmp_path, kind):
+    from ntkgrid.data import DataError
+    from ntkgrid.training import load_spectra
+
+    p = tmp_path / "epoch_000002.npz"
+    np.savez(p, groups=np.array(["total"]), **{"eigenvalues/total": np.ones(4), "floor/total": np.array(0.1),
+                                               "n_above_floor/total": np.array(4), "n_negative/total": np.array(0),
+                                               "asymmetry/total": np.array(0.0)})
+    assert load_spectra(p)["total"].n_above_floor == 4
+    if kind == "garbage":
+        p.write_bytes(b"not a zip archive at all\n" * 20)
+    elif kind == "truncated":
+        p.write_bytes(p.read_bytes()[:300])
+    else:
+        np.savez(p, something=np.zeros(2))
+    with pytest.raises(DataError) as ei:
+        load_spectra(p)
+    assert str(ei.value).startswith(str(p)) and "spectra file" in str(ei.value)

@@ -103,10 +103,24 @@ def load_checkpoint(run_dir: str | os.PathLike, epoch: int, template=None) -> di
 
 
 def load_spectra(path: str | os.PathLike) -> dict[str, Spectrum]:
-    """``{group: Spectrum}`` from a ``spectra/epoch_XXXXXX.npz`` file."""
-    with np.load(path) as z:
-        return {str(g): Spectrum(z[f"eigenvalues/{g}"], float(z[f"floor/{g}"]), int(z[f"n_above_floor/{g}"]),
-                                 int(z[f"n_negative/{g}"]), float(z[f"asymmetry/{g}"])) for g in z["groups"]}
+    """``{group: Spectrum}`` from a ``spectra/epoch_XXXXXX.npz`` file.
+
+    Raises :class:`ntkgrid.data.DataError` (a ``ValueError``) naming the file when it is
+    missing, not an ``.npz`` archive, truncated, or lacks a spectra file's arrays."""
+    import zipfile
+
+    from ntkgrid.data import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {str(g): Spectrum(z[f"eigenvalues/{g}"], float(z[f"floor/{g}"]), int(z[f"n_above_floor/{g}"]),
+                                     int(z[f"n_negative/{g}"]), float(z[f"asymmetry/{g}"])) for g in z["groups"]}
+    except FileNotFoundError as err:
+        raise DataError(path, "no such spectra file") from err
+    except KeyError as err:
+        raise DataError(path, f"not a spectra file (no array {err})") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(path, f"damaged .npz spectra file (garbage or truncated: {err})") from err
 
 
 @dataclasses.dataclass
