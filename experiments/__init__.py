@@ -10,6 +10,8 @@
 * ``occupancy`` - Appendix E and Fig. 5b (3-D).
 * ``gtk`` - Zhao et al. (CVPR 2024): grid tangent kernels and MulFAGrid.
 * ``recipe`` - which reading of the paper's training recipe reproduces its tables.
+* ``activations`` - beyond the paper: ReLU / tanh / Gaussian / sine (SIREN) networks with and
+  without encodings, each at a fraction of its own critical step (issue 22).
 
 Every program ends in ``sys.exit(main())``; the exit statuses are those of :func:`fail`.
 
@@ -19,6 +21,7 @@ See ``experiments/README.md``. The helpers below are the options the 2D programs
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -47,9 +50,14 @@ def split_host_cpus(n: int | None = None) -> int | None:
 
 
 def lr_arg(text: str):
-    """argparse ``type`` of ``--lr``: a number or ``critical:FRACTION`` (:func:`ntkgrid.config.parse_lr`)."""
+    """argparse ``type`` of ``--lr``: a number (checked by :func:`check_overrides`, as a plain
+    ``--lr``) or ``critical:FRACTION`` (:func:`ntkgrid.config.parse_lr`)."""
     from ntkgrid.config import parse_lr
 
+    try:
+        return float(text)
+    except ValueError:
+        pass
     try:
         return parse_lr(text)
     except ValueError as err:
@@ -128,8 +136,8 @@ def check_overrides(args: argparse.Namespace, preset: str | None = None) -> None
                           ("--batch-size", args.batch_size, 1), ("--ntk-points", args.ntk_points, 0)):
         if val is not None and val < low:
             raise ValueError(f"{opt} must be >= {low}, got {val}")
-    if isinstance(args.lr, (int, float)) and not args.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if isinstance(args.lr, (int, float)) and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     preset = preset or getattr(args, "preset", None)
     if args.ntk_points and preset in ("paper", "quick"):
         side = image_side(args, preset)
@@ -180,4 +188,7 @@ def failed_runs_section(errors: Mapping[str, str]) -> list[str]:
 
 
 def log(message: str) -> None:
-    print(message, flush=True)
+    """Print a progress line (a non-UTF-8 file name's bytes as ``\\xNN``: :func:`ntkgrid.files.printable`)."""
+    from ntkgrid.files import printable
+
+    print(printable(message), flush=True)
