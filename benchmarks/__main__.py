@@ -6,7 +6,8 @@ on a 2-core CPU; ``--gpu``: the accelerator run's sizes, see ``benchmarks/gpu_ru
 A benchmark that fails or times out is reported and the others still run. ``--json``
 writes one document: the machine (backend, device, library versions, load average before
 and after) and one entry per benchmark with its headline ratio against its peer and the
-script's raw figures (:mod:`benchmarks.suite`). ``python -m benchmarks.results`` turns such
+script's raw figures (:mod:`benchmarks.suite`); it is rewritten after every benchmark, so a
+suite stopped half-way keeps what it measured (``"complete": false``, ``"pending"``). ``python -m benchmarks.results`` turns such
 files under ``benchmarks/results/`` into RESULTS.md's tables.
 
 Exit status: 0 when every benchmark ran, 1 when one failed or timed out, 2 for bad arguments.
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--profile", choices=PROFILES, default=None,
                       help="full (default), quick, gpu, or tiny (seconds each: the smoke test's sizes)")
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
-                    help=f"run only these benchmarks ({', '.join(b.name for b in BENCHMARKS)})")
+                    help=f"run only these benchmarks, in this order ({', '.join(b.name for b in BENCHMARKS)})")
     ap.add_argument("--timeout", type=float, default=None, help="one timeout in seconds for every benchmark")
     ap.add_argument("--json", type=Path, default=None, help="write the suite's document here")
     ap.add_argument("--keep", type=Path, default=None,
@@ -59,12 +60,18 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as err:
             print(f"error: --json {args.json}: cannot create its folder ({err.strerror})", file=sys.stderr)
             return 2
+    def save(doc: dict) -> None:  # after every benchmark: a suite stopped half-way keeps what it measured
+        if args.json is not None:
+            tmp = args.json.with_name(args.json.name + ".tmp")
+            tmp.write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n")
+            tmp.replace(args.json)
+
     doc = run_suite(profile, args.only, timeout_s=args.timeout, workdir=args.keep,
-                    log=lambda s: print(s, flush=True))
+                    log=lambda s: print(s, flush=True), on_progress=save)
     print(f"benchmarks done in {doc['seconds']:.0f} s; load average {doc['loadavg_before'][0]:.1f} before, "
           f"{doc['loadavg_after'][0]:.1f} after" + (f"; FAILED: {', '.join(doc['failed'])}" if doc["failed"] else ""))
     if args.json is not None:
-        args.json.write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n")
+        save(doc)
         print(f"wrote {args.json}")
     return 1 if doc["failed"] else 0
 

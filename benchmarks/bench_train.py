@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="SGD steps per timed epoch (default 256 for batches up to 64, else 16)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
-    bad = [f"--{k} {v}" for k, v in (("batches", min(args.batches)), ("steps", args.steps or 1),
-                                     ("reps", args.reps), ("threads", min(args.threads))) if v < 1]
+    bad = [f"--{k} {v}" for k, v in (("batches", min(args.batches)), ("steps", args.steps),
+                                     ("reps", args.reps), ("threads", min(args.threads))) if v is not None and v < 1]
     if bad:
         print(f"bench_train: {', '.join(bad)}: must be at least 1", file=sys.stderr)
         return 2

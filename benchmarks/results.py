@@ -76,6 +76,7 @@ def _suite(doc: Mapping) -> str:
         rows.append([name, e["status"] + ("" if e["status"] == "ok" else f": {e.get('error', e.get('reason', ''))}"
                                           .replace("\n", " ")[:120]),
                      ratio, h.get("meaning", "-"), _f(e.get("seconds"), 0)])
+    rows += [[name, "not run (the suite was stopped before it)", "-", "-", "-"] for name in doc.get("pending", [])]
     return _table(["benchmark", "status", "headline ratio", "what the ratio is", "seconds"], rows)
 
 

@@ -256,19 +256,25 @@ def run_one(bench: Benchmark, profile: str, workdir: Path, *, log: Callable[[str
 
 
 def run_suite(profile: str = "full", only: Sequence[str] | None = None, *, log: Callable[[str], None] = print,
-              timeout_s: float | None = None, workdir: Path | None = None) -> dict:
-    """Run the benchmarks (all, or those named in ``only``) of ``profile``; the suite's JSON document.
+              timeout_s: float | None = None, workdir: Path | None = None,
+              on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Run the benchmarks (all, or those named in ``only``, in that order) of ``profile``; the
+    suite's JSON document.
 
     Args:
       profile: one of :data:`PROFILES`.
-      only: benchmark names (:data:`BENCHMARKS`); None runs all.
+      only: benchmark names (:data:`BENCHMARKS`), run in the order given; None runs all.
       log: where progress lines go.
       timeout_s: one limit for every child (default: each benchmark's for the profile).
       workdir: where the children write their JSON (default: a temporary folder, removed).
+      on_progress: called with the document so far after every benchmark (``"complete"``
+        False and ``"pending"`` listing the benchmarks not run yet), so that a suite stopped
+        half-way keeps what it measured.
 
     Returns:
       ``{"suite", "profile", "started", "machine" (:func:`describe_machine`), "loadavg_before",
-      "loadavg_after", "seconds", "benchmarks": {name: run_one's entry}, "failed": [names]}``.
+      "loadavg_after", "seconds", "benchmarks": {name: run_one's entry}, "failed": [names],
+      "pending": [], "complete": True}``.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
@@ -276,7 +282,8 @@ def run_suite(profile: str = "full", only: Sequence[str] | None = None, *, log: 
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; choose from {names}")
-    chosen = [b for b in BENCHMARKS if not only or b.name in only]
+    by_name = {b.name: b for b in BENCHMARKS}
+    chosen = [by_name[n] for n in dict.fromkeys(only)] if only else list(BENCHMARKS)
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="ntkgrid_bench_")
@@ -291,11 +298,16 @@ def run_suite(profile: str = "full", only: Sequence[str] | None = None, *, log: 
         log(f"benchmarks ({profile}): {', '.join(b.name for b in chosen)} on {doc['machine'].get('backend')} "
             f"({doc['machine'].get('device')}), {os.cpu_count()} CPUs, load average {load0[0]:.1f}")
         subst = {"tiny_mesh": str(_tiny_mesh(workdir))} if profile == "tiny" else {}
-        doc["benchmarks"] = {b.name: run_one(b, profile, workdir, log=log, timeout_s=timeout_s, subst=subst)
-                             for b in chosen}
-        doc["loadavg_after"] = list(os.getloadavg())
-        doc["seconds"] = time.perf_counter() - t0
-        doc["failed"] = [n for n, e in doc["benchmarks"].items() if e["status"] in ("failed", "timeout")]
+        doc["benchmarks"] = {}
+        for i, b in enumerate(chosen):
+            doc["benchmarks"][b.name] = run_one(b, profile, workdir, log=log, timeout_s=timeout_s, subst=subst)
+            doc["loadavg_after"] = list(os.getloadavg())
+            doc["seconds"] = time.perf_counter() - t0
+            doc["failed"] = [n for n, e in doc["benchmarks"].items() if e["status"] in ("failed", "timeout")]
+            doc["pending"] = [c.name for c in chosen[i + 1:]]
+            doc["complete"] = not doc["pending"]
+            if on_progress is not None:
+                on_progress(doc)
         return doc
     finally:
         if tmp is not None:

@@ -1,9 +1,11 @@
 """Smoke tests of every benchmark at tiny sizes (so none rots unnoticed), of the suite runner
 (child processes, timeouts, failures reported and passed over) and of the RESULTS.md generator.
 
-The benchmarks' ``main`` functions run in this process at tiny sizes (seconds each); their
-children (neural-tangents' jacobian and the full-image row of bench_ntk) run in-process too, and
-bench_interpolate's core pinning is skipped (JAX is already imported here).
+The benchmarks' ``main`` functions run in this process at tiny sizes, with the paper's networks
+swapped for 2x32 ones of the same encodings (the same code paths, a fraction of the compile
+time); their children (neural-tangents' jacobian and the full-image row of bench_ntk) run
+in-process too, and bench_interpolate's core pinning is skipped (JAX is already imported here).
+``python -m benchmarks --profile tiny`` runs the real scripts, unpatched, in child processes.
 """
 
 from __future__ import annotations
@@ -15,12 +17,18 @@ from pathlib import Path
 import pytest
 
 from benchmarks import suite
+from ntkgrid import presets
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def _small(table: dict, **changes) -> dict:
+    """``table``'s configs with a 2x32 MLP (and ``changes``)."""
+    return {k: c.replace(hidden=(32, 32), **changes) for k, c in table.items()}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +48,17 @@ def test_bench_ntk_tiny(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench_ntk, "run_full_image", inline(bench_ntk._full_image_child))
     monkeypatch.setattr(bench_ntk, "run_jacobian", inline(bench_ntk._jacobian_child))
+    monkeypatch.setattr(presets, "IMAGENET", _small(presets.IMAGENET))
+    setup = bench_ntk._setup
+
+    def small_setup(n):
+        model, v, x = setup(n)
+        model = model.clone(hidden=(32, 32))
+        import jax
+
+        return model, model.init(jax.random.PRNGKey(0), x[:1]), x
+
+    monkeypatch.setattr(bench_ntk, "_setup", small_setup)
     out = tmp_path / "ntk.json"
     assert bench_ntk.main(["--sizes", "16", "--jacobian-sizes", "16", "--repeats", "1", "--full-image-sides", "8",
                            "--json", str(out)]) == 0
@@ -56,17 +75,18 @@ def test_bench_interpolate_tiny(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench_interpolate, "pin_threads", lambda threads: 1)  # JAX is imported already
     out = tmp_path / "interp.json"
-    assert bench_interpolate.main(["--points", "1024", "--cases", "2d-512-k2", "3d-128-k2", "--repeats", "1",
+    assert bench_interpolate.main(["--points", "1024", "--cases", "2d-512-k2", "--repeats", "1",
                                    "--warmup", "1", "--block", "1", "--json", str(out)]) == 0
     rows = _read(out)["results"]
-    assert len(rows) == 2 and all(r["max_rel_diff"] < 2e-4 and r["ratio"] > 0 for r in rows)
+    assert len(rows) == 1 and all(r["max_rel_diff"] < 2e-4 and r["ratio"] > 0 for r in rows)
     head = suite.headline("interpolate", _read(out))
     assert head["min"] <= head["ratio"] <= head["max"]
 
 
-def test_bench_train_tiny(tmp_path):
+def test_bench_train_tiny(tmp_path, monkeypatch):
     from benchmarks import bench_train
 
+    monkeypatch.setattr(bench_train, "HIDDEN", (32, 32))
     out = tmp_path / "train.json"
     assert bench_train.main(["--reps", "1", "--threads", "1", "--steps", "2", "--batches", "8",
                              "--json", str(out)]) == 0
@@ -76,9 +96,10 @@ def test_bench_train_tiny(tmp_path):
     assert bench_train.main(["--steps", "0"]) == 2
 
 
-def test_bench_sweep_tiny(tmp_path):
+def test_bench_sweep_tiny(tmp_path, monkeypatch):
     from benchmarks import bench_sweep
 
+    monkeypatch.setattr(presets, "IMAGENET", _small(presets.IMAGENET))
     out = tmp_path / "sweep.json"
     assert bench_sweep.main(["--images", "2", "--epochs", "1", "--size", "12", "--runs-per-program", "2",
                              "--passes", "1", "--sequential-images", "1", "--json", str(out)]) == 0
@@ -101,12 +122,13 @@ def test_bench_labels_tiny(tmp_path, tiny_mesh):
     assert head["points_per_s"] > 0
 
 
-def test_bench_occupancy_throughput_tiny(tmp_path, tiny_mesh):
+def test_bench_occupancy_throughput_tiny(tmp_path, tiny_mesh, monkeypatch):
     from benchmarks import bench_occupancy
 
+    monkeypatch.setattr(presets, "OCCUPANCY", {m: _small(t, batch_size=256) for m, t in presets.OCCUPANCY.items()})
     out = tmp_path / "occ.json"
     assert bench_occupancy.main(["--throughput", "--mesh", str(tiny_mesh), "--epochs", "1",
-                                 "--points-per-epoch", "14000", "--json", str(out)]) == 0
+                                 "--points-per-epoch", "1000", "--json", str(out)]) == 0
     doc = _read(out)
     assert {r["what"].split()[0] for r in doc["rows"]} == {"label", "train", "fit"}
     head = suite.headline("occupancy", doc)
@@ -147,7 +169,11 @@ def test_runner_reports_failures_and_timeouts_and_goes_on(tmp_path, monkeypatch)
     monkeypatch.setattr(suite, "BENCHMARKS", fakes)
     monkeypatch.setattr(suite, "describe_machine", lambda: {"backend": "cpu", "device": "fake"})
     lines: list[str] = []
-    doc = suite.run_suite("quick", timeout_s=3, log=lines.append, workdir=tmp_path / "work")
+    saved: list[tuple] = []
+    doc = suite.run_suite("quick", timeout_s=3, log=lines.append, workdir=tmp_path / "work",
+                          on_progress=lambda d: saved.append((list(d["benchmarks"]), d["pending"], d["complete"])))
+    assert saved == [(["bad"], ["slow", "good"], False), (["bad", "slow"], ["good"], False),
+                     (["bad", "slow", "good"], [], True)]  # a suite stopped half-way keeps what it measured
     b = doc["benchmarks"]
     assert b["bad"]["status"] == "failed" and "broken on purpose" in b["bad"]["error"]
     assert b["slow"]["status"] == "timeout" and b["slow"]["seconds"] < 20
@@ -156,6 +182,8 @@ def test_runner_reports_failures_and_timeouts_and_goes_on(tmp_path, monkeypatch)
     assert any("TIMEOUT" in line for line in lines)
     with pytest.raises(ValueError, match="unknown benchmark"):
         suite.run_suite("quick", ["nope"])
+    again = suite.run_suite("quick", ["good", "bad"], timeout_s=3, log=lines.append, workdir=tmp_path / "w2")
+    assert list(again["benchmarks"]) == ["good", "bad"]  # --only's order
 
 
 def test_cli_bad_arguments_exit_2(tmp_path, capsys):
