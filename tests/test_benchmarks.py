@@ -105,7 +105,7 @@ def test_bench_sweep_tiny(tmp_path, monkeypatch):
                              "--passes", "1", "--sequential-images", "1", "--json", str(out)]) == 0
     doc = _read(out)
     assert doc["images"] == 2 and doc["sequential_images"] == 1 and doc["passes"] == 1
-    assert all(r["max_abs_psnr_difference_db"] == 0.0 for r in doc["rows"])  # same numbers both ways
+    assert all(r["max_abs_psnr_difference_db"] < 1e-6 for r in doc["rows"])  # the same training both ways
     assert suite.headline("sweep", doc)["ratio"] == pytest.approx(doc["seconds"]["sequential"] / doc["seconds"]["batched"])
     assert bench_sweep.main(["--images", "0"]) == 2
 
