@@ -20,20 +20,21 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ntkgrid import files
-from ntkgrid.config import GRID_KINDS
+from ntkgrid import config, files
 from ntkgrid.spectrum import Spectrum, resample
 from ntkgrid.sweep.common import SPECTRUM_LENGTH
 
-__all__ = ["GRID_KINDS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
+__all__ = ["grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
 
 _SCALARS = ("verdict", "holds", "fraction", "n_compared", "median_log10_ratio", "min_log10_ratio", "first_below")
 
 
 def grid_configs(configs: Mapping[str, Mapping]) -> list[str]:
-    """Names of the configs (``{name: TrainConfig dict}``) whose encoding is a grid."""
-    return [n for n, d in configs.items() if d.get("encoding", {}).get("kind") in GRID_KINDS]
+    """Names of the configs (``{name: TrainConfig dict}``) whose encoding is a grid
+    (:data:`ntkgrid.config.GRID_KINDS`, registered kinds included)."""
+    grid_kinds = config.GRID_KINDS
+    return [n for n, d in configs.items() if d.get("encoding", {}).get("kind") in grid_kinds]
 
 
 def _spectra(run: Mapping, checkpoint: str) -> dict[str, Spectrum] | None:

@@ -6,6 +6,8 @@ Coordinates are expected in the unit cube ``[0, 1]^d``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +28,9 @@ def check_dim(module: nn.Module, x: jnp.ndarray, dim: int | None) -> None:
 
 class Identity(nn.Module):
     """No encoding: returns ``x`` unchanged. ``(..., d) -> (..., d)``."""
+
+    is_grid: ClassVar[bool] = False  # not a learnable grid
+    takes_unit_coords: ClassVar[bool] = False  # coords="signed" maps x to 2x - 1 first
 
     dim: int | None = None  # expected coordinate dimension d (None: any)
 
