@@ -26,8 +26,8 @@ mkdir -p "$out" || { echo "error: cannot create $out" >&2; exit 2; }
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.." || exit 2
 py=${PYTHON:-python3}
-SUITE_TIMEOUT=${SUITE_TIMEOUT:-470}
-TESTS_TIMEOUT=${TESTS_TIMEOUT:-120}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-340}
+TESTS_TIMEOUT=${TESTS_TIMEOUT:-220}
 WORKERS=${WORKERS:-8}
 if ls .whl/*.whl >/dev/null 2>&1; then
     site=$(mktemp -d /tmp/ntkgrid-site.XXXX)
@@ -59,7 +59,7 @@ else
         >> "$out/pytest.log"
 fi
 # SIGINT first: pytest then stops and still writes the JUnit XML of what ran.
-timeout -s INT -k 20 "$TESTS_TIMEOUT" "$py" -m pytest "${par[@]}" -q -p no:cacheprovider \
+timeout -s INT -k 20 "$TESTS_TIMEOUT" "$py" -m pytest ${par[@]+"${par[@]}"} -q -p no:cacheprovider \
     --junitxml "$out/junit.xml" tests >> "$out/pytest.log" 2>&1
 tests_rc=$?
 t2=$SECONDS

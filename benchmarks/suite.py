@@ -120,9 +120,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "structured NTK vs neural-tangents jacobian contraction; full-image kernel, group split, eigvalsh",
         {"full": (),
          "quick": ("--sizes", "256", "--jacobian-sizes", "256", "--repeats", "1", "--full-image-sides", "64"),
-         "gpu": ("--sizes", "1024", "8192", "--jacobian-sizes", "1024", "--full-image-sides", "128"),
+         "gpu": ("--sizes", "1024", "--jacobian-sizes", "1024", "--repeats", "2", "--full-image-sides", "128"),
          "tiny": ("--sizes", "16", "--jacobian-sizes", "16", "--repeats", "1", "--full-image-sides", "8")},
-        {"full": 3600, "quick": 300, "gpu": 180, "tiny": 120}, _head_ntk),
+        {"full": 3600, "quick": 300, "gpu": 140, "tiny": 120}, _head_ntk),
     Benchmark(
         "interpolate", "benchmarks.bench_interpolate",
         "dense-grid interpolation forward + backward vs torch grid_sample",
@@ -130,7 +130,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
          "gpu": ("--points", "1048576", "4194304"),
          "tiny": ("--points", "1024", "--cases", "2d-512-k2", "3d-128-k2", "--repeats", "1", "--warmup", "1",
                   "--block", "1")},
-        {"full": 900, "quick": 120, "gpu": 60, "tiny": 60}, _head_interpolate),
+        {"full": 900, "quick": 120, "gpu": 40, "tiny": 60}, _head_interpolate),
     Benchmark(
         "train", "benchmarks.bench_train",
         "jitted lax.scan training epoch vs an equivalent PyTorch eager loop",
@@ -140,9 +140,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "sweep", "benchmarks.bench_sweep",
         "the sweep's batched training (fit_batch) vs one image at a time (fit)",
-        {"full": (), "quick": (), "gpu": ("--sequential-images", "2", "--passes", "1"),
+        {"full": (), "quick": (), "gpu": ("--sequential-images", "1", "--passes", "1"),
          "tiny": ("--images", "2", "--epochs", "1", "--size", "12", "--runs-per-program", "2", "--passes", "1")},
-        {"full": 1800, "quick": 300, "gpu": 200, "tiny": 90}, _head_sweep),
+        {"full": 1800, "quick": 300, "gpu": 140, "tiny": 90}, _head_sweep),
     Benchmark(
         "labels", "benchmarks.bench_labels",
         "occupancy labels (Embree, batched) vs trimesh's plain contains",
