@@ -123,6 +123,7 @@ def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str]) -
     from ntkgrid import plots, sweep
     from ntkgrid.data.images import image_to_dataset
     from ntkgrid.evidence import predicted_vs_measured
+    from ntkgrid.training.runfolder import RunFolderError
 
     coords, values = image_to_dataset(ctx["image"])
     out = {}
@@ -141,7 +142,7 @@ def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str]) -
                 continue
             try:
                 preds.append(predicted_vs_measured(r, coords, values, cps[cp]))
-            except (ValueError, sweep.SweepError) as err:
+            except (ValueError, sweep.SweepError, RunFolderError) as err:
                 problems.append(f"{n}: no prediction from epoch {cps[cp]}: {err}")
         if preds:
             plots.prediction_figure(ctx["out"] / f"prediction_{n}", n, preds)

@@ -94,8 +94,12 @@ def control_check(mg_cfg, run_path: str, epoch: int, baseline) -> dict:
     """
     from ntkgrid.analysis import recompute_kernels
     from ntkgrid.theory import compare_spectra
+    from ntkgrid.training.runfolder import RunFolderError
 
-    ctl, _ = recompute_kernels(mg_cfg, run_path, epoch, scale_mlp=CONTROL_SCALE)
+    try:
+        ctl, _ = recompute_kernels(mg_cfg, run_path, epoch, scale_mlp=CONTROL_SCALE)
+    except RunFolderError as err:
+        raise SweepError(str(err)) from err
     return {"scale": CONTROL_SCALE, **_scalars(compare_spectra(ctl, baseline))}
 
 
@@ -142,6 +146,7 @@ def image_checks(records: Sequence[Mapping], mg_cfg, levels: Sequence[str], *,
       ``{cp: {epoch}}`` of the recomputed ones.
     """
     from ntkgrid.analysis import recompute_kernels
+    from ntkgrid.training.runfolder import RunFolderError
 
     groups = group_names(levels)
     per_image, failures = [], []
@@ -157,7 +162,7 @@ def image_checks(records: Sequence[Mapping], mg_cfg, levels: Sequence[str], *,
             try:
                 spectra, kernels = recompute_kernels(mg_cfg, mg["run_path"], epoch, groups="ops",
                                                      solve=("total", "mlp", "grid", *levels))
-            except SweepError as err:
+            except (SweepError, RunFolderError) as err:
                 failures.append(str(err))
                 continue
             epochs[cp].add(int(epoch))

@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ntkgrid import config, files
-from ntkgrid.spectrum import Spectrum, resample
-from ntkgrid.sweep.common import SPECTRUM_LENGTH
+from ntkgrid.spectrum import SPECTRUM_LENGTH, Spectrum, resample
 
 __all__ = ["grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]

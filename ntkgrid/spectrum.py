@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "SPECTRUM_LENGTH",
     "Spectrum",
     "baseline_below",
     "eigh",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 EPS64 = float(np.finfo(np.float64).eps)
+#: Resampled length of mean spectra (the paper scales every spectrum to 8000 values).
+SPECTRUM_LENGTH = 8000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from ntkgrid.files import fmt, write_json, write_text
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ntkgrid.occupancy.run import MeshResult
+    from ntkgrid.occupancy.data import MeshResult
 
 
 def plot_iou_curves(runs: Mapping[str, dict], path: str | os.PathLike, *, title: str = "") -> None:

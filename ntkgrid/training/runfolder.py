@@ -48,11 +48,16 @@ from ntkgrid.files import diff, read_json, read_jsonl, to_jsonable, write_bytes,
 from ntkgrid.spectrum import Spectrum
 from ntkgrid.training.result import RunResult
 
-__all__ = ["FORMAT", "Restored", "RunFolder", "checkpoint_path", "checkpoint_state", "load_checkpoint", "load_run",
+__all__ = ["FORMAT", "Restored", "RunFolder", "RunFolderError", "checkpoint_path", "checkpoint_state", "load_checkpoint", "load_run",
            "load_spectra", "ntk_points_path", "spectra_path"]
 
 #: Version of the run-folder format written in ``run.json`` and ``summary.json``.
 FORMAT = 1
+
+
+class RunFolderError(RuntimeError):
+    """A finished run folder lacks what an analysis reads (no such checkpoint, no recorded
+    NTK points) or holds it unreadable. The message names the file and the problem."""
 
 
 def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
