@@ -4,16 +4,14 @@ output, cached per checkpoint next to the run."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ntkgrid.config import TrainConfig
-from ntkgrid.files import write_bytes
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,34 +28,32 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     :func:`ntkgrid.spectrum.ntk_spectrum` (groups ``total``, ``grid``, ``no_grid`` for
     multigrid). ``sigmoid``: the kernel of ``sigmoid(logit)``, the output the loss sees,
     ``D K D`` with ``D = diag(s (1 - s))``, ``s = sigmoid(logit(ntk_x))`` (chain rule;
-    computed in float64 from the same ``K``). Stored as ``<run_dir>/ntk/epoch_XXXXXX.npz``
-    (``eigenvalues/<output>/<group>``, ``floor/...``, ``n_above_floor/...``,
-    ``n_negative/...``, ``asymmetry/...``, ``ntk_hash``) and reused when the points match.
+    computed in float64 from the same ``K``). Stored as ``<run_dir>/ntk/epoch_XXXXXX.npz`` by
+    :func:`ntkgrid.training.runfolder.save_spectra` (groups ``<output>/<group>``, plus
+    ``ntk_hash``) and reused when the points match.
     """
     import jax
     import jax.numpy as jnp
 
     from ntkgrid.models import build_model
-    from ntkgrid.spectrum import Spectrum, ntk_spectrum, spectrum_from_kernel
+    from ntkgrid.spectrum import ntk_spectrum, spectrum_from_kernel
     from ntkgrid.training import checkpoint_path, load_checkpoint
+    from ntkgrid.training.runfolder import read_spectra_file, save_spectra
 
     run_dir = Path(run_dir)
     ntk_x = np.ascontiguousarray(ntk_x, np.float32)
     key = hashlib.sha256(ntk_x.tobytes() + str(ntk_x.shape).encode()).hexdigest()[:16] + cfg.ntk_method
     model = build_model(cfg, 3, 1)
     out: dict[str, dict[int, dict[str, Spectrum]]] = {o: {} for o in NTK_OUTPUTS}
-    fields = ("floor", "n_above_floor", "n_negative", "asymmetry")
     for epoch in epochs:
         cache = run_dir / "ntk" / f"epoch_{int(epoch):06d}.npz"
         if cache.exists():
-            with np.load(cache) as z:
-                if str(z["ntk_hash"]) == key:
-                    for o in NTK_OUTPUTS:
-                        groups = [k.split("/", 2)[2] for k in z.files if k.startswith(f"eigenvalues/{o}/")]
-                        out[o][epoch] = {g: Spectrum(z[f"eigenvalues/{o}/{g}"], float(z[f"floor/{o}/{g}"]),
-                                                     int(z[f"n_above_floor/{o}/{g}"]), int(z[f"n_negative/{o}/{g}"]),
-                                                     float(z[f"asymmetry/{o}/{g}"])) for g in groups}
-                    continue
+            cached, extra = read_spectra_file(cache)
+            if str(extra.get("ntk_hash")) == key:
+                for o in NTK_OUTPUTS:
+                    out[o][epoch] = {name.split("/", 1)[1]: s for name, s in cached.items()
+                                     if name.startswith(f"{o}/")}
+                continue
         if not checkpoint_path(run_dir, epoch).exists():
             continue
         variables = load_checkpoint(run_dir, epoch)
@@ -73,14 +69,7 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
         out["logit"][epoch] = dict(specs)
         out["sigmoid"][epoch] = {g: spectrum_from_kernel(d[:, None] * np.asarray(k, np.float64) * d[None, :])
                                  for g, k in kernels.items()}
-        arrays: dict[str, Any] = {"ntk_hash": np.array(key), "epoch": np.array(int(epoch))}
-        for o in NTK_OUTPUTS:
-            for g, sp in out[o][epoch].items():
-                arrays[f"eigenvalues/{o}/{g}"] = sp.eigenvalues
-                for f in fields:
-                    arrays[f"{f}/{o}/{g}"] = np.asarray(getattr(sp, f))
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        write_bytes(cache, buf.getvalue())
+        save_spectra(cache, epoch, {f"{o}/{g}": sp for o in NTK_OUTPUTS for g, sp in out[o][epoch].items()},
+                     extra={"ntk_hash": np.array(key)})
     return out
 
