@@ -400,3 +400,17 @@ def test_recipe_screen_predicts_and_observes_and_tabulates(tmp_path, capsys):
     assert recipe.main(["table", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| literal | " in text and "predicted stable (lr < lr_crit): 1 runs" in text
+
+
+def test_ntk_evolution_without_ntk_points_is_one_line(tmp_path, capsys):
+    assert ntk_evolution.main(["--ntk-points", "0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --ntk-points 0 means no kernels") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_sweep_with_no_images_is_one_line(capsys):
+    from benchmarks import bench_sweep
+
+    assert bench_sweep.main(["--images", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --images must be >= 1, got 0"

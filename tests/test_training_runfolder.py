@@ -108,7 +108,7 @@ def test_resume_skips_a_metrics_line_whose_checkpoint_is_unreadable(tmp_path):
 
 def test_save_and_read_spectra_file_round_trip_with_extra_arrays(tmp_path):
     from ntkgrid.spectrum import Spectrum
-    from ntkgrid.training.runfolder import load_spectra, read_spectra_file, save_spectra
+    from ntkgrid.training.runfolder import load_spectra, read_spectra, save_spectra
 
     spectra = {"total": Spectrum(np.array([2.0, 1.0, 1e-20]), 1e-15, 2, 0, 1e-8),
                "grid/level_0": Spectrum(np.array([1.5, 0.25, -1e-19]), 1e-16, 2, 1, 0.0)}
@@ -117,10 +117,31 @@ def test_save_and_read_spectra_file_round_trip_with_extra_arrays(tmp_path):
     with np.load(path) as z:  # the layout old readers expect
         assert list(z["groups"]) == ["total", "grid/level_0"] and int(z["epoch"]) == 7
         assert z["eigenvalues/grid/level_0"].dtype == np.float64 and z["n_negative/grid/level_0"].dtype == np.int64
-    back, extra = read_spectra_file(path)
+    back, extra = read_spectra(path)
     assert list(back) == list(spectra) and set(extra) == {"epoch", "ntk_hash"} and str(extra["ntk_hash"]) == "abc"
     for g, s in spectra.items():
         np.testing.assert_array_equal(back[g].eigenvalues, s.eigenvalues)
         assert (back[g].floor, back[g].n_above_floor, back[g].n_negative, back[g].asymmetry) == \
             (s.floor, s.n_above_floor, s.n_negative, s.asymmetry)
     assert list(load_spectra(path)) == ["total", "grid/level_0"]
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "other_arrays"])
+def test_damaged_spectra_file_is_a_clear_error_naming_it(tmp_path, kind):
+    from ntkgrid.data import DataError
+    from ntkgrid.training import load_spectra
+
+    p = tmp_path / "epoch_000002.npz"
+    np.savez(p, groups=np.array(["total"]), **{"eigenvalues/total": np.ones(4), "floor/total": np.array(0.1),
+                                               "n_above_floor/total": np.array(4), "n_negative/total": np.array(0),
+                                               "asymmetry/total": np.array(0.0)})
+    assert load_spectra(p)["total"].n_above_floor == 4
+    if kind == "garbage":
+        p.write_bytes(b"not a zip archive at all\n" * 20)
+    elif kind == "truncated":
+        p.write_bytes(p.read_bytes()[:300])
+    else:
+        np.savez(p, something=np.zeros(2))
+    with pytest.raises(DataError) as ei:
+        load_spectra(p)
+    assert str(ei.value).startswith(str(p)) and "spectra file" in str(ei.value)

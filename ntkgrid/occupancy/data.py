@@ -162,7 +162,7 @@ class MeshResult:
 
     ``runs[encoding]`` holds ``config`` (dict), ``history`` (list of ``{epoch, loss,
     accuracy, iou_uniform, accuracy_uniform, iou_surface, accuracy_surface, seconds}``),
-    ``final`` (the last of those), ``diverged``, ``seconds`` (``train``, ``surface``,
+    ``final`` (the last of those), ``diverged``, ``diverged_epoch`` (1-based, or None), ``seconds`` (``train``, ``surface``,
     ``render``), ``surface`` (path of the ``.ply``, or None), ``surface_faces``,
     ``surface_watertight``; ``spectra[encoding][epoch]`` the total NTK :class:`Spectrum`
     of the setup's ``ntk_output`` at the spectra epochs, ``spectra_by_output[output]`` the
@@ -181,6 +181,7 @@ class MeshResult:
     gt_render_seconds: float
     load_seconds: float = 0.0  # wall time the caller spent loading/generating the mesh
     spectra_by_output: dict[str, dict[str, dict[int, Spectrum]]] = dataclasses.field(default_factory=dict)
+    settings: dict | None = None  # {"setup": OccupancySetup as a dict, "seed": int}: what a rerun must match to reuse
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

@@ -3,6 +3,7 @@ surfaces, and write the mesh's files (:func:`run_mesh`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ntkgrid.config import TrainConfig
-from ntkgrid.files import write_json
+from ntkgrid.files import to_jsonable, write_json
 from ntkgrid.occupancy.data import MeshResult, OccupancyData, make_eval_fn, prepare_data  # MeshResult re-exported
 from ntkgrid.occupancy.report import na, plot_iou_curves
 from ntkgrid.occupancy.setup import NTK_OUTPUTS, OccupancySetup, mesh_preset_key
@@ -20,6 +21,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import trimesh
 
     from ntkgrid.spectrum import Spectrum
+
+
+def run_settings(setup: OccupancySetup, seed: int) -> dict:
+    """The settings besides the configs that a mesh's results depend on, as stored in its
+    ``metrics.json`` (``settings``): the setup and the pool/NTK-point seed."""
+    return to_jsonable({"setup": dataclasses.asdict(setup), "seed": int(seed)})
 
 
 def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig], setup: OccupancySetup,
@@ -88,7 +95,8 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     plot_iou_curves(runs, out / "iou_curve.png", title=f"{name}: held-out IoU against epochs")
     result = MeshResult(name=name, source=source, preset_key=key, preset_matched=matched, info=mesh_info(mesh),
                         data_seconds=data.seconds, runs=runs, spectra=spectra, render=str(render_path),
-                        gt_render_seconds=gt_seconds, load_seconds=load_seconds, spectra_by_output=spectra_all)
+                        gt_render_seconds=gt_seconds, load_seconds=load_seconds, spectra_by_output=spectra_all,
+                        settings=run_settings(setup, seed))
     write_json(out / "metrics.json", result.to_json())
     return result
 
@@ -135,6 +143,7 @@ def _run_encoding(mesh: trimesh.Trimesh, name: str, enc: str, cfg: TrainConfig, 
     fin = hist[-1] if hist else {}
     e_size = setup.epoch_size(cfg)
     run = {"config": cfg.to_dict(), "history": hist, "final": fin, "diverged": res.diverged,
+           "diverged_epoch": res.diverged_epoch,
            "epoch_points": e_size, "steps_per_epoch": -(-e_size // cfg.batch_size),
            "seconds": {"train": res.seconds, "spectra": t_ntk, "surface": t2 - t1, "render": t3 - t2},
            "labelling": None if sampler is None else {"points": sampler.labelled,

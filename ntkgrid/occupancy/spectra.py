@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.data import DataError
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +39,7 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     from ntkgrid.models import build_model
     from ntkgrid.spectrum import ntk_spectrum, spectrum_from_kernel
     from ntkgrid.training import checkpoint_path, load_checkpoint
-    from ntkgrid.training.runfolder import read_spectra_file, save_spectra
+    from ntkgrid.training.runfolder import save_spectra
 
     run_dir = Path(run_dir)
     ntk_x = np.ascontiguousarray(ntk_x, np.float32)
@@ -48,11 +49,13 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     for epoch in epochs:
         cache = run_dir / "ntk" / f"epoch_{int(epoch):06d}.npz"
         if cache.exists():
-            cached, extra = read_spectra_file(cache)
-            if str(extra.get("ntk_hash")) == key:
+            try:
+                cached_key, (_, cached) = _spectra_hash(cache), read_spectra_file(cache)
+            except DataError:  # a damaged cache: computed again below
+                cached_key = None
+            if cached_key == key:
                 for o in NTK_OUTPUTS:
-                    out[o][epoch] = {name.split("/", 1)[1]: s for name, s in cached.items()
-                                     if name.startswith(f"{o}/")}
+                    out[o][epoch] = cached[o]
                 continue
         if not checkpoint_path(run_dir, epoch).exists():
             continue
@@ -73,3 +76,47 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
                      extra={"ntk_hash": np.array(key)})
     return out
 
+
+
+def _open_npz(path: Path):
+    """``np.load`` of a spectra file, any failure a :class:`DataError` naming it."""
+    import zipfile
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise DataError(path, "no such file") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(path, f"not a readable .npz spectra file (garbage or truncated: {exc})") from exc
+
+
+def _spectra_hash(path: Path) -> str:
+    import zipfile
+
+    with _open_npz(path) as z:
+        try:
+            return str(z["ntk_hash"])
+        except (KeyError, OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(path, f"damaged .npz spectra file (no readable ntk_hash: {exc})") from exc
+
+
+def read_spectra_file(path: str | os.PathLike) -> tuple[int, dict[str, dict[str, Spectrum]]]:
+    """One ``ntk/epoch_XXXXXX.npz`` written by :func:`checkpoint_spectra` (through
+    :func:`ntkgrid.training.runfolder.read_spectra`, old files without ``groups`` too):
+    ``(epoch, {output: {group: Spectrum}})``.
+
+    Raises :class:`ntkgrid.data.DataError` naming the file when it is missing, not an
+    ``.npz`` archive, truncated, or lacks the arrays a spectra file holds."""
+    from ntkgrid.training.runfolder import read_spectra
+
+    path = Path(path)
+    spectra, extra = read_spectra(path)
+    try:
+        epoch = int(extra["epoch"]) if "epoch" in extra else int(path.stem.split("_")[-1])
+    except (TypeError, ValueError) as exc:
+        raise DataError(path, f"damaged .npz spectra file (unreadable epoch: {exc})") from exc
+    out = {o: {name.split("/", 1)[1]: s for name, s in spectra.items() if name.startswith(f"{o}/")}
+           for o in NTK_OUTPUTS}
+    if not any(out.values()):
+        raise DataError(path, "not a spectra file (no eigenvalues/<output>/<group> arrays)")
+    return epoch, out

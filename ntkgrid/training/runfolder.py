@@ -49,7 +49,7 @@ from ntkgrid.spectrum import Spectrum
 from ntkgrid.training.result import RunResult
 
 __all__ = ["FORMAT", "Restored", "RunFolder", "RunFolderError", "checkpoint_path", "checkpoint_state", "load_checkpoint", "load_run",
-           "load_spectra", "ntk_points_path", "read_spectra_file", "save_spectra", "spectra_path"]
+           "load_spectra", "ntk_points_path", "read_spectra", "save_spectra", "spectra_path"]
 
 #: Version of the run-folder format written in ``run.json`` and ``summary.json``.
 FORMAT = 1
@@ -122,24 +122,42 @@ def save_spectra(path: str | os.PathLike, epoch: int, spectra: Mapping[str, Spec
     write_bytes(path, buf.getvalue())
 
 
-def read_spectra_file(path: str | os.PathLike) -> tuple[dict[str, Spectrum], dict[str, np.ndarray]]:
+def read_spectra(path: str | os.PathLike) -> tuple[dict[str, Spectrum], dict[str, np.ndarray]]:
     """``({group: Spectrum}, {name: array})`` of a :func:`save_spectra` file: the spectra,
     and every other array (``epoch``, ``extra``). A file without ``groups`` (an occupancy
-    ``ntk/epoch_XXXXXX.npz`` written before this function) names its groups by its
-    ``eigenvalues/<group>`` arrays."""
-    with np.load(path) as z:
-        names = z.files
-        prefix = "eigenvalues/"
-        groups = ([str(g) for g in z["groups"]] if "groups" in names
-                  else [k[len(prefix):] for k in names if k.startswith(prefix)])
-        spectra = {g: Spectrum.from_arrays(z, g) for g in groups}
-        layout = {k for g in groups for k in Spectrum.to_arrays(spectra[g], g)} | {"groups"}
-        return spectra, {k: z[k] for k in names if k not in layout}
+    ``ntk/epoch_XXXXXX.npz`` written before :func:`save_spectra`) names its groups by its
+    ``eigenvalues/<group>`` arrays.
+
+    Raises :class:`ntkgrid.data.DataError` (a ``ValueError``) naming the file when it is
+    missing, not an ``.npz`` archive, truncated, or lacks a spectra file's arrays."""
+    import zipfile
+
+    from ntkgrid.data import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = z.files
+            prefix = "eigenvalues/"
+            groups = ([str(g) for g in z["groups"]] if "groups" in names
+                      else [k[len(prefix):] for k in names if k.startswith(prefix)])
+            spectra = {g: Spectrum.from_arrays(z, g) for g in groups}
+            layout = {k for g in groups for k in spectra[g].to_arrays(g)} | {"groups"}
+            extra = {k: z[k] for k in names if k not in layout}
+    except FileNotFoundError as err:
+        raise DataError(path, "no such spectra file") from err
+    except KeyError as err:
+        raise DataError(path, f"not a spectra file (no array {err})") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(path, f"damaged .npz spectra file (garbage or truncated: {err})") from err
+    if not spectra:
+        raise DataError(path, "not a spectra file (no array 'groups')")
+    return spectra, extra
 
 
 def load_spectra(path: str | os.PathLike) -> dict[str, Spectrum]:
-    """``{group: Spectrum}`` from a ``spectra/epoch_XXXXXX.npz`` file (:func:`save_spectra`)."""
-    return read_spectra_file(path)[0]
+    """``{group: Spectrum}`` from a ``spectra/epoch_XXXXXX.npz`` file (:func:`read_spectra`;
+    raises :class:`ntkgrid.data.DataError` naming the file when it cannot be used)."""
+    return read_spectra(path)[0]
 
 
 @dataclasses.dataclass
