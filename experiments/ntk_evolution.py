@@ -161,10 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
     from ntkgrid.data import DataError
     from ntkgrid.sweep import SweepError
+    from ntkgrid.training.runfolder import RunFolderError
 
     try:
         res = analyse(ctx)
-    except (SweepError, DataError) as err:  # a run folder damaged between training and analysis
+    except (SweepError, RunFolderError, DataError) as err:  # a run folder damaged between training and analysis
         return fail(f"analysis failed: {err}", 1)
     log(res["table"])
     for p in res["problems"]:
