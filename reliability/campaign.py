@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: Modules whose ``CASES`` lists make up the campaign, in table order.
-CASE_MODULES = ("reliability.cases_inputs",)
+CASE_MODULES = ("reliability.cases_inputs", "reliability.cases_sweep")
 
 #: The classes a case can end in, good ones first (the order of the counts).
 OUTCOMES = ("clear error", "correct", "preserved", "traceback", "silent wrong", "confusing", "wrong exit", "damaged")
@@ -246,12 +246,11 @@ def write_report(path: Path, text: str) -> None:
 
 
 NOT_COVERED = [
-    "Sweep-side cases (merge/shards, report encodings, `--config-json` kinds, symlink loops in synset folders, "
-    "multi-host): their rows come from their own case module (see `CASE_MODULES`).",
     "Kills, a full disk and interrupted writes: resume exactness is covered by the test suite "
     "(tests/test_training_runfolder.py, tests/test_sweep_*.py), not replayed here.",
     "A read-only filesystem: the campaign usually runs as root, for whom permission bits do not stop writes; "
-    "`--out` on a read-only filesystem is tested by tests/test_occupancy.py (simulated).",
+    "`--out` on a read-only filesystem is tested by tests/test_occupancy.py (simulated); the sweep's case "
+    "`sweep/out-read-only` uses /sys, which refuses new folders even to root.",
     "Real-world files: ImageNet's CMYK JPEGs with embedded ICC profiles, camera JPEGs, scanner TIFFs and "
     "downloaded Stanford meshes; the campaign makes its own small stand-ins with Pillow, tifffile and trimesh.",
     "Accelerators: everything runs on the CPU; GPU-only paths (device eigensolvers, batched training "

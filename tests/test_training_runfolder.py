@@ -126,6 +126,29 @@ def test_save_and_read_spectra_file_round_trip_with_extra_arrays(tmp_path):
     assert list(load_spectra(path)) == ["total", "grid/level_0"]
 
 
+def test_an_unreadable_summary_resumes_from_the_checkpoints_and_unreadable_metadata_is_refused(tmp_path):
+    """A damaged summary.json: the run.json and the checkpoints still tell the run, which
+    finishes again with the same numbers; with run.json damaged too the folder is refused,
+    naming both files, and nothing in it is removed."""
+    from ntkgrid.training.runfolder import RunFolder
+
+    x, y = astronaut(16)
+    cfg = SMALL.replace(epochs=2, checkpoints=(0, 2))
+    ref = fit(cfg, x, y, out_dir=tmp_path)
+    (tmp_path / "summary.json").write_text("{trunc")
+    assert not RunFolder(tmp_path).complete() and not RunFolder.unidentifiable(tmp_path)
+    r = fit(cfg, x, y, out_dir=tmp_path)
+    assert r.complete and r.final["psnr"] == ref.final["psnr"] and np.array_equal(r.losses, ref.losses)
+    assert json.loads((tmp_path / "summary.json").read_text())["complete"]
+    for name in ("summary.json", "run.json"):
+        (tmp_path / name).write_text("[]")
+    assert RunFolder.unidentifiable(tmp_path)
+    files = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="summary.json and .*run.json: unreadable"):
+        fit(cfg, x, y, out_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == files
+
+
 @pytest.mark.parametrize("kind", ["garbage", "truncated", "other_arrays"])
 def test_damaged_spectra_file_is_a_clear_error_naming_it(tmp_path, kind):
     from ntkgrid.data import DataError
