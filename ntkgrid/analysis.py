@@ -27,7 +27,7 @@ __all__ = ["activation_regions", "checkpoint_variables", "grid_tables", "recompu
 def run_spectra(run_path: str | os.PathLike, epoch: int) -> dict[str, Spectrum] | None:
     """The spectra a run recorded at a checkpoint.
 
-    Arguments:
+    Args:
       run_path: the run folder.
       epoch: the checkpoint's epoch.
 
@@ -42,7 +42,7 @@ def run_spectra(run_path: str | os.PathLike, epoch: int) -> dict[str, Spectrum] 
 def checkpoint_variables(run_path: str | os.PathLike, epoch: int) -> dict:
     """The model variables a run saved at ``epoch``.
 
-    Arguments:
+    Args:
       run_path: the run folder.
       epoch: the checkpoint's epoch.
 
@@ -61,7 +61,7 @@ def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int,
                       groups: bool | str = False, solve: Sequence[str] | None = None, scale_mlp: float | None = None):
     """Float64 NTK of a run's checkpoint at ``epoch`` on the run's own spectrum points.
 
-    Arguments:
+    Args:
       cfg: the run's config.
       run_path: the run folder (its ``spectra/ntk_x.npy`` holds the ``(N, d)`` points).
       epoch: the checkpoint's epoch.

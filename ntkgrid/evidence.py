@@ -85,7 +85,7 @@ def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, base
              checkpoints: Sequence[str] = ("middle", "end"), length: int = SPECTRUM_LENGTH) -> dict:
     """Theorem 1 (MPE eigenvalues at or above the baseline network's, index by index).
 
-    Arguments:
+    Args:
       records: :func:`ntkgrid.sweep.load_sweep`'s records (run paths resolved).
       configs: the manifest's ``{name: config dict}``.
       baseline: the baseline config's name.

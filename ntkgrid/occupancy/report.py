@@ -134,7 +134,7 @@ def write_results(results: Sequence[MeshResult], errors: Sequence[dict], out_dir
     ``report.md`` (one table row per mesh and encoding, the figures, the failures) in
     ``out_dir``.
 
-    Arguments:
+    Args:
       results: the meshes that ran.
       errors: ``{"mesh", "source", "error"}`` of the meshes that failed.
       out_dir: the run folder.

@@ -45,7 +45,7 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     beside each encoding, one camera), ``iou_curve.png`` (held-out IoU against epochs),
     ``metrics.json`` (:meth:`MeshResult.to_json`). A rerun reuses finished runs.
 
-    Arguments:
+    Args:
       mesh: the normalised mesh (longest side spanning ``[0, 1]``).
       name: the mesh's name (folder-safe); picks its Table 4 row (:func:`mesh_preset_key`).
       configs: ``{encoding: TrainConfig}`` (:func:`configs_for`), trained in this order.
