@@ -257,20 +257,3 @@ def quick(cfg: TrainConfig) -> TrainConfig:
     batch = max(cfg.batch_size, 256)
     lr = cfg.learning_rate * min(4.0, (batch / cfg.batch_size) ** 0.5)
     return cfg.replace(epochs=epochs, batch_size=batch, learning_rate=lr)
-
-
-# ----------------------------------------------------------------------------- GTK study (Zhao et al., CVPR 2024)
-# ``python -m experiments.gtk`` (ntkgrid.gtk_study); appended here so the sections above keep their owners.
-
-from ntkgrid.gtk_study.setup import GTKSetup  # noqa: E402  (the study's config class; NumPy-free import)
-
-#: ``--preset quick``: the whole run in minutes on a 2-core CPU (measured in GTK.md).
-GTK_QUICK = GTKSetup()
-
-#: ``--preset paper``: larger images, grids and budgets (our choice; the poster gives none).
-GTK_PAPER = GTKSetup(
-    spectrum_points=1024, lattice=48, check_points=128, bound_random_pairs=1024,
-    image_size=256, image_res=(16, 64), image_epochs=300, hidden=(128, 128), hash_log2_size=11,
-    occ_res=(16, 64), occ_pool=400_000, occ_eval=100_000, occ_epochs=200, occ_steps=10, occ_batch=4096,
-    occ_hash_log2_size=17, occ_slice=256,
-)
