@@ -155,7 +155,7 @@ def measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, nt
       eval_fn: ``eval_fn(apply, variables) -> {name: value}`` or None.
       ntk_window: ``(h, w)`` of ``ntk_x`` when it is a window of the image (the out-of-memory fallback).
       last: the run's final epoch: every group's spectrum is solved (else only the total's,
-        unless ``cfg.ntk_group_spectra == "every"``).
+        unless ``cfg.ntk_group_spectra == "every"``; never with ``"none"``).
 
     Returns:
       ``{key: value}`` for :data:`HISTORY_KEYS` plus ``eval_fn``'s extras; nothing beyond the
@@ -174,7 +174,7 @@ def measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, nt
     if cfg.loss == "mse":
         entry.update(_image_metrics(pred, y, image_shape))
     if ntk_x is not None:
-        all_groups = last or cfg.ntk_group_spectra == "every"
+        all_groups = cfg.ntk_group_spectra == "every" or (last and cfg.ntk_group_spectra == "last")
         spectra, kernels = _spectra_with_fallback(cfg, model, variables, ntk_x, ntk_window, all_groups)
         entry["spectra"], entry["spectrum"] = spectra, spectra["total"]
         entry["ntk_points"] = int(spectra["total"].eigenvalues.size)
