@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ntkgrid import config, files
-from ntkgrid.spectrum import Spectrum, resample
-from ntkgrid.sweep.common import SPECTRUM_LENGTH
+from ntkgrid.spectrum import SPECTRUM_LENGTH, Spectrum, resample
 
 __all__ = ["grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
@@ -86,7 +85,7 @@ def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, base
              checkpoints: Sequence[str] = ("middle", "end"), length: int = SPECTRUM_LENGTH) -> dict:
     """Theorem 1 (MPE eigenvalues at or above the baseline network's, index by index).
 
-    Arguments:
+    Args:
       records: :func:`ntkgrid.sweep.load_sweep`'s records (run paths resolved).
       configs: the manifest's ``{name: config dict}``.
       baseline: the baseline config's name.

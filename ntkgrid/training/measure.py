@@ -50,7 +50,7 @@ def _out_dim(variables: Mapping) -> int:
 def predict(cfg_or_model: TrainConfig | nn.Module, variables: Mapping, coords, batch: int = 65536) -> np.ndarray:
     """Model output at ``coords``, computed by a jitted apply in batches.
 
-    Arguments:
+    Args:
       cfg_or_model: a :class:`TrainConfig` (the output width is read from ``variables``) or a Flax module.
       variables: the model variables (``{"params": ...}``).
       coords: ``(N, d)`` points.
@@ -146,7 +146,7 @@ def measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, nt
             ntk_window=None, last: bool = True) -> dict:
     """A history entry (without epoch/train_loss/seconds) for ``variables``.
 
-    Arguments:
+    Args:
       cfg, model: the run's config and its Flax module.
       variables: host copies of the model variables.
       coords, targets: ``(N, d)`` and ``(N, O)`` float32, the full data set measured.
@@ -229,7 +229,7 @@ def ntk_points_cap(backend: str | None = None) -> int:
 def kernel_points(x: np.ndarray, ntk_x, n: int | None, image_shape=None) -> tuple[np.ndarray | None, dict]:
     """The NTK points of a run and how they were chosen.
 
-    Arguments:
+    Args:
       x: ``(N, d)`` training points.
       ntk_x: ``(M, d)`` points given by the caller (checked; "all" when it is the training
         image itself), or None: :func:`training_set_points` of ``x`` with ``n``.
