@@ -5,11 +5,17 @@ levels, k = 2, finest resolution 200 (coarsest 96), 3 outputs, float64, traced k
 a regular grid of points in [0, 1]^2.
 
     python -m benchmarks.bench_ntk [--sizes 1024 2048 8192] [--json OUT]
+        [--activations relu tanh gaussian sine] [--activation-n 1024]
 
 At the first size both methods run on the same points and the kernels are compared
 (relative max error). Jacobian contraction at the larger sizes runs in a child process
 under a memory cap (``--jacobian-mem-gb``), so running out of memory is reported as such
 instead of taking the machine down. Eigendecomposition (LAPACK ``eigvalsh``) is timed too.
+
+Activation rows (``--activations``, issue 22): the same network with each activation variant of
+``ntkgrid.presets.ACTIVATION_VARIANTS`` (``sine`` is a SIREN: sin(30 z), SIREN's initialisation),
+structured kernel and jacobian contraction side by side at ``--activation-n`` points (default
+1024), with their relative difference.
 
 Full-image rows (``--full-image-sides``, default 64 on a CPU and 128 on a GPU): the
 training-set kernel of Table 2's multigrid network (2x512, k=3, L=2, 96..277 nodes) on every
@@ -32,7 +38,18 @@ import time
 import numpy as np
 
 
-def _setup(n: int):
+def _activation_kwargs(variant: str | None) -> dict:
+    """CoordinateMLP keyword arguments of an activation variant (None: the defaults, ReLU)."""
+    if variant is None:
+        return {}
+    from ntkgrid.presets import ACTIVATION_VARIANTS
+
+    names = {"activation": "activation", "parameterization": "parameterization", "omega0": "omega0",
+             "gaussian_sigma": "sigma"}
+    return {names[k]: v for k, v in ACTIVATION_VARIANTS[variant].items()}
+
+
+def _setup(n: int, activation: str | None = None):
     import jax
     import jax.numpy as jnp
 
@@ -41,7 +58,7 @@ def _setup(n: int):
     side = int(np.ceil(np.sqrt(n)))
     g = np.stack(np.meshgrid(np.linspace(0, 1, side), np.linspace(0, 1, side)), -1).reshape(-1, 2)[:n]
     enc = MultiGrid(dim=2, num_levels=2, features_per_level=2, min_res=96, max_res=200, param_dtype=jnp.float64)
-    model = CoordinateMLP(enc, (512, 512), 3, param_dtype=jnp.float64)
+    model = CoordinateMLP(enc, (512, 512), 3, param_dtype=jnp.float64, **_activation_kwargs(activation))
     v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), jnp.float64))
     # Move the grid off its near-zero init so the grid term is not negligible.
     v = jax.tree_util.tree_map_with_path(
@@ -64,7 +81,7 @@ def _time(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def _jacobian_child(n: int, mem_gb: float, queue) -> None:
+def _jacobian_child(n: int, mem_gb: float, queue, activation: str | None = None) -> None:
     import jax
 
     if mem_gb > 0:
@@ -74,7 +91,7 @@ def _jacobian_child(n: int, mem_gb: float, queue) -> None:
         with jax.enable_x64(True):
             from ntkgrid.ntk import nt_ntk
 
-            model, v, x = _setup(n)
+            model, v, x = _setup(n, activation)
             t = time.perf_counter()
             k = np.asarray(nt_ntk(model, v, x, method="jacobian"))
             queue.put(("ok", time.perf_counter() - t, k if n <= 2048 else None))
@@ -84,10 +101,10 @@ def _jacobian_child(n: int, mem_gb: float, queue) -> None:
         queue.put(("failed" + capped, None, msg))
 
 
-def run_jacobian(n: int, mem_gb: float):
+def run_jacobian(n: int, mem_gb: float, activation: str | None = None):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_jacobian_child, args=(n, mem_gb, q))
+    p = ctx.Process(target=_jacobian_child, args=(n, mem_gb, q, activation))
     p.start()
     try:  # read before join: a child blocks on exit until its queued kernel is consumed
         result = q.get(timeout=3600)
@@ -174,6 +191,9 @@ def main(argv=None) -> int:
     ap.add_argument("--block-size", type=int, default=1024)
     ap.add_argument("--full-image-sides", type=int, nargs="*", default=None,
                     help="full-image rows: image sides in pixels (default: 64 on a CPU, 128 on a GPU; none: skip)")
+    ap.add_argument("--activations", nargs="*", default=["relu", "tanh", "gaussian", "sine"],
+                    help="activation rows: variants of ntkgrid.presets.ACTIVATION_VARIANTS (none: skip)")
+    ap.add_argument("--activation-n", type=int, default=1024, help="points of the activation rows")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
 
@@ -212,6 +232,7 @@ def main(argv=None) -> int:
                 row["jacobian_error"] = payload
         rows.append(row)
         print(_fmt(row), flush=True)
+    act_rows = [activation_row(a, args.activation_n, args.repeats, args.block_size) for a in args.activations]
     sides = args.full_image_sides
     if sides is None:
         sides = [64] if jax.default_backend() == "cpu" else [128]
@@ -219,11 +240,35 @@ def main(argv=None) -> int:
     for side in sides:
         full.append(run_full_image(side, args.repeats))
         print(_fmt_full(full[-1]), flush=True)
-    result = {"benchmark": "ntk", "rows": rows, "full_image": full}
+    result = {"benchmark": "ntk", "rows": rows, "activations": act_rows, "full_image": full}
     if args.json:
         from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX
         write_json(args.json, result, indent=2)
     return 0
+
+
+def activation_row(activation: str, n: int, repeats: int, block_size: int) -> dict:
+    """One activation row: structured kernel and jacobian contraction (in a child) on the same points."""
+    import jax
+
+    from ntkgrid.ntk import structured_ntk
+
+    row = {"activation": activation, "n": n, "backend": jax.default_backend()}
+    with jax.enable_x64(True):
+        model, v, x = _setup(n, activation)
+        structured_ntk(model, v, x, block_size=block_size)  # compile
+        row["structured_s"], k = _time(lambda: structured_ntk(model, v, x, block_size=block_size), repeats)
+    status, secs, payload = run_jacobian(n, 0.0, activation)
+    row.update(jacobian_status=status, jacobian_s=secs)
+    if status == "ok" and payload is not None:
+        row["speedup"] = secs / row["structured_s"]
+        row["rel_err"] = float(np.max(np.abs(payload - k)) / np.max(np.abs(payload)))
+    elif status != "ok":
+        row["jacobian_error"] = payload
+    jac = (f"jacobian {row['jacobian_s']:.2f} s, speedup {row.get('speedup', float('nan')):.0f}x, rel err "
+           f"{row.get('rel_err', float('nan')):.1e}" if status == "ok" else f"jacobian {status}")
+    print(f"activation {activation:9s} N={n:5d}  structured {row['structured_s']:8.3f} s  | {jac}", flush=True)
+    return row
 
 
 def _fmt(r: dict) -> str:

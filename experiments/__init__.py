@@ -10,6 +10,8 @@
 * ``occupancy`` - Appendix E and Fig. 5b (3-D).
 * ``gtk`` - Zhao et al. (CVPR 2024): grid tangent kernels and MulFAGrid.
 * ``recipe`` - which reading of the paper's training recipe reproduces its tables.
+* ``activations`` - beyond the paper: ReLU / tanh / Gaussian / sine (SIREN) networks with and
+  without encodings, each at a fraction of its own critical step (issue 22).
 
 Every program ends in ``sys.exit(main())``; the exit statuses are those of :func:`fail`.
 
@@ -47,8 +49,27 @@ def split_host_cpus(n: int | None = None) -> int | None:
     return n
 
 
-def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str | None = "quick") -> None:
-    """``--preset --seed --out`` and the per-run overrides every 2D experiment takes."""
+def lr_arg(text: str):
+    """argparse ``type`` of ``--lr``: a number (checked by :func:`check_overrides`, as a plain
+    ``--lr``) or ``critical:FRACTION`` (:func:`ntkgrid.config.parse_lr`)."""
+    from ntkgrid.config import parse_lr
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_lr(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str | None = "quick",
+                 critical_lr: bool = False) -> None:
+    """``--preset --seed --out`` and the per-run overrides every 2D experiment takes.
+
+    ``critical_lr=True``: ``--lr`` also takes ``critical:FRACTION`` (the program applies it
+    with :func:`apply_lr_rule` once it has the training points)."""
     preset_help = ("paper: the paper's table; quick: a few minutes on a 2-core CPU (64 px images, "
                    "hand-tuned short runs, see ntkgrid.presets)")
     if default_preset is None:
@@ -64,7 +85,12 @@ def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str 
     g.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
     g.add_argument("--epochs", type=int, default=None, help="epochs (checkpoints scale along)")
     g.add_argument("--batch-size", type=int, default=None, help="SGD minibatch size")
-    g.add_argument("--lr", type=float, default=None, help="SGD step size")
+    if critical_lr:
+        g.add_argument("--lr", type=lr_arg, default=None, metavar="X|critical:F",
+                       help="SGD step size, or critical:F for F times each network's own critical step at "
+                            "initialisation (ntkgrid.stability.critical_lr; F >= 1 is beyond the linearised bound)")
+    else:
+        g.add_argument("--lr", type=float, default=None, help="SGD step size")
     g.add_argument("--ntk-points", type=int, default=None,
                    help="cap on the NTK points: a contiguous centred window of this many training pixels (0: no "
                         "spectra; default: every training pixel, up to ntkgrid.presets.NTK_POINTS_CAP on this backend)")
@@ -76,8 +102,31 @@ def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str 
 
 def overrides(args: argparse.Namespace) -> dict:
     """Keyword arguments for :func:`ntkgrid.sweep.apply_overrides` from :func:`add_run_args`."""
-    return {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+    lr = args.lr if isinstance(args.lr, (int, float)) else None  # a critical:F rule: apply_lr_rule
+    return {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": lr,
             "ntk_points": args.ntk_points, "seed": args.seed}
+
+
+def apply_lr_rule(configs: Mapping, args: argparse.Namespace, image, *, log=None) -> dict:
+    """``configs`` with ``--lr critical:F`` applied (each config's own critical step at
+    initialisation on ``image``'s pixels, :func:`ntkgrid.stability.with_critical_lr`; the config
+    records ``lr_fraction``); unchanged for a number or no ``--lr``."""
+    from ntkgrid.config import LrRule
+
+    if not isinstance(args.lr, LrRule):
+        return dict(configs)
+    from ntkgrid.data.images import image_to_dataset
+    from ntkgrid.stability import lr_rule_note, with_critical_lr
+
+    out = {}
+    for name, cfg in configs.items():
+        coords, values = image_to_dataset(image, pixels=cfg.pixels)
+        out[name], pred = with_critical_lr(cfg, args.lr.fraction, coords, values.shape[1])
+        if log is not None:
+            note = lr_rule_note(args.lr.fraction)
+            log(f"{name}: lr = {args.lr.fraction:g} x critical step {pred.lr_crit_median:.4g} = "
+                f"{out[name].learning_rate:.4g}" + (f" ({note})" if note else ""))
+    return out
 
 
 def check_overrides(args: argparse.Namespace, preset: str | None = None) -> None:
@@ -87,7 +136,7 @@ def check_overrides(args: argparse.Namespace, preset: str | None = None) -> None
                           ("--batch-size", args.batch_size, 1), ("--ntk-points", args.ntk_points, 0)):
         if val is not None and val < low:
             raise ValueError(f"{opt} must be >= {low}, got {val}")
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+    if isinstance(args.lr, (int, float)) and not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     preset = preset or getattr(args, "preset", None)
     if args.ntk_points and preset in ("paper", "quick"):

@@ -4,7 +4,7 @@
         [--preset paper|quick] [--out DIR] [--shard i/n|auto] [--encodings ...]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
         [--runs-per-program N|auto] [--matmul-precision default|highest]
-        [--config-json NAME=PATH ...] [--size PX] [--epochs N] [--batch-size N] [--lr X]
+        [--config-json NAME=PATH ...] [--size PX] [--epochs N] [--batch-size N] [--lr X|critical:F]
         [--ntk-points N] [--no-progress]
     python -m experiments.imagenet_sweep merge --out DIR [SHARD_DIR ...]
 
@@ -53,7 +53,17 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log, overrides, split_host_cpus
+from experiments import (
+    add_run_args,
+    apply_lr_rule,
+    check_overrides,
+    configs_for,
+    fail,
+    image_side,
+    log,
+    overrides,
+    split_host_cpus,
+)
 from ntkgrid.presets import PAPER_ENCODINGS
 
 ENCODINGS = PAPER_ENCODINGS  # the encodings the paper compares (ntkgrid.presets; no JAX imported yet)
@@ -89,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--config-json", action="append", default=[], metavar="NAME=PATH",
                     help="replace an encoding's preset by a TrainConfig JSON (e.g. from experiments.tune); "
                          "the overrides below still apply")
-    add_run_args(ap, name="imagenet_sweep", default_preset=None)
+    add_run_args(ap, name="imagenet_sweep", default_preset=None, critical_lr=True)
     return ap
 
 
@@ -273,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--out {out}: cannot be written ({_os_error(err)})")
     for w in selection_warnings:
         print(f"warning: {w}", file=sys.stderr, flush=True)
+    try:  # --lr critical:F: one step per config, from its critical step on the first selected image
+        configs = apply_lr_rule(configs, args, sweep.load_source(sources[0], size), log=log)
+    except (ValueError, DataError) as err:
+        return fail(f"--lr {args.lr}: {err}")
     where = args.data_root or "scikit-image's bundled photos"
     log(f"imagenet_sweep: {len(sources)} image(s) from {where}, preset {preset}, {size}x{size} px, "
         f"encodings {', '.join(configs)}, output {out}")

@@ -2,7 +2,7 @@
 
     python -m experiments.scaling [--image NAME|PATH] [--configs ...] [--preset quick|paper]
         [--seed 0] [--out runs/scaling] [--runs-dir DIR] [--size PX] [--epochs N]
-        [--batch-size N] [--lr X] [--ntk-points N] [--no-progress]
+        [--batch-size N] [--lr X|critical:F] [--ntk-points N] [--no-progress]
 
 Trains baseline, fourier_low/mid/high (L = 4, 8, 16) and multigrid_coarse/fine (one grid
 of 100 / 200 nodes per side; 50 / 100 in the quick preset's 64 px images) on one image
@@ -27,7 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import add_run_args, check_overrides, configs_for, fail, failed_runs_section, image_side, log
+from experiments import (
+    add_run_args,
+    apply_lr_rule,
+    check_overrides,
+    configs_for,
+    fail,
+    failed_runs_section,
+    image_side,
+    log,
+)
 from ntkgrid import files
 
 CONFIGS = ("baseline", "fourier_low", "fourier_mid", "fourier_high", "multigrid_coarse", "multigrid_fine")
@@ -41,7 +50,7 @@ PANELS = (
 )
 
 
-def add_image_args(ap: argparse.ArgumentParser, *, name: str, configs=CONFIGS) -> None:
+def add_image_args(ap: argparse.ArgumentParser, *, name: str, configs=CONFIGS, critical_lr: bool = False) -> None:
     """Options shared by the single-image experiments (scaling, ntk_evolution, inspect_grid)."""
     ap.add_argument("--image", default=DEFAULT_IMAGE,
                     help=f"a bundled photo's name or an image file (default: {DEFAULT_IMAGE})")
@@ -50,12 +59,12 @@ def add_image_args(ap: argparse.ArgumentParser, *, name: str, configs=CONFIGS) -
     ap.add_argument("--runs-dir", type=Path, default=None,
                     help="where the training runs live (default: <out>/runs); point it at another "
                          "experiment's runs (e.g. runs/scaling/runs) to reuse them")
-    add_run_args(ap, name=name)
+    add_run_args(ap, name=name, critical_lr=critical_lr)
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m experiments.scaling", description=__doc__.split("\n\n")[0])
-    add_image_args(ap, name="scaling")
+    add_image_args(ap, name="scaling", critical_lr=True)
     return ap
 
 
@@ -76,6 +85,7 @@ def prepare(args, name: str):
                 g = presets.scaled_grid(presets.SCALING[n], size).encoding
                 configs[n] = c.replace(encoding={"min_res": g.min_res, "max_res": g.max_res})
     src, image = sweep.resolve_image(args.image, size)
+    configs = apply_lr_rule(configs, args, image, log=log)
     out = args.out or Path(f"runs/{name}")
     runs_dir = args.runs_dir or out / "runs"
     return out, runs_dir, src, image, configs
@@ -146,6 +156,7 @@ def write_outputs(ctx: dict) -> dict:
         panels.append((title, pred))
         pp = paper.get(n, (None, None))
         rows.append({"config": n, "encoding": r.config.encoding.describe(), "lr": r.config.learning_rate,
+                     "lr_fraction": r.config.lr_fraction,
                      "epochs": r.config.epochs, "batch_size": r.config.batch_size, "psnr": f.get("psnr"),
                      "ms_ssim": f.get("ms_ssim"), "ms_ssim_scales": f.get("ms_ssim_scales"),
                      "paper_psnr": pp[0], "paper_ms_ssim": pp[1], "diverged": r.diverged,

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [  # noqa: F822 (ENCODING_KINDS and GRID_KINDS are read from ENCODINGS by __getattr__)
-    "CONFIG_FORMAT", "COORDS", "ENCODINGS", "ENCODING_KINDS", "GRID_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS",
+    "ACTIVATIONS", "CONFIG_FORMAT", "COORDS", "ENCODINGS", "ENCODING_KINDS", "GRID_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS",
     "PIXEL_CONVENTIONS", "BaselineConfig", "EncodingConfig", "EncodingSpec", "FourierConfig", "GaussianConfig",
     "HashGridConfig", "MulFAGridConfig", "MultiGridConfig", "TrainConfig", "encoding_from_dict",
-    "encoding_from_format1", "loss_scale", "register_encoding", "unregister_encoding",
+    "encoding_from_format1", "loss_scale", "register_encoding", "unregister_encoding", "LrRule", "parse_lr",
 ]
 
 #: How the minibatch loss sums the squared errors (see :func:`loss_scale`).
@@ -37,7 +37,10 @@ PARAMETERIZATIONS = {
     "mean_field": ("ntk", "mean_field"),
     "standard": ("standard", "standard"),
     "torch_default": ("torch", "torch"),
+    "siren": ("siren", "siren"),  # SIREN's initialisation (standard parameterisation); its first layer is "siren_first"
 }
+#: Hidden-layer activations of the coordinate MLP (see :mod:`ntkgrid.models`): "relu" is the paper's.
+ACTIVATIONS = ("relu", "tanh", "sine", "gaussian")
 #: Network input coordinates: "unit" [0, 1] (the paper's A.1) or "signed" [-1, 1].
 COORDS = ("unit", "signed")
 #: Where pixel (i, j) of a W x H image sits: "corners" (i / (W-1), the ends included) or
@@ -57,6 +60,42 @@ def loss_scale(reduction: str, batch_size: int, out_dim: int) -> float:
     if reduction == "sum":
         return float(batch_size * out_dim)
     raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {reduction!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LrRule:
+    """A learning rate set from the NTK instead of by hand: ``fraction`` times the network's own
+    critical SGD step at initialisation (:func:`ntkgrid.stability.with_critical_lr`)."""
+
+    fraction: float  # the step is fraction x lr_crit_median (> 0; >= 1 is beyond the linearised bound)
+
+    def __str__(self) -> str:
+        return f"critical:{self.fraction:g}"
+
+
+def parse_lr(text: str) -> float | LrRule:
+    """Parse a learning-rate argument: ``"20"`` (a step by hand) or ``"critical:0.5"`` (half the
+    network's critical step at initialisation, :class:`LrRule`). Raises ``ValueError`` with a
+    one-line message for anything else (not a number, a rule without a fraction, values <= 0)."""
+    s = str(text).strip()
+    head, sep, tail = s.partition(":")
+    if sep:
+        if head != "critical":
+            raise ValueError(f"learning rate {text!r}: a rule must be written critical:FRACTION (e.g. critical:0.5)")
+        try:
+            fraction = float(tail)
+        except ValueError:
+            raise ValueError(f"learning rate {text!r}: FRACTION in critical:FRACTION must be a number") from None
+        if not (fraction > 0 and fraction != float("inf")):
+            raise ValueError(f"learning rate {text!r}: FRACTION must be a finite number > 0")
+        return LrRule(fraction)
+    try:
+        lr = float(s)
+    except ValueError:
+        raise ValueError(f"learning rate {text!r} is neither a number nor critical:FRACTION") from None
+    if not (lr > 0 and lr != float("inf")):
+        raise ValueError(f"learning rate {text!r} must be a finite number > 0")
+    return lr
 
 
 class EncodingConfig:
@@ -341,7 +380,10 @@ class TrainConfig:
     loss_reduction: str = "mean"  # minibatch loss: "mean" (points, channels), "sum_channels" or "sum"; loss_scale
     parameterization: str = "ntk"  # one of PARAMETERIZATIONS: "ntk" (paper, A.1), "mean_field", ... (models.py)
     beta: float = 0.1  # bias scale of the NTK parameterisation (paper: 0.1)
-    coords: str = "unit"  # network input: "unit" [0, 1] (paper) or "signed" [-1, 1] (non-grid encodings)
+    activation: str = "relu"  # hidden activation, one of ACTIVATIONS: "relu" (paper), "tanh", "sine", "gaussian"
+    omega0: float = 30.0  # "sine": sin(omega0 z), and the "siren" initialisation's omega0 (SIREN: 30)
+    gaussian_sigma: float = 0.1  # "gaussian": exp(-z^2 / (2 sigma^2)), sigma in units of the pre-activation
+    coords: str = "unit"  # network input: "unit" [0, 1] (paper) or "signed" [-1, 1] (grids: raw input only)
     pixels: str = "corners"  # image pixel positions: "corners" (i/(W-1)) or "centres" ((i+0.5)/W)
     steps_per_epoch: int | None = None  # None: an epoch is one pass over all points; n: n minibatches
     checkpoints: tuple[int, ...] | None = None  # epochs to measure at; None = (0, epochs//2, epochs)
@@ -351,6 +393,7 @@ class TrainConfig:
     ntk_group_spectra: str = "last"  # spectra of the mlp/no_grid/grid kernels: at "every" checkpoint, the "last", or "none"
     ntk_spectra_at: str = "every"  # checkpoints that take NTK spectra: "every" one or only the "last"
     seed: int = 0  # PRNG seed: initialisation and minibatch order
+    lr_fraction: float | None = None  # learning_rate = this x stability.critical_lr at init (None: set by hand)
 
     def __post_init__(self):
         if not isinstance(self.encoding, tuple(ENCODINGS.values())):
@@ -368,9 +411,12 @@ class TrainConfig:
             raise ValueError(f"curve_every must be >= 0 or None, got {self.curve_every}")
         for name, value, allowed in (("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS),
                                      ("parameterization", self.parameterization, tuple(PARAMETERIZATIONS)),
+                                     ("activation", self.activation, ACTIVATIONS),
                                      ("coords", self.coords, COORDS), ("pixels", self.pixels, PIXEL_CONVENTIONS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.lr_fraction is not None and not self.lr_fraction > 0:
+            raise ValueError(f"lr_fraction must be > 0 or None, got {self.lr_fraction}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch}")
 

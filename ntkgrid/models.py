@@ -1,7 +1,8 @@
 """Coordinate MLPs in the NTK parameterisation, as Flax Linen modules.
 
-``CoordinateMLP(encoding, hidden, out_dim)`` is ``x -> encoding(x) -> [Dense -> ReLU] *
-len(hidden) -> Dense``. ``model.apply(variables, x)`` is the ``f(params, x)`` that
+``CoordinateMLP(encoding, hidden, out_dim)`` is ``x -> encoding(x) -> [Dense -> phi] *
+len(hidden) -> Dense`` with the activation ``phi`` chosen by ``activation`` (:data:`ACTIVATIONS`,
+ReLU by default). ``model.apply(variables, x)`` is the ``f(params, x)`` that
 neural-tangents expects.
 
 NTK parameterisation (Jacot et al. 2018; the paper's Appendix A.1): every weight and bias
@@ -24,12 +25,41 @@ is drawn from N(0, 1) and a layer computes ``W a / sqrt(fan_in) + beta * b`` wit
 * ``"torch_default"``: every layer as PyTorch's ``nn.Linear`` initialises it: W and b ~
   U(-1/sqrt(n), 1/sqrt(n)) (``kaiming_uniform_(a=sqrt(5))``), ``W a + b``: a standard
   parameterisation whose forward signal shrinks ~6x in second moment per ReLU layer.
+* ``"siren"``: SIREN's initialisation (Sitzmann et al. 2020), a standard parameterisation
+  (``W a + b``, no factors): the first layer W ~ U(-1/n, 1/n), every later layer (the linear
+  output too) W ~ U(-sqrt(6/n)/omega0, sqrt(6/n)/omega0); biases U(-1/sqrt(n), 1/sqrt(n))
+  (the reference code keeps ``nn.Linear``'s default bias). Made for ``activation="sine"``.
+
+Activations (:data:`ACTIVATIONS`, ``activation=``), and how each combines with the NTK
+parameterisation (``z = W a / sqrt(n) + beta b``, W, b ~ N(0, 1), so every hidden
+pre-activation has a variance of order one at initialisation whatever the width):
+
+* ``"relu"`` (default): ``max(z, 0)``, the paper's. Positively homogeneous, so the NTK
+  parameterisation's ``1/sqrt(n)`` is exactly a rescaling of a standard-parameterised ReLU net.
+* ``"tanh"``: ``tanh(z)``; with unit-variance ``z`` it works in its non-linear range.
+* ``"gaussian"``: ``exp(-z^2 / (2 sigma^2))`` (Ramasinghe & Lucey 2022), ``sigma`` the width
+  in units of ``z``. Since the NTK parameterisation fixes ``z``'s scale at about one,
+  ``sigma`` alone decides how local each unit's bump is (``sigma = 1``: smooth and broad;
+  ``sigma = 0.1``: most units are off at any one input).
+* ``"sine"``: ``sin(omega0 z)`` (SIREN), the same in every hidden layer. Under the NTK
+  parameterisation ``z`` already has unit variance, so ``omega0`` multiplies the frequency of
+  *every* layer: SIREN's own initialisation divides the hidden weights by ``omega0`` to undo
+  that, the NTK one does not. With ``omega0 = 30`` the second layer's features then vary far
+  faster than a pixel (its kernel is close to diagonal plus a constant). For a SIREN use
+  ``parameterization="siren"`` (the one the activation study trains); ``"ntk"`` with
+  ``"sine"`` is offered to measure exactly that difference. The NTK of either is exact
+  (:mod:`ntkgrid.ntk` differentiates through any activation).
+
+An activation enters the structured NTK only through the cotangents (back-propagated
+through ``phi'``) and the dense layers' inputs (``phi(z)``): the kernel stays exact for all
+of them.
 
 ``coords="signed"`` maps the input coordinates from ``[0, 1]`` to ``[-1, 1]`` (``2x - 1``)
 before an encoding whose class declares ``takes_unit_coords = False`` (the non-grid ones, and
-any module that declares nothing); grid encodings declare ``True`` and always look up the
-``[0, 1]`` coordinates (the grid spans the image either way), so for them ``coords`` changes
-nothing.
+any module that declares nothing). Grid encodings declare ``True`` and always look up the
+``[0, 1]`` coordinates (the grid spans the image either way); the raw coordinates a grid appends
+(``include_input``) enter the MLP as ``2x - 1``, as the baseline's do, so ``coords`` treats every
+network's raw-coordinate input the same way.
 
 :func:`build_model` is the model a :class:`~ntkgrid.config.TrainConfig` trains.
 """
@@ -43,15 +73,40 @@ import jax
 import jax.numpy as jnp
 
 from ntkgrid._taps import tap
-from ntkgrid.config import COORDS, PARAMETERIZATIONS, TrainConfig
+from ntkgrid.config import ACTIVATIONS, COORDS, PARAMETERIZATIONS, TrainConfig
 from ntkgrid.encodings import Identity
 
-__all__ = ["COORDS", "CoordinateMLP", "LAYER_PARAMETERIZATIONS", "NTKDense", "PARAMETERIZATIONS", "build_model"]
+__all__ = ["ACTIVATIONS", "COORDS", "CoordinateMLP", "LAYER_PARAMETERIZATIONS", "NTKDense", "PARAMETERIZATIONS",
+           "activation_fn", "build_model"]
 
 # PARAMETERIZATIONS (network level: {name: (hidden layers', output layer's) NTKDense
-# parameterisation}) and COORDS are ntkgrid.config's, re-exported here.
+# parameterisation}; "siren"'s first layer is "siren_first"), ACTIVATIONS and COORDS are
+# ntkgrid.config's, re-exported here.
 #: Per-layer parameterisations of :class:`NTKDense`.
-LAYER_PARAMETERIZATIONS = ("ntk", "ntk_unscaled", "mean_field", "standard", "torch")
+LAYER_PARAMETERIZATIONS = ("ntk", "ntk_unscaled", "mean_field", "standard", "torch", "siren_first", "siren")
+
+
+def _uniform(bound: float):
+    """Initializer ``U(-bound, bound)``."""
+    def init(key, shape, dtype):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def activation_fn(name: str, *, omega0: float = 30.0, sigma: float = 0.1):
+    """The elementwise activation ``phi`` called ``name`` (:data:`ACTIVATIONS`; see the module
+    docstring): ``"relu"`` ``max(z, 0)``, ``"tanh"``, ``"sine"`` ``sin(omega0 z)``, ``"gaussian"``
+    ``exp(-z^2 / (2 sigma^2))``. Raises ``ValueError`` for another name."""
+    if name == "relu":
+        return jax.nn.relu
+    if name == "tanh":
+        return jnp.tanh
+    if name == "sine":
+        return lambda z: jnp.sin(omega0 * z)
+    if name == "gaussian":
+        return lambda z: jnp.exp(-0.5 * jnp.square(z / sigma))
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
 class NTKDense(nn.Module):
@@ -63,8 +118,12 @@ class NTKDense(nn.Module):
         ``b_scale = beta``), ``"ntk_unscaled"`` (W, b ~ N(0, 1); ``w_scale = 1``,
         ``b_scale = beta``), ``"mean_field"`` (W, b ~ N(0, 1); ``w_scale = 1/fan_in``,
         ``b_scale = beta``), ``"standard"`` (LeCun-normal W, zero b; both scales 1) or
-        ``"torch"`` (W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default; scales 1).
+        ``"torch"`` (W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default; scales 1),
+        ``"siren_first"`` (W ~ U(-1/fan_in, 1/fan_in), b as ``"torch"``; scales 1) or
+        ``"siren"`` (W ~ U(-sqrt(6/fan_in)/omega0, sqrt(6/fan_in)/omega0), b as ``"torch"``;
+        scales 1): SIREN's first and later layers.
       beta: bias scale of the NTK parameterisation.
+      omega0: SIREN's frequency factor (``"siren"`` layers only).
       use_bias: add a bias.
       param_dtype: dtype of the parameters.
     """
@@ -74,6 +133,7 @@ class NTKDense(nn.Module):
     beta: float = 0.1
     use_bias: bool = True
     param_dtype: jnp.dtype = jnp.float32
+    omega0: float = 30.0
 
     @nn.compact
     def __call__(self, a: jnp.ndarray) -> jnp.ndarray:
@@ -87,12 +147,10 @@ class NTKDense(nn.Module):
         elif p == "standard":
             w_init, b_init = nn.initializers.lecun_normal(), nn.initializers.zeros
             w_scale, b_scale = 1.0, 1.0
-        elif p == "torch":
-            bound = fan_in**-0.5
-            def w_init(key, shape, dtype):
-                return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-            b_init = w_init
+        elif p in ("torch", "siren_first", "siren"):
+            b_init = _uniform(fan_in**-0.5)
+            w_init = {"torch": b_init, "siren_first": _uniform(1.0 / fan_in),
+                      "siren": _uniform((6.0 / fan_in) ** 0.5 / self.omega0)}[p]
             w_scale, b_scale = 1.0, 1.0
         else:
             raise ValueError(f"layer parameterization must be one of {LAYER_PARAMETERIZATIONS}, got {p!r}")
@@ -114,7 +172,7 @@ class NTKDense(nn.Module):
 
 
 class CoordinateMLP(nn.Module):
-    """Encoding followed by a ReLU MLP with a linear output.
+    """Encoding followed by an MLP (ReLU by default) with a linear output.
 
     Attributes:
       encoding: a Flax module mapping ``(..., d)`` to ``(..., F)`` (see
@@ -125,8 +183,11 @@ class CoordinateMLP(nn.Module):
       beta: bias scale of the NTK parameterisation.
       param_dtype: dtype of the MLP parameters.
       coords: ``"unit"`` (inputs used as given, ``[0, 1]``) or ``"signed"`` (``2x - 1``
-        before an encoding whose class has ``takes_unit_coords`` False); see the module
-        docstring.
+        before an encoding whose class has ``takes_unit_coords`` False, and for a grid's
+        appended raw coordinates); see the module docstring.
+      activation: the hidden layers' activation, one of :data:`ACTIVATIONS` (module docstring).
+      omega0: ``"sine"``'s frequency factor ``omega0`` (and the ``"siren"`` initialisation's).
+      sigma: ``"gaussian"``'s width ``sigma`` (units of the pre-activation).
     """
 
     encoding: nn.Module = Identity()
@@ -136,6 +197,9 @@ class CoordinateMLP(nn.Module):
     beta: float = 0.1
     param_dtype: jnp.dtype = jnp.float32
     coords: str = "unit"
+    activation: str = "relu"
+    omega0: float = 30.0
+    sigma: float = 0.1
 
     def setup(self):
         if self.parameterization not in PARAMETERIZATIONS:
@@ -145,23 +209,36 @@ class CoordinateMLP(nn.Module):
             raise ValueError(f"coords must be one of {COORDS}, got {self.coords!r}")
         hidden_p, out_p = PARAMETERIZATIONS[self.parameterization]
         widths = [*self.hidden, self.out_dim]
+
+        def layer_p(i):
+            if i == len(widths) - 1:
+                return out_p
+            return "siren_first" if i == 0 and hidden_p == "siren" else hidden_p
+
         self.layers = [
-            NTKDense(w, out_p if i == len(widths) - 1 else hidden_p, self.beta, param_dtype=self.param_dtype,
-                     name=f"dense_{i}")
+            NTKDense(w, layer_p(i), self.beta, param_dtype=self.param_dtype, omega0=self.omega0, name=f"dense_{i}")
             for i, w in enumerate(widths)
         ]
+        self.phi = activation_fn(self.activation, omega0=self.omega0, sigma=self.sigma)
 
     def _encode(self, x: jnp.ndarray) -> jnp.ndarray:
-        if self.coords == "signed" and not getattr(type(self.encoding), "takes_unit_coords", False):
-            x = 2.0 * x - 1.0
-        return self.encoding(x)
+        """``(..., d) -> (..., F)``: the encoding's features under ``coords`` (module docstring)."""
+        if self.coords != "signed":
+            return self.encoding(x)
+        if not getattr(type(self.encoding), "takes_unit_coords", False):
+            return self.encoding(2.0 * x - 1.0)
+        h = self.encoding(x)  # the grid looks up the [0, 1] coordinates
+        if getattr(self.encoding, "include_input", False):  # raw coordinates are the last d features
+            d = x.shape[-1]
+            h = jnp.concatenate([h[..., :-d], (2.0 * x - 1.0).astype(h.dtype)], axis=-1)
+        return h
 
     def features(self, x: jnp.ndarray) -> list[jnp.ndarray]:
-        """Post-ReLU activations of every hidden layer, each ``(..., width)``."""
+        """Post-activation outputs of every hidden layer, each ``(..., width)``."""
         h = self._encode(x)
         acts = []
         for layer in self.layers[:-1]:
-            h = jax.nn.relu(layer(h))
+            h = self.phi(layer(h))
             acts.append(h)
         return acts
 
@@ -169,13 +246,14 @@ class CoordinateMLP(nn.Module):
         """``x: (..., d)`` in ``[0, 1]^d`` -> ``(..., out_dim)`` (linear output)."""
         h = self._encode(x)
         for layer in self.layers[:-1]:
-            h = jax.nn.relu(layer(h))
+            h = self.phi(layer(h))
         return self.layers[-1](h)
 
 
 def build_model(cfg: TrainConfig, dim: int, out_dim: int) -> CoordinateMLP:
     """The :class:`CoordinateMLP` that ``cfg`` trains on ``dim``-dimensional coordinates with
     ``out_dim`` output channels: ``cfg.encoding.build(dim)``, then ``cfg.hidden``,
-    ``cfg.parameterization``, ``cfg.beta`` and ``cfg.coords``."""
+    ``cfg.parameterization``, ``cfg.beta``, ``cfg.coords`` and the activation (``cfg.activation``,
+    ``cfg.omega0``, ``cfg.gaussian_sigma``)."""
     return CoordinateMLP(cfg.encoding.build(dim), tuple(cfg.hidden), out_dim, cfg.parameterization, cfg.beta,
-                         coords=cfg.coords)
+                         coords=cfg.coords, activation=cfg.activation, omega0=cfg.omega0, sigma=cfg.gaussian_sigma)

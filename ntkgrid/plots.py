@@ -274,14 +274,14 @@ def curves_figure(path: str | os.PathLike, panels: Sequence[tuple[str, str, Sequ
                   logy: Sequence[bool] | None = None, suptitle: str | None = None,
                   data: Mapping | None = None, xlabel: str = "epoch") -> tuple[Path, Path | None]:
     """Line plots, one panel per ``(title, ylabel, curves)``; a curve is ``{"name", "x",
-    "y"}`` (``name`` picks the colour, optional ``label``, ``linestyle``, ``marker``).
+    "y"}`` (``name`` picks the colour, optional ``label``, ``linestyle``, ``marker``, ``color``).
     ``logy[i]`` makes panel ``i``'s y axis logarithmic. The JSON holds ``data`` or the curves."""
     fig, axes = new_figure(1, len(panels), panel=(4.8, 3.8))
     for i, (ax, (title, ylabel, curves)) in enumerate(zip(axes[0], panels)):
         for c in curves:
             st = style(c["name"])
             ax.plot(np.asarray(c["x"]), np.asarray(c["y"], np.float64), linestyle=c.get("linestyle", "-"),
-                    marker=c.get("marker"), ms=4, color=st["color"], label=c.get("label", st["label"]))
+                    marker=c.get("marker"), ms=4, color=c.get("color") or st["color"], label=c.get("label", st["label"]))
         if logy is not None and logy[i]:
             ax.set_yscale("log")
         ax.set_title(title)

@@ -39,7 +39,7 @@ import numpy as np
 from ntkgrid.config import TrainConfig, loss_scale
 from ntkgrid.models import build_model
 
-__all__ = ["StepPrediction", "batch_lambda_max", "critical_lr"]
+__all__ = ["CATAPULT_NOTE", "StepPrediction", "batch_lambda_max", "critical_lr", "lr_rule_note", "with_critical_lr"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,3 +102,33 @@ def critical_lr(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int | Non
     lr = b * out_dim / (s * lam)
     return StepPrediction(lambda_max=lam, lr_crit=lr, lr_crit_median=float(np.median(lr)), batch_size=b,
                           out_dim=out_dim, scale=s)
+
+
+#: What :func:`lr_rule_note` says of a step at or above the critical one.
+CATAPULT_NOTE = ("at or above the critical step at initialisation: the linearised bound says nothing about "
+                 "such runs (they may catapult, Lewkowycz et al. 2020, or diverge)")
+
+
+def lr_rule_note(fraction: float | None) -> str | None:
+    """Where the critical-step rule cannot speak for a run: :data:`CATAPULT_NOTE` for
+    ``fraction >= 1``; None for a fraction below 1 (the linearised prediction applies) or no rule."""
+    if fraction is None or fraction < 1.0:
+        return None
+    return CATAPULT_NOTE
+
+
+def with_critical_lr(cfg: TrainConfig, fraction: float, coords, out_dim: int, **kwargs) -> tuple[TrainConfig,
+                                                                                                 StepPrediction]:
+    """``cfg`` training at ``fraction`` of its own critical step: ``learning_rate = fraction *
+    critical_lr(cfg, coords, out_dim).lr_crit_median`` (the network ``cfg`` builds, initialised with
+    ``cfg.seed``, on minibatches of ``cfg.batch_size`` points of ``coords`` ``(N, d)``) and
+    ``lr_fraction = fraction`` recorded in the config. ``kwargs`` go to :func:`critical_lr`.
+    Returns ``(config, prediction)``; raises ``ValueError`` if the prediction is not finite."""
+    if not fraction > 0:
+        raise ValueError(f"the critical-step fraction must be > 0, got {fraction}")
+    pred = critical_lr(cfg, coords, out_dim, **kwargs)
+    lr = float(fraction) * pred.lr_crit_median
+    if not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"critical step of {cfg.encoding.kind} ({cfg.activation}) is not usable: "
+                         f"lr_crit_median = {pred.lr_crit_median}")
+    return cfg.replace(learning_rate=lr, lr_fraction=float(fraction)), pred

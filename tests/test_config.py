@@ -18,10 +18,12 @@ from ntkgrid.config import (
     GRID_KINDS,
     FourierConfig,
     HashGridConfig,
+    LrRule,
     MulFAGridConfig,
     MultiGridConfig,
     TrainConfig,
     encoding_from_dict,
+    parse_lr,
 )
 
 # The "config" of two run.json files written by ntkgrid before the per-encoding configs
@@ -172,3 +174,26 @@ def test_replace_changes_the_current_kinds_fields():
     assert cfg.replace(encoding=FourierConfig()).encoding == FourierConfig()
     with pytest.raises(TypeError, match="has no field"):
         cfg.replace(encoding={"num_frequencies": 3})
+
+
+@pytest.mark.parametrize("text,expected", [("20", 20.0), (" 0.5 ", 0.5), ("1e-3", 1e-3), ("critical:0.5", LrRule(0.5)),
+                                           ("critical:2", LrRule(2.0))])
+def test_parse_lr_reads_a_step_or_a_rule(text, expected):
+    assert parse_lr(text) == expected
+    assert str(LrRule(0.5)) == "critical:0.5"
+
+
+@pytest.mark.parametrize("text,needle", [("fast", "neither a number"), ("-1", "> 0"), ("0", "> 0"), ("inf", "> 0"),
+                                         ("critical:", "must be a number"), ("critical:0", "> 0"),
+                                         ("critical:-0.5", "> 0"), ("crit:0.5", "critical:FRACTION")])
+def test_parse_lr_refuses_bad_values_in_one_line(text, needle):
+    with pytest.raises(ValueError, match=needle) as err:
+        parse_lr(text)
+    assert "\n" not in str(err.value) and repr(text) in str(err.value)
+
+
+def test_lr_fraction_is_recorded_and_validated():
+    cfg = TrainConfig(lr_fraction=0.5, learning_rate=3.0)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="lr_fraction"):
+        TrainConfig(lr_fraction=0.0)

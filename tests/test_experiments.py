@@ -470,6 +470,46 @@ def test_recipe_screen_predicts_and_observes_and_tabulates(tmp_path, capsys):
     assert "| literal | " in text and "predicted stable (lr < lr_crit): 1 runs" in text
 
 
+# ----------------------------------------------------------------------------- --lr critical:F
+
+
+def test_lr_rule_parses_on_scaling_and_sweep_and_bad_values_exit_2(capsys):
+    from ntkgrid.config import LrRule
+
+    assert scaling.build_parser().parse_args(["--lr", "critical:0.5"]).lr == LrRule(0.5)
+    assert imagenet_sweep.build_parser().parse_args(["--lr", "critical:0.25"]).lr == LrRule(0.25)
+    assert scaling.build_parser().parse_args(["--lr", "7"]).lr == 7.0
+    for bad in ("critical:x", "critical:0", "fast"):
+        with pytest.raises(SystemExit) as err:
+            scaling.main(["--lr", bad])
+        assert err.value.code == 2
+        assert "--lr" in capsys.readouterr().err
+    assert scaling.main(["--lr", "-2"]) == 2  # a number: checked like a plain --lr
+    assert capsys.readouterr().err == "error: --lr must be a finite number > 0, got -2.0\n"
+
+
+def test_apply_lr_rule_sets_each_configs_own_step_and_records_the_fraction():
+    import argparse
+
+    from experiments import apply_lr_rule, overrides
+    from ntkgrid.config import LrRule
+    from ntkgrid.data.images import image_to_dataset
+    from ntkgrid.stability import critical_lr
+
+    image = np.random.default_rng(0).random((12, 12, 3)).astype(np.float32)
+    cfgs = {n: presets.SCALING_QUICK[n].replace(hidden=(8,)) for n in ("baseline", "multigrid_coarse")}
+    args = argparse.Namespace(lr=LrRule(0.5), epochs=None, batch_size=None, ntk_points=None, seed=0)
+    assert overrides(args)["learning_rate"] is None  # the rule is not a step
+    out = apply_lr_rule(cfgs, args, image)
+    coords, _ = image_to_dataset(image)
+    for n, cfg in out.items():
+        assert cfg.lr_fraction == 0.5
+        assert cfg.learning_rate == pytest.approx(0.5 * critical_lr(cfgs[n], coords, 3).lr_crit_median, rel=1e-12)
+    assert out["baseline"].learning_rate != out["multigrid_coarse"].learning_rate
+    args.lr = 3.0
+    assert apply_lr_rule(cfgs, args, image) == cfgs
+
+
 def test_recipe_table_of_a_missing_or_empty_folder_is_an_error(tmp_path, capsys):
     assert recipe.main(["table", "--out", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err == f"error: --out {tmp_path / 'missing'}: no such folder\n"

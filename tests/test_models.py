@@ -22,6 +22,7 @@ CASES = {
     "mean_field": (NTK, (lambda n: 1.0 / n, "beta")),
     "standard": (STD, STD),
     "torch_default": (STD, STD),
+    "siren": (STD, STD),
 }
 BETA = 0.3
 
@@ -38,6 +39,9 @@ def test_build_model_is_the_configs_network():
     model = build_model(cfg, 2, 4)
     assert model.encoding == enc.build(2) and model.hidden == (7, 5) and model.out_dim == 4
     assert (model.parameterization, model.beta, model.coords) == ("mean_field", 0.2, "signed")
+    assert (model.activation, model.omega0, model.sigma) == ("relu", 30.0, 0.1)
+    sine = build_model(cfg.replace(activation="sine", omega0=12.0, gaussian_sigma=0.3), 2, 4)
+    assert (sine.activation, sine.omega0, sine.sigma) == ("sine", 12.0, 0.3)
 
 
 @pytest.mark.parametrize("param", PARAMETERIZATIONS)
@@ -51,7 +55,11 @@ def test_layer_scales_match_numpy_forward(param):
         w = np.asarray(v[f"dense_{i}"]["kernel"], np.float64)
         b = np.asarray(v[f"dense_{i}"]["bias"], np.float64)
         fan_in = w.shape[0]
-        if param == "torch_default":  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and biases
+        if param == "siren":  # SIREN: first layer U(-1/n, 1/n), later U(-sqrt(6/n)/30, ...); biases U(+-1/sqrt(n))
+            bound = 1.0 / fan_in if i == 0 else np.sqrt(6.0 / fan_in) / 30.0
+            assert np.abs(w).max() <= bound and np.abs(b).max() <= fan_in**-0.5
+            assert 0.8 < w.std() * np.sqrt(3.0) / bound < 1.2 or w.size < 64
+        elif param == "torch_default":  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and biases
             assert np.abs(w).max() <= fan_in**-0.5 and np.abs(b).max() <= fan_in**-0.5
             assert 0.8 < w.std() * np.sqrt(3 * fan_in) < 1.2
         elif (w_scale, b_scale) == STD:  # LeCun normal weights, zero biases
@@ -99,7 +107,7 @@ def test_signed_coords_map_unit_square_to_minus_one_one():
 def test_signed_coords_follow_the_encodings_declaration(kind):
     """coords="signed" leaves the lookup of an encoding that takes unit coordinates (the grids)
     on the unit square and maps the others' input to 2x - 1, as each module class declares."""
-    small = {"num_levels": 1, "min_res": 4, "max_res": 4} if kind in ("multigrid", "mulfagrid") else \
+    small = {"num_levels": 1, "min_res": 4, "max_res": 4, "include_input": False} if kind in ("multigrid", "mulfagrid") else \
         {"num_levels": 1, "min_res": 4, "log2_table_size": 6} if kind == "hashgrid" else \
         {"num_features": 8} if kind == "gaussian" else {}
     cfg = TrainConfig(hidden=(8,)).replace(encoding={"kind": kind, **small})
@@ -109,3 +117,97 @@ def test_signed_coords_follow_the_encodings_declaration(kind):
     x = jnp.asarray(np.random.default_rng(1).random((6, 2)), jnp.float32)
     v = unit.init(jax.random.PRNGKey(0), x)
     np.testing.assert_array_equal(signed.apply(v, x), unit.apply(v, x if declared else 2 * x - 1))
+
+
+def test_signed_coords_leave_grid_lookup_on_the_unit_square_and_sign_the_raw_input():
+    """A grid looks up [0, 1] either way; its appended raw coordinates enter the MLP as 2x - 1,
+    as the baseline's do (the grid features are unchanged, the last d features are signed)."""
+    cfg = TrainConfig(hidden=(8,), encoding=MultiGridConfig(num_levels=1, min_res=4, max_res=4))
+    unit, signed = build_model(cfg, 2, 1), build_model(cfg.replace(coords="signed"), 2, 1)
+    x = jnp.asarray(np.random.default_rng(1).random((6, 2)), jnp.float32)
+    v = unit.init(jax.random.PRNGKey(0), x)
+    fu = np.asarray(unit.apply(v, x, method=lambda m, z: m._encode(z)))
+    fs = np.asarray(signed.apply(v, x, method=lambda m, z: m._encode(z)))
+    np.testing.assert_array_equal(fs[:, :-2], fu[:, :-2])
+    np.testing.assert_allclose(fs[:, -2:], 2 * np.asarray(x) - 1, rtol=1e-6)
+    assert not np.allclose(signed.apply(v, x), unit.apply(v, x))
+    no_input = cfg.replace(coords="signed", encoding=MultiGridConfig(num_levels=1, min_res=4, max_res=4,
+                                                                     include_input=False))
+    vn = build_model(no_input, 2, 1).init(jax.random.PRNGKey(0), x)
+    np.testing.assert_array_equal(build_model(no_input, 2, 1).apply(vn, x),
+                                  build_model(no_input.replace(coords="unit"), 2, 1).apply(vn, x))
+
+
+# The activations as NumPy functions (sine with omega0 = 2, gaussian with sigma = 0.7).
+NP_ACTIVATIONS = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "tanh": np.tanh,
+    "sine": lambda z: np.sin(2.0 * z),
+    "gaussian": lambda z: np.exp(-z**2 / (2 * 0.7**2)),
+}
+
+
+def test_activation_names_agree():
+    from ntkgrid.config import ACTIVATIONS
+    from ntkgrid.models import ACTIVATIONS as MODEL_ACTIVATIONS
+
+    assert MODEL_ACTIVATIONS is ACTIVATIONS and tuple(NP_ACTIVATIONS) == ACTIVATIONS
+
+
+@pytest.mark.parametrize("activation", sorted(NP_ACTIVATIONS))
+def test_activation_matches_numpy_forward(activation):
+    cfg = TrainConfig(hidden=(32, 16), activation=activation, omega0=2.0, gaussian_sigma=0.7)
+    model = build_model(cfg, 2, 3)
+    x = np.random.default_rng(0).random((5, 2)).astype(np.float32)
+    v = model.init(jax.random.PRNGKey(1), jnp.asarray(x))["params"]
+    h = x.astype(np.float64)
+    for i in range(3):
+        w, b = (np.asarray(v[f"dense_{i}"][k], np.float64) for k in ("kernel", "bias"))
+        h = h @ w / np.sqrt(w.shape[0]) + 0.1 * b
+        if i < 2:
+            h = NP_ACTIVATIONS[activation](h)
+    np.testing.assert_allclose(np.asarray(model.apply({"params": v}, jnp.asarray(x)), np.float64), h,
+                               rtol=2e-5, atol=2e-5)
+
+
+def test_relu_default_is_unchanged():
+    """The default config's network is the ReLU one, parameter for parameter and output for output."""
+    x = jnp.asarray(np.random.default_rng(2).random((6, 2)), jnp.float32)
+    default, relu = TrainConfig(hidden=(16,)), TrainConfig(hidden=(16,), activation="relu")
+    v = build_model(default, 2, 3).init(jax.random.PRNGKey(0), x)
+    v2 = build_model(relu, 2, 3).init(jax.random.PRNGKey(0), x)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), v, v2))
+    w0, b0 = (np.asarray(v["params"]["dense_0"][k], np.float64) for k in ("kernel", "bias"))
+    w1, b1 = (np.asarray(v["params"]["dense_1"][k], np.float64) for k in ("kernel", "bias"))
+    h = np.maximum(np.asarray(x, np.float64) @ w0 / np.sqrt(2) + 0.1 * b0, 0) @ w1 / 4 + 0.1 * b1
+    np.testing.assert_allclose(np.asarray(build_model(default, 2, 3).apply(v, x)), h, rtol=2e-5, atol=2e-6)
+
+
+def test_old_config_without_activation_loads_as_relu():
+    d = TrainConfig(hidden=(16,)).to_dict()
+    for key in ("activation", "omega0", "gaussian_sigma", "lr_fraction"):
+        d.pop(key)
+    cfg = TrainConfig.from_dict(d)
+    assert cfg.activation == "relu" and cfg == TrainConfig(hidden=(16,))
+
+
+def test_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        TrainConfig(activation="swish")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        CoordinateMLP(activation="swish").init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+
+
+def test_siren_forward_is_sin_omega0_of_standard_layers():
+    """parameterization="siren" + "sine": every hidden layer sin(omega0 (W a + b)), linear output W a + b."""
+    m = CoordinateMLP(hidden=(64, 32), out_dim=2, parameterization="siren", activation="sine", omega0=30.0)
+    x = np.random.default_rng(3).random((7, 2)).astype(np.float32)
+    v = m.init(jax.random.PRNGKey(0), jnp.asarray(x))["params"]
+    h = x.astype(np.float64)
+    for i in range(3):
+        w, b = (np.asarray(v[f"dense_{i}"][k], np.float64) for k in ("kernel", "bias"))
+        h = h @ w + b
+        if i < 2:
+            h = np.sin(30.0 * h)
+    np.testing.assert_allclose(np.asarray(m.apply({"params": v}, jnp.asarray(x)), np.float64), h, rtol=1e-4,
+                               atol=1e-5)

@@ -81,3 +81,17 @@ def test_full_batch_gd_diverges_just_above_and_converges_just_below_the_predicti
             lr = np.float32(factor * pred.lr_crit_median)
             v, state, loss = step(v, state, jax.random.PRNGKey(0), np.int32(e), lr, jnp.asarray(X), jnp.asarray(Y))
         assert bool(np.isfinite(float(loss)) and float(loss) < 1.0) == ok, (factor, float(loss))
+
+
+def test_with_critical_lr_sets_the_fraction_and_records_it():
+    from ntkgrid.stability import CATAPULT_NOTE, lr_rule_note, with_critical_lr
+
+    cfg, pred = with_critical_lr(CFG, 0.5, X, 3, n_batches=1)
+    ref = critical_lr(CFG, X, 3, n_batches=1)
+    assert pred.lr_crit_median == ref.lr_crit_median
+    assert cfg.learning_rate == pytest.approx(0.5 * ref.lr_crit_median, rel=1e-12) and cfg.lr_fraction == 0.5
+    assert cfg.replace(learning_rate=CFG.learning_rate, lr_fraction=None) == CFG
+    assert lr_rule_note(0.5) is None and lr_rule_note(None) is None
+    assert lr_rule_note(1.0) == lr_rule_note(3.0) == CATAPULT_NOTE
+    with pytest.raises(ValueError, match="> 0"):
+        with_critical_lr(CFG, 0.0, X, 3)

@@ -13,9 +13,11 @@ from ntkgrid.theory import (
     band_energies,
     compare_mean_spectra,
     compare_spectra,
+    fan_in_matched_baseline,
     loss_gradient_scale,
     predict_training,
     scale_mlp,
+    theorem1_comparisons,
 )
 
 
@@ -43,6 +45,18 @@ def test_compare_spectra_table(mpe, base, verdict, fraction, first_below):
             np.median(ratio))
 
 
+def test_compare_spectra_refuses_different_lengths_and_takes_a_relative_tolerance():
+    with pytest.raises(ValueError, match="different lengths"):
+        compare_spectra(_spec([4, 3, 2]), _spec([4, 3, 2, 1]))
+    near = compare_spectra(_spec([4, 2.9, 2]), _spec([4, 3, 2]))
+    assert near["verdict"] == "does not hold" and near["first_below"] == 1
+    loose = compare_spectra(_spec([4, 2.9, 2]), _spec([4, 3, 2]), rtol=0.05)
+    assert loose["verdict"] == "holds" and loose["fraction"] == 1.0
+    assert compare_spectra(_spec([4, 2.5, 2]), _spec([4, 3, 2]), rtol=0.05)["first_below"] == 1
+    with pytest.raises(ValueError, match="rtol"):
+        compare_spectra(_spec([1.0]), _spec([1.0]), rtol=-0.1)
+
+
 def test_mean_comparison_uses_the_mean_curves():
     m = {"mean": np.array([3.0, 2.0, 1.0]), "floor": 1e-12}
     b = {"mean": np.array([2.0, 2.5, 0.5]), "floor": 1e-12}
@@ -51,33 +65,45 @@ def test_mean_comparison_uses_the_mean_curves():
 
 
 @pytest.fixture(scope="module")
-def window_16px():
+def window_12px():
     from skimage import data
     from skimage.transform import resize
 
-    img = np.clip(resize(data.chelsea() / 255.0, (16, 16), anti_aliasing=True), 0, 1)
+    img = np.clip(resize(data.chelsea() / 255.0, (12, 12), anti_aliasing=True), 0, 1)
     return image_to_dataset(img)
 
 
-def test_constructed_counterexample_does_not_hold(window_16px):
-    """Same MLP, same points: the real MPE network against the baseline, then the same MPE
-    network with its MLP scaled down by 0.3 per layer (its kernel falls below the
-    baseline's). The comparison must say "does not hold" for the latter; Weyl's bound
-    holds for both, whatever the networks, because it is an identity of the split."""
-    x, _ = window_16px
-    mpe = CoordinateMLP(MultiGrid(dim=2, num_levels=1, features_per_level=2, min_res=6, max_res=6), hidden=(64, 64))
-    base = CoordinateMLP(Identity(), hidden=(64, 64))
-    v_mpe = mpe.init(jax.random.PRNGKey(0), x[:1])
-    v_base = base.init(jax.random.PRNGKey(0), x[:1])
-    s_base, _ = ntk_spectrum(base, v_base, x)
-    specs, kernels = ntk_spectrum(mpe, v_mpe, x, groups=True)
-    real = compare_spectra(specs["total"], s_base)
-    assert real["n_compared"] > 20 and np.isfinite(real["median_log10_ratio"])
-    scaled_specs, scaled_k = ntk_spectrum(mpe, scale_mlp(v_mpe, 0.3), x, groups=True)
-    bad = compare_spectra(scaled_specs["total"], s_base)
-    assert bad["verdict"] == "does not hold" and bad["fraction"] < 0.5 and bad["min_log10_ratio"] < -1
+def test_theorem1_three_comparisons_on_a_real_pair(window_12px):
+    """The stated comparison fails at init, the fan-in-matched one holds (the positive
+    control), the MLP x 0.3 control fails against both, and the own-no-grid one holds (by
+    construction). The fan-in-matched network is the MPE network with its grid features
+    replaced by zeros: equal outputs to the MPE network whose tables are zeroed."""
+    x, _ = window_12px
+    mpe = CoordinateMLP(MultiGrid(dim=2, num_levels=1, features_per_level=2, min_res=6, max_res=6), hidden=(32, 32))
+    base = CoordinateMLP(Identity(), hidden=(32, 32))
+    v = mpe.init(jax.random.PRNGKey(0), x[:1])
+    matched, vm = fan_in_matched_baseline(mpe, v)
+    assert isinstance(matched.encoding, Identity) and matched.encoding.pad == 2 and matched.hidden == (32, 32)
+    assert vm["params"]["dense_0"]["kernel"].shape == (4, 32) and "encoding" not in vm["params"]
+    zeroed = {"params": {**v["params"], "encoding": jax.tree.map(np.zeros_like, v["params"]["encoding"])}}
+    np.testing.assert_array_equal(matched.apply(vm, x), mpe.apply(zeroed, x))
+    s_base, _ = ntk_spectrum(base, base.init(jax.random.PRNGKey(0), x[:1]), x)
+    s_matched, _ = ntk_spectrum(matched, vm, x)
+    specs, kernels = ntk_spectrum(mpe, v, x, groups=True)
+    c = theorem1_comparisons(specs["total"], baseline=s_base, fan_in_matched=s_matched, no_grid=specs["no_grid"])
+    assert c["stated"]["verdict"] == "does not hold" and c["stated"]["first_below"] == 0
+    assert c["fan_in_matched"]["verdict"] == "holds" and not c["fan_in_matched"]["by_construction"]
+    assert c["own_no_grid"]["verdict"] == "holds" and c["own_no_grid"]["by_construction"]
+    # The control built to fail: the same MPE network with its MLP scaled by 0.3 per layer.
+    scaled_specs, scaled_k = ntk_spectrum(mpe, scale_mlp(v, 0.3), x, groups=True)
+    bad = theorem1_comparisons(scaled_specs["total"], baseline=s_base, fan_in_matched=s_matched)
+    assert bad["stated"]["fraction"] < 0.5 and bad["stated"]["min_log10_ratio"] < -1
+    assert bad["fan_in_matched"]["verdict"] == "does not hold"
+    # Weyl's bound holds for both, whatever the networks: an identity of the split.
     for k in (kernels, scaled_k):
         assert weyl_bound(k["no_grid"], k["grid"], k["total"])["holds"]
+    with pytest.raises(ValueError, match="include_input"):
+        fan_in_matched_baseline(base, base.init(jax.random.PRNGKey(0), x[:1]))
 
 
 def _linear_gd(phi, y, lr, batch, steps_per_epoch, epochs, seed=0):

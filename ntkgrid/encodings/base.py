@@ -27,16 +27,27 @@ def check_dim(module: nn.Module, x: jnp.ndarray, dim: int | None) -> None:
 
 
 class Identity(nn.Module):
-    """No encoding: returns ``x`` unchanged. ``(..., d) -> (..., d)``."""
+    """No encoding: returns ``x`` unchanged. ``(..., d) -> (..., d)``.
+
+    With ``pad > 0`` it returns ``[0, ..., 0, x]`` ``(..., pad + d)``: the fan-in-matched
+    baseline (:func:`ntkgrid.theory.fan_in_matched_baseline`) feeds a first layer as wide as
+    an encoded network's the raw coordinates in the encoding's raw-coordinate columns and
+    zeros in place of the encoding's features.
+    """
 
     is_grid: ClassVar[bool] = False  # not a learnable grid
     takes_unit_coords: ClassVar[bool] = False  # coords="signed" maps x to 2x - 1 first
 
     dim: int | None = None  # expected coordinate dimension d (None: any)
+    pad: int = 0  # zero features prepended before x (0: x unchanged)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         check_dim(self, x, self.dim)
+        if self.pad < 0:
+            raise ValueError(f"Identity pad must be >= 0, got {self.pad}")
+        if self.pad:
+            return jnp.concatenate([jnp.zeros(x.shape[:-1] + (self.pad,), x.dtype), x], axis=-1)
         return x
 
 

@@ -1,0 +1,78 @@
+"""Activation functions and the multigrid encoding's NTK (issue 22; the paper's first open question).
+
+    python -m experiments.activations [--preset quick|paper] [--image NAME|PATH] [--seed 0]
+        [--out DIR] [--activations relu tanh gaussian sine [sine_ntk]] [--size PX] [--epochs N]
+        [--lr X|critical:F] [--ntk-points N] [--hidden W ...] [--no-progress]
+
+Trains ReLU, tanh, Gaussian and sine (SIREN) networks, each without an encoding, with Table 3's
+mid Fourier features and with its coarse multigrid, every one at a fraction of its own critical
+SGD step at initialisation (default critical:0.5); records float64 NTK spectra on every training
+pixel at initialisation, middle and end (total / no-grid / grid for multigrid), Theorem 1 as
+stated and fan-in matched per activation, kernel locality, PSNR / MS-SSIM and training curves.
+Writes ``results.json`` (a flat ``runs`` list), ``report.md`` and figures to ``--out``
+(default ``runs/activations/<image>``); rerunning the same command resumes. The study itself is
+:func:`ntkgrid.studies.activations.run_activation_study`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from experiments import fail, log, lr_arg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ntkgrid import presets
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.activations", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", choices=("quick", "paper"), default="quick",
+                    help="quick: 32 px, 40 epochs, minutes on a 2-core CPU; paper: Table 3's 128 px, 300 epochs "
+                         "(for a GPU); see ntkgrid.presets.ACTIVATION_STUDY (default: %(default)s)")
+    ap.add_argument("--image", default="chelsea", help="a bundled photo's name or an image file (default: chelsea)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the initialisation and minibatch order")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: runs/activations/<image>)")
+    ap.add_argument("--activations", nargs="+", default=list(presets.ACTIVATION_DEFAULTS),
+                    choices=list(presets.ACTIVATION_VARIANTS), help="activation variants (default: %(default)s)")
+    ap.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs (checkpoints scale along)")
+    ap.add_argument("--lr", type=lr_arg, default=None, metavar="X|critical:F",
+                    help=f"SGD step by hand, or critical:F = F x each network's critical step at initialisation "
+                         f"(default: critical:{presets.ACTIVATION_LR_FRACTION:g})")
+    ap.add_argument("--ntk-points", type=int, default=None,
+                    help="cap on the NTK points (a centred window; default: every training pixel)")
+    ap.add_argument("--hidden", type=int, nargs="+", default=None,
+                    help="hidden widths of every MLP (default: the preset's, Table 3's 512 512)")
+    ap.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the study; 0 on success, 1 if a run failed, 2 for bad arguments or input."""
+    args = build_parser().parse_args(argv)
+    from ntkgrid.config import LrRule
+    from ntkgrid.data import DataError
+    from ntkgrid.studies import StudyError
+    from ntkgrid.studies.activations import run_activation_study
+
+    for opt, val, low in (("--size", args.size, 11), ("--epochs", args.epochs, 1), ("--ntk-points", args.ntk_points, 1),
+                          ("--hidden", min(args.hidden) if args.hidden else None, 1)):
+        if val is not None and val < low:
+            return fail(f"{opt} must be >= {low}, got {val}")
+    rule = isinstance(args.lr, LrRule)
+    try:
+        result = run_activation_study(
+            preset=args.preset, image=args.image, seed=args.seed, out=args.out, activations=args.activations,
+            size=args.size, epochs=args.epochs, lr=None if rule else args.lr,
+            lr_fraction=args.lr.fraction if rule else None, ntk_points=args.ntk_points, hidden=args.hidden,
+            progress=not args.no_progress, log=log)
+    except (ValueError, DataError, StudyError) as err:
+        return fail(str(err).strip("'\""))
+    if not result.records:
+        return fail("every run failed: " + "; ".join(f"{k}: {v}" for k, v in result.errors.items()), 1)
+    return 1 if result.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
