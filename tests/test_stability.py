@@ -80,3 +80,16 @@ def test_full_batch_gd_diverges_just_above_and_converges_just_below_the_predicti
             lr = np.float32(factor * pred.lr_crit_median)
             v, state, loss = step(v, state, jax.random.PRNGKey(0), np.int32(e), lr, jnp.asarray(X), jnp.asarray(Y))
         assert bool(np.isfinite(float(loss)) and float(loss) < 1.0) == ok, (factor, float(loss))
+
+
+def test_critical_step_is_the_one_definition_and_takes_checkpoint_variables():
+    """critical_lr is critical_step(lambda_max(Theta_B), g = 2 s / (B O)), also at given variables."""
+    from ntkgrid.stability import critical_step
+    from ntkgrid.theory import scale_mlp
+
+    model, v, k = _jacobian_kernel(CFG)
+    pred = critical_lr(CFG, X, 3, batch_size=6, n_batches=1)
+    assert pred.lr_crit_median == pytest.approx(critical_step(pred.lambda_max[0], 2.0 / 18), rel=1e-12)
+    assert critical_step(np.array([0.0, 4.0]), 0.5).tolist() == [np.inf, 1.0]
+    small = critical_lr(CFG, X, 3, batch_size=6, n_batches=1, variables=scale_mlp(v, 0.5))
+    assert small.lambda_max[0] < 0.6 * pred.lambda_max[0] and small.lr_crit_median > pred.lr_crit_median / 0.6
