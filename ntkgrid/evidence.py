@@ -25,7 +25,7 @@ from ntkgrid.config import GRID_KINDS
 from ntkgrid.spectrum import Spectrum, resample
 from ntkgrid.sweep.common import SPECTRUM_LENGTH
 
-__all__ = ["GRID_KINDS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
+__all__ = ["FULL_EIGH_MAX_ROWS", "FULL_KERNEL_MAX_ROWS", "GRID_KINDS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
 
 _SCALARS = ("verdict", "holds", "fraction", "n_compared", "median_log10_ratio", "min_log10_ratio", "first_below")
@@ -196,27 +196,57 @@ def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str
     return lines
 
 
-def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epoch: int) -> dict:
-    """The kernel-regression prediction (:func:`ntkgrid.theory.predict_training`) of a run's
-    training-set loss after ``from_epoch``, against the loss it measured (its ``curve``).
+#: Largest ``N O`` for which :func:`predicted_vs_measured` builds the full output-block kernel
+#: for the replay (``8 (N O)^2`` bytes: 1.2 GB at 4096 points x 3 channels); above it the
+#: replay uses the traced kernel and says so.
+FULL_KERNEL_MAX_ROWS = 4096 * 3
+#: Largest ``N O`` for which the expected-step prediction eigendecomposes the full kernel
+#: (a float64 ``eigh``, cubic in ``N O``); above it it uses the traced kernel's eigenvectors.
+FULL_EIGH_MAX_ROWS = 3072
+
+
+def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epoch: int, *,
+                          full_kernel_max_rows: int = FULL_KERNEL_MAX_ROWS,
+                          full_eigh_max_rows: int = FULL_EIGH_MAX_ROWS) -> dict:
+    """The linearised network's training-set loss after ``from_epoch`` (the paper's Eqs. 5-7),
+    against the loss the run measured (its ``curve``).
+
+    Two predictions from the checkpoint's float64 kernel, frozen from then on:
+
+    * replay (``"predicted"``; :func:`ntkgrid.theory.replay_training`): the run's own
+      minibatch sequence (:func:`ntkgrid.training.epoch_batches` from its seed), exact for a
+      model linear in its parameters, so its gap to the measurement is the kernel's motion;
+    * expected step (``"predicted_expected"``; :func:`ntkgrid.theory.predict_training`): SGD's
+      expectation over i.i.d. minibatches, an approximation also in the sampling.
+
+    Both use the full output-block kernel ``(N O) x (N O)`` where ``N O`` is at most
+    ``full_kernel_max_rows`` (replay) or ``full_eigh_max_rows`` (expected step), else the
+    traced one; ``"replay_kernel"`` and ``"expected_kernel"`` say which. ``eta_crit`` is
+    :func:`ntkgrid.stability.critical_lr` at the checkpoint (the full minibatch kernel).
 
     ``run``: a :class:`ntkgrid.training.RunResult` with an ``out_dir``, whose spectra were
     taken on the whole training set (``options["ntk_selection"] == "all"``, so the kernel's
     points are ``coords`` in order) and with a checkpoint at ``from_epoch``; ``coords``
     ``(N, d)`` and ``targets`` ``(N, O)``: its training data; ``mse`` loss only.
 
-    Returns ``{"from_epoch", "epochs" (T,), "measured" (T,), "predicted" (T,),
-    "relative_error" (T,) |pred - meas| / meas, "max_relative_error" (after from_epoch),
-    "final_relative_error", "stable", "edges", "bands_start", "bands_predicted_end",
-    "bands_measured_end" (energy per eigenvalue band at from_epoch, predicted and measured
-    at the last curve epoch; measured = the final residual projected on the kernel's
-    eigenvectors at from_epoch), "end_epoch", "lambda_max", "critical_learning_rate"}``.
-    Raises ``ValueError`` naming what is missing.
+    Returns ``{"from_epoch", "epochs" (T,), "measured" (T,), "predicted" (T,) replay,
+    "predicted_expected" (T,), "relative_error" (T,) |replay - meas| / meas,
+    "max_relative_error" (after from_epoch), "final_relative_error", "expected_max_relative_error",
+    "expected_final_relative_error", "kernel_motion_share" (|replay - meas| / |expected - meas|
+    at the last epoch: the share of the expected-step model's final error that the exact
+    minibatch order leaves, i.e. the kernel's motion), "replay_kernel", "expected_kernel",
+    "stable" (lr < eta_crit), "expected_stable" (the expected-step rates all within 1), "edges",
+    "bands_start", "bands_predicted_end" (expected step), "bands_replay_end", "bands_measured_end"
+    (energy per eigenvalue band of the expected step's kernel at from_epoch, predicted and
+    measured at the last curve epoch; measured = the final residual projected on the
+    kernel's eigenvectors at from_epoch), "end_epoch", "lambda_max" (the expected step's
+    kernel), "critical_learning_rate" (eta_crit)}``. Raises ``ValueError`` naming what is missing.
     """
     from ntkgrid.analysis import checkpoint_variables, recompute_kernels
-    from ntkgrid.spectrum import eigh
-    from ntkgrid.theory import band_energies, loss_gradient_scale, predict_training
-    from ntkgrid.training import predict
+    from ntkgrid.spectrum import eigh, full_ntk, spectrum_from_kernel
+    from ntkgrid.stability import critical_lr
+    from ntkgrid.theory import band_energies, loss_gradient_scale, predict_training, replay_training
+    from ntkgrid.training import epoch_batches, predict
 
     cfg = run.config
     if run.out_dir is None:
@@ -232,31 +262,56 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
                          "training points")
     coords = ntk_x  # the run's own training coordinates (its pixel convention), in order
     o = int(np.asarray(targets).shape[1])
+    n = int(coords.shape[0])
     g = loss_gradient_scale(cfg.loss, cfg.batch_size, o, getattr(cfg, "loss_reduction", "mean"))
-    spectrum, kernel = recompute_kernels(cfg, run.out_dir, from_epoch, out_dim=o)
-    lam, q = eigh(kernel)
     y = np.asarray(targets, np.float64)
-    resid = predict(cfg, checkpoint_variables(run.out_dir, from_epoch), coords).astype(np.float64) - y
     later = [c for c in run.curve if c["epoch"] >= from_epoch and c.get("loss") is not None]
     if len(later) < 2:
         raise ValueError(f"{run.out_dir}: no full-data losses measured after epoch {from_epoch} (curve_every=0?)")
+    variables = checkpoint_variables(run.out_dir, from_epoch)
+    spectrum, traced = recompute_kernels(cfg, run.out_dir, from_epoch, out_dim=o)
+    full = None
+    if n * o <= full_kernel_max_rows:
+        full = full_ntk(cfg.model(coords.shape[1], o), variables, coords, method=cfg.ntk_method)
+    if full is not None and n * o <= full_eigh_max_rows:
+        lam, q = eigh(full)
+        floor = spectrum_from_kernel(full).floor
+    else:
+        lam, q = eigh(traced)
+        floor = spectrum.floor
+    resid = predict(cfg, variables, coords).astype(np.float64) - y
     epochs = np.array([c["epoch"] for c in later])
     measured = np.array([c["loss"] for c in later], np.float64)
+    epoch_size = int(run.options.get("epoch_size", len(y)))
     pred = predict_training(lam, q, resid, learning_rate=cfg.learning_rate, gradient_scale=g,
-                            batch_size=cfg.batch_size, epoch_size=int(run.options.get("epoch_size", len(y))),
-                            epochs=epochs - from_epoch, floor=spectrum.floor)
+                            batch_size=cfg.batch_size, epoch_size=epoch_size, epochs=epochs - from_epoch, floor=floor)
+    batches = [epoch_batches(cfg.seed, from_epoch + e, n, cfg.batch_size, epoch_size)
+               for e in range(int(epochs[-1]) - from_epoch)]
+    rep = replay_training(full if full is not None else traced, resid, learning_rate=cfg.learning_rate,
+                          gradient_scale=g, batches=batches, epochs=epochs - from_epoch)
+    crit = critical_lr(cfg, coords, o, variables=variables)
     end = int(epochs[-1])
     resid_end = predict(cfg, checkpoint_variables(run.out_dir, end), coords).astype(np.float64) - y \
         if end in {int(h["epoch"]) for h in run.history} else None
-    rel = np.abs(pred["loss"] - measured) / measured
-    n = lam.size
+
+    def project(r):
+        return q.T @ (r if pred["kernel"] == "traced" else r.reshape(-1, 1))
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        rel = np.abs(rep["loss"] - measured) / measured
+        rel_exp = np.abs(pred["loss"] - measured) / measured
+        gap_exp = abs(pred["loss"][-1] - measured[-1])
+        share = float(abs(rep["loss"][-1] - measured[-1]) / gap_exp) if gap_exp > 0 else float("nan")
+        bands_replay = band_energies(lam, project(rep["residuals"][-1]), pred["edges"])
     return {
-        "from_epoch": int(from_epoch), "epochs": epochs, "measured": measured, "predicted": pred["loss"],
-        "relative_error": rel, "max_relative_error": float(rel[1:].max()), "final_relative_error": float(rel[-1]),
-        "stable": pred["stable"], "edges": pred["edges"],
+        "from_epoch": int(from_epoch), "epochs": epochs, "measured": measured, "predicted": rep["loss"],
+        "predicted_expected": pred["loss"], "relative_error": rel, "max_relative_error": float(rel[1:].max()),
+        "final_relative_error": float(rel[-1]), "expected_max_relative_error": float(rel_exp[1:].max()),
+        "expected_final_relative_error": float(rel_exp[-1]), "kernel_motion_share": share,
+        "replay_kernel": rep["kernel"], "expected_kernel": pred["kernel"],
+        "stable": crit.stable(cfg.learning_rate), "expected_stable": pred["stable"], "edges": pred["edges"],
         "bands_start": band_energies(lam, pred["coefficients"], pred["edges"]),
-        "bands_predicted_end": pred["bands"][-1],
-        "bands_measured_end": None if resid_end is None else band_energies(lam, q.T @ resid_end, pred["edges"]),
-        "end_epoch": end, "lambda_max": float(lam[0]),
-        "critical_learning_rate": float(2.0 / (g * (cfg.batch_size / n) * lam[0])),
+        "bands_predicted_end": pred["bands"][-1], "bands_replay_end": bands_replay,
+        "bands_measured_end": None if resid_end is None else band_energies(lam, project(resid_end), pred["edges"]),
+        "end_epoch": end, "lambda_max": float(np.max(lam)), "critical_learning_rate": crit.lr_crit_median,
     }
