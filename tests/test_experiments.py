@@ -81,9 +81,16 @@ def test_sweep_outputs(sweep_dir):
     assert "## Theorem 1" in report and "![ratio](theorem1_ratio.png)" in report
     assert _is_png(sweep_dir / "theorem1_ratio.png") and _is_png(sweep_dir / "training_curves.png")
     claims = _json(sweep_dir / "theorem1_ratio.json")
-    assert {(p["name"], p["kernel"]) for p in claims["per_image"]} == {("multigrid", "total"), ("multigrid", "no_grid")}
-    assert len(claims["per_image"]) == 2 * 3  # images x (middle: total; end: total, no_grid)
+    comparisons = ("stated", "fan_in_matched", "own_no_grid")
+    assert {(p["name"], p["comparison"], p["checkpoint"]) for p in claims["per_image"]} == {
+        ("multigrid", c, cp) for c in comparisons for cp in ("init", "middle", "end")}
+    assert len(claims["per_image"]) == 2 * 3 * 3  # images x checkpoints x comparisons
     assert all(p["verdict"] in ("holds", "does not hold") for p in claims["per_image"])
+    assert all(p["holds"] for p in claims["per_image"] if p["comparison"] == "own_no_grid")  # by construction
+    assert {c["checkpoint"] for c in claims["cause"]} == {"init", "middle", "end"}
+    assert all(len(c["top_fan_in_matched"]) == 3 and c["grid_lambda_max"] > 0 for c in claims["cause"])
+    assert "fan-in-matched (positive control)" in report and "The cause in numbers" in report
+    assert (sweep_dir / "theorem1_kernels").is_dir()
     assert all(i["image_id"] in report for i in res["images"])
     assert "| multigrid | 2 | 0 |" in (sweep_dir / "summary.md").read_text()
     csv = (sweep_dir / "summary.csv").read_text().splitlines()
