@@ -361,13 +361,18 @@ def test_grid_ablation_on_a_sweep(sweep_dir, tmp_path):
             t = s[f"theorem1_{key}"]
             assert t["images_compared"] == 2 and 0 <= t["fraction_mean"] <= 1
             assert t["on_mean"]["verdict"] in ("holds", "does not hold")
+    comp = th["comparisons"]
+    verdicts = {(r["comparison"], r["checkpoint"]): r["verdict"] for r in comp["on_mean"]}
+    assert set(verdicts) == {(c, cp) for c in ("stated", "fan_in_matched", "own_no_grid")
+                             for cp in ("init", "middle", "end")}
+    assert verdicts[("own_no_grid", "end")] == "holds"
     # The control is built to fail, and the report says so.
     assert th["control"][0]["verdict"] == "does not hold" and th["control"][0]["scale"] == ablation.CONTROL_SCALE
     report = (out / "report.md").read_text()
     assert "verdict **does not hold**" in report and _is_png(out / "theorem1_ratio.png")
     groups = _json(out / "levels.json")["groups"]
     assert {"total", "no_grid", "grid", "mlp", "encoding/level_0", "encoding/level_1"} <= set(groups)
-    assert "Theorem 1" in (out / "report.md").read_text()
+    assert "Theorem 1" in report and "fan-in-matched (positive control)" in report
 
 
 def test_tune_without_optuna_says_how_to_install(monkeypatch, tmp_path, capsys):
