@@ -46,6 +46,7 @@ def analyse(ctx: dict) -> dict:
     out, runs = ctx["out"], ctx["runs"]
     out.mkdir(parents=True, exist_ok=True)
     results, curves, problems = {}, [], []
+    computed: dict[str, dict] = {}  # {config: {checkpoint: (Spectrum, traced kernel)}} reused by the predictions
     for n, r in runs.items():
         cps = sweep.middle_and_end(r.history, r.config.epochs)
         if cps["start"] is None or cps["end"] is None or cps["end"] == 0:
@@ -58,6 +59,7 @@ def analyse(ctx: dict) -> dict:
             if cps[cp] is None:
                 continue
             spectra[cp], kernels[cp] = analysis.recompute_kernels(r.config, path, cps[cp])
+        computed[n] = {cp: (spectra[cp], kernels[cp]) for cp in ("start", "middle") if cp in kernels}
         change = {"start->end": kernel_change(kernels["start"], kernels["end"])}
         if "middle" in kernels:
             change["start->middle"] = kernel_change(kernels["start"], kernels["middle"])
@@ -75,7 +77,7 @@ def analyse(ctx: dict) -> dict:
         plots.bar_figure(out / "kernel_change", {n: v["kernel_change"] for n, v in results.items()},
                          ylabel="||K1 - K0||_F / ||K0||_F", title="relative change of the NTK during training")
     notes: list[str] = []
-    predictions = _predictions(ctx, runs, problems, notes)
+    predictions = _predictions(ctx, runs, problems, notes, computed)
     for n, v in predictions.items():
         results.setdefault(n, {})["prediction"] = [
             {k: p[k] for k in ("from_epoch", "end_epoch", "max_relative_error", "final_relative_error",
@@ -135,8 +137,9 @@ def analyse(ctx: dict) -> dict:
     return {"results": results, "problems": problems, "table": table}
 
 
-def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str]) -> dict:
-    """Predicted vs measured loss per config from epoch 0 and from the middle checkpoint."""
+def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str], computed: dict | None = None) -> dict:
+    """Predicted vs measured loss per config from epoch 0 and from the middle checkpoint
+    (``computed``: kernels already recomputed, ``{config: {checkpoint: (Spectrum, kernel)}}``)."""
     from ntkgrid import plots, sweep
     from ntkgrid.data.images import image_to_dataset
     from ntkgrid.evidence import predicted_vs_measured
@@ -157,7 +160,8 @@ def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str]) -
             if cps[cp] is None:
                 continue
             try:
-                preds.append(predicted_vs_measured(r, coords, values, cps[cp]))
+                preds.append(predicted_vs_measured(r, coords, values, cps[cp],
+                                                   traced=(computed or {}).get(n, {}).get(cp)))
             except (ValueError, sweep.SweepError) as err:
                 problems.append(f"{n}: no prediction from epoch {cps[cp]}: {err}")
         if preds:

@@ -415,7 +415,7 @@ FULL_EIGH_MAX_ROWS = 3072
 
 def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epoch: int, *,
                           full_kernel_max_rows: int = FULL_KERNEL_MAX_ROWS,
-                          full_eigh_max_rows: int = FULL_EIGH_MAX_ROWS) -> dict:
+                          full_eigh_max_rows: int = FULL_EIGH_MAX_ROWS, traced: tuple | None = None) -> dict:
     """The linearised network's training-set loss after ``from_epoch`` (the paper's Eqs. 5-7),
     against the loss the run measured (its ``curve``).
 
@@ -431,6 +431,8 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     ``full_kernel_max_rows`` (replay) or ``full_eigh_max_rows`` (expected step), else the
     traced one; ``"replay_kernel"`` and ``"expected_kernel"`` say which. ``eta_crit`` is
     :func:`ntkgrid.stability.critical_lr` at the checkpoint (the full minibatch kernel).
+    ``traced``: the checkpoint's ``(Spectrum, (N, N) traced kernel)`` of
+    :func:`ntkgrid.analysis.recompute_kernels` when the caller has it (else recomputed).
 
     ``run``: a :class:`ntkgrid.training.RunResult` with an ``out_dir``, whose spectra were
     taken on the whole training set (``options["ntk_selection"] == "all"``, so the kernel's
@@ -477,7 +479,7 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     if len(later) < 2:
         raise ValueError(f"{run.out_dir}: no full-data losses measured after epoch {from_epoch} (curve_every=0?)")
     variables = checkpoint_variables(run.out_dir, from_epoch)
-    spectrum, traced = recompute_kernels(cfg, run.out_dir, from_epoch, out_dim=o)
+    spectrum, traced = traced if traced is not None else recompute_kernels(cfg, run.out_dir, from_epoch, out_dim=o)
     full = None
     if n * o <= full_kernel_max_rows:
         full = full_ntk(cfg.model(coords.shape[1], o), variables, coords, method=cfg.ntk_method)
