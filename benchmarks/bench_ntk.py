@@ -107,12 +107,13 @@ def _full_image_child(side: int, repeats: int, queue) -> None:
 
         from ntkgrid import presets
         from ntkgrid.data.images import image_to_dataset
+        from ntkgrid.models import build_model
         from ntkgrid.ntk import structured_ntk
         from ntkgrid.spectrum import _float64_model, eigvalsh
 
         x, _ = image_to_dataset(np.zeros((side, side, 3)))
         cfg = presets.IMAGENET["multigrid"]
-        model = _float64_model(cfg.model(2, 3))
+        model = _float64_model(build_model(cfg, 2, 3))
         row = {"side": side, "n": side * side, "backend": jax.default_backend(), "encoding": cfg.encoding.describe()}
         with jax.enable_x64(True):
             v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), jnp.float64))

@@ -72,6 +72,7 @@ def throughput(mesh_path: str | None, epochs: int = 2, points_per_epoch: int = 1
 
     from ntkgrid import occupancy as occ
     from ntkgrid.data.meshes import FreshPoints, default_shape, load_mesh
+    from ntkgrid.models import build_model
     from ntkgrid.training import fit, make_epoch_fn
 
     mesh = load_mesh(mesh_path) if mesh_path else default_shape()
@@ -94,7 +95,7 @@ def throughput(mesh_path: str | None, epochs: int = 2, points_per_epoch: int = 1
     meas_x, meas_y = sampler(epochs + 1)
     configs = occ.configs_for(name, "paper", encodings)
     for enc, cfg in configs.items():
-        model = cfg.model(3, 1)
+        model = build_model(cfg, 3, 1)
         variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
         opt = optax.sgd(cfg.learning_rate).init(variables["params"])
         fn = make_epoch_fn(model, "bce", cfg.batch_size, points_per_epoch, points_per_epoch)

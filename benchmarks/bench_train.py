@@ -145,10 +145,11 @@ def _jax_runner(enc: dict, x: np.ndarray, y: np.ndarray, batch: int):
     import optax
 
     from ntkgrid.config import TrainConfig, encoding_from_dict
+    from ntkgrid.models import build_model
     from ntkgrid.training import make_epoch_fn
 
     cfg = TrainConfig(encoding=encoding_from_dict(enc), hidden=HIDDEN, learning_rate=LR, batch_size=batch)
-    model = cfg.model(2, 3)
+    model = build_model(cfg, 2, 3)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.asarray(x[:1]))
     state = {"v": variables, "o": optax.sgd(LR).init(variables["params"]), "e": 0}
     fn = make_epoch_fn(model, "mse", batch, x.shape[0])

@@ -22,7 +22,7 @@ _API = {
     # configs (frozen dataclasses; the paper's settings are named instances in ntkgrid.presets)
     "TrainConfig": "ntkgrid.config", "BaselineConfig": "ntkgrid.config", "FourierConfig": "ntkgrid.config",
     "GaussianConfig": "ntkgrid.config", "MultiGridConfig": "ntkgrid.config", "HashGridConfig": "ntkgrid.config",
-    "MulFAGridConfig": "ntkgrid.config",
+    "MulFAGridConfig": "ntkgrid.config", "EncodingConfig": "ntkgrid.config", "register_encoding": "ntkgrid.config",
     # encodings and models (Flax Linen modules)
     "Identity": "ntkgrid.encodings", "FourierFeatures": "ntkgrid.encodings",
     "GaussianFourierFeatures": "ntkgrid.encodings", "MultiGrid": "ntkgrid.encodings", "HashGrid": "ntkgrid.encodings",
@@ -39,22 +39,24 @@ _API = {
 }
 
 __all__ = [  # the names of _API (a test checks they agree)
-    "BaselineConfig", "BatchRun", "CoordinateMLP", "FourierConfig", "FourierFeatures", "GaussianConfig",
-    "GaussianFourierFeatures", "HashGrid", "HashGridConfig", "Identity", "MulFAGrid", "MulFAGridConfig", "MultiGrid",
-    "MultiGridConfig", "NTKDense", "TrainConfig", "compare_spectra", "empirical_ntk", "fan_in_matched_baseline", "fit",
-    "fit_batch", "image_to_dataset", "load_run", "ntk_spectrum", "offdiag_fraction", "predict", "predict_training",
-    "replay_training", "theorem1_comparisons",
+    "BaselineConfig", "BatchRun", "CoordinateMLP", "EncodingConfig", "FourierConfig", "FourierFeatures",
+    "GaussianConfig", "GaussianFourierFeatures", "HashGrid", "HashGridConfig", "Identity", "MulFAGrid",
+    "MulFAGridConfig", "MultiGrid", "MultiGridConfig", "NTKDense", "TrainConfig", "compare_spectra", "empirical_ntk",
+    "fan_in_matched_baseline", "fit", "fit_batch", "image_to_dataset", "load_run", "ntk_spectrum", "offdiag_fraction",
+    "predict", "predict_training", "register_encoding", "replay_training", "theorem1_comparisons",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from ntkgrid.config import (
         BaselineConfig,
+        EncodingConfig,
         FourierConfig,
         GaussianConfig,
         HashGridConfig,
         MulFAGridConfig,
         MultiGridConfig,
         TrainConfig,
+        register_encoding,
     )
     from ntkgrid.data.images import image_to_dataset
     from ntkgrid.encodings import FourierFeatures, GaussianFourierFeatures, HashGrid, Identity, MulFAGrid, MultiGrid

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.models import build_model
 from ntkgrid.spectrum import Spectrum
 from ntkgrid.sweep.common import SweepError
 from ntkgrid.training import runfolder
@@ -86,7 +87,7 @@ def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int,
         from ntkgrid.theory import scale_mlp as scale
 
         variables = scale(variables, scale_mlp)
-    model = cfg.model(x.shape[1], out_dim)
+    model = build_model(cfg, x.shape[1], out_dim)
     return ntk_spectrum(model, variables, x, method=cfg.ntk_method, groups=groups, solve=solve)
 
 
@@ -134,7 +135,7 @@ def activation_regions(cfg: TrainConfig, variables: Mapping, coords: np.ndarray,
     """
     import jax
 
-    model = cfg.model(coords.shape[1], out_dim)
+    model = build_model(cfg, coords.shape[1], out_dim)
     feats = jax.jit(lambda v, x: [f > 0 for f in model.apply(v, x, method=model.features)])
     layers: list[list[np.ndarray]] = []
     x = np.asarray(coords, np.float32)

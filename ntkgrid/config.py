@@ -3,7 +3,8 @@
 Encodings have one config per kind (:data:`ENCODINGS`: ``BaselineConfig``, ``FourierConfig``,
 ``GaussianConfig``, ``MultiGridConfig``, ``HashGridConfig``, ``MulFAGridConfig``), a tagged
 union: ``to_dict`` stores the ``kind`` beside the fields, :func:`encoding_from_dict` reads it
-back. :class:`TrainConfig` holds one of them. Its dicts carry ``"config_format"``
+back. :func:`register_encoding` adds a kind defined outside ntkgrid (README, "Adding an
+encoding"). :class:`TrainConfig` holds one of them. Its dicts carry ``"config_format"``
 (:data:`CONFIG_FORMAT`); dicts without it (run.json files written before the per-kind configs)
 are read as format 1 by :func:`encoding_from_format1`.
 
@@ -17,15 +18,26 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-__all__ = ["CONFIG_FORMAT", "COORDS", "ENCODINGS", "ENCODING_KINDS", "GRID_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS",
-           "PIXEL_CONVENTIONS", "BaselineConfig", "EncodingSpec", "FourierConfig", "GaussianConfig", "HashGridConfig",
-           "MulFAGridConfig", "MultiGridConfig", "TrainConfig", "encoding_from_dict", "encoding_from_format1",
-           "loss_scale"]
+__all__ = [  # noqa: F822 (ENCODING_KINDS and GRID_KINDS are read from ENCODINGS by __getattr__)
+    "CONFIG_FORMAT", "COORDS", "ENCODINGS", "ENCODING_KINDS", "GRID_KINDS", "LOSS_REDUCTIONS", "PARAMETERIZATIONS",
+    "PIXEL_CONVENTIONS", "BaselineConfig", "EncodingConfig", "EncodingSpec", "FourierConfig", "GaussianConfig",
+    "HashGridConfig", "MulFAGridConfig", "MultiGridConfig", "TrainConfig", "encoding_from_dict",
+    "encoding_from_format1", "loss_scale", "register_encoding", "unregister_encoding",
+]
 
 #: How the minibatch loss sums the squared errors (see :func:`loss_scale`).
 LOSS_REDUCTIONS = ("mean", "sum_channels", "sum")
-#: Network parameterisations (see :mod:`ntkgrid.models`): "ntk" is the paper's Appendix A.1.
-PARAMETERIZATIONS = ("ntk", "ntk_unscaled_output", "ntk_standard_output", "mean_field", "standard", "torch_default")
+#: Network parameterisations of :class:`~ntkgrid.models.CoordinateMLP` (see :mod:`ntkgrid.models`),
+#: each ``name: (hidden layers', output layer's)`` :class:`~ntkgrid.models.NTKDense` parameterisation;
+#: "ntk" is the paper's Appendix A.1.
+PARAMETERIZATIONS = {
+    "ntk": ("ntk", "ntk"),
+    "ntk_unscaled_output": ("ntk", "ntk_unscaled"),
+    "ntk_standard_output": ("ntk", "standard"),
+    "mean_field": ("ntk", "mean_field"),
+    "standard": ("standard", "standard"),
+    "torch_default": ("torch", "torch"),
+}
 #: Network input coordinates: "unit" [0, 1] (the paper's A.1) or "signed" [-1, 1].
 COORDS = ("unit", "signed")
 #: Where pixel (i, j) of a W x H image sits: "corners" (i / (W-1), the ends included) or
@@ -47,14 +59,27 @@ def loss_scale(reduction: str, batch_size: int, out_dim: int) -> float:
     raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {reduction!r}")
 
 
-class _Encoding:
-    """Shared methods of the encoding configs: each is a frozen dataclass whose fields are the
-    keyword arguments of its Flax module (the class ``ntkgrid.encodings.<module>``), unrenamed,
-    so :meth:`build` is ``Module(dim=dim, **fields)``."""
+class EncodingConfig:
+    """Base of the encoding configs: each is a frozen dataclass whose fields are the keyword
+    arguments of its Flax module, unrenamed, so :meth:`build` is ``Module(dim=dim, **fields)``.
+
+    What the model needs to know about the encoding (is it a grid, which coordinates does it
+    take) is declared by the module class (``is_grid``, ``takes_unit_coords``; see
+    :mod:`ntkgrid.encodings`), not here. A kind defined outside ntkgrid subclasses this and
+    is added with :func:`register_encoding`."""
 
     kind: ClassVar[str]  # the tag stored as "kind" in to_dict and a key of ENCODINGS
-    module: ClassVar[str]  # name of the Flax module class in ntkgrid.encodings
-    grid: ClassVar[bool] = False  # a learnable grid (its parameters are encoding/level_<l>)
+    module: ClassVar[str | type]  # the Flax module class, or the name of one in ntkgrid.encodings
+
+    @classmethod
+    def module_class(cls) -> type:
+        """The Flax module class this config builds (``module``, looked up in
+        :mod:`ntkgrid.encodings` when it is a name; that import loads Flax)."""
+        if isinstance(cls.module, str):
+            from ntkgrid import encodings
+
+            return getattr(encodings, cls.module)
+        return cls.module
 
     def fields(self) -> dict[str, Any]:
         """The module's keyword arguments (every field, unrenamed)."""
@@ -62,9 +87,7 @@ class _Encoding:
 
     def build(self, dim: int):
         """The Flax encoding module for ``dim``-dimensional coordinates."""
-        from ntkgrid import encodings
-
-        return getattr(encodings, self.module)(dim=dim, **self.fields())
+        return self.module_class()(dim=dim, **self.fields())
 
     def describe(self) -> str:
         """Short human-readable summary of the parameters that matter."""
@@ -76,7 +99,7 @@ class _Encoding:
 
 
 @dataclasses.dataclass(frozen=True)
-class BaselineConfig(_Encoding):
+class BaselineConfig(EncodingConfig):
     """No encoding (the paper's baseline): :class:`~ntkgrid.encodings.Identity`."""
 
     kind: ClassVar[str] = "baseline"
@@ -84,7 +107,7 @@ class BaselineConfig(_Encoding):
 
 
 @dataclasses.dataclass(frozen=True)
-class FourierConfig(_Encoding):
+class FourierConfig(EncodingConfig):
     """The paper's logarithmic Fourier features (its Eq. 1): :class:`~ntkgrid.encodings.FourierFeatures`."""
 
     kind: ClassVar[str] = "fourier"
@@ -99,7 +122,7 @@ class FourierConfig(_Encoding):
 
 
 @dataclasses.dataclass(frozen=True)
-class GaussianConfig(_Encoding):
+class GaussianConfig(EncodingConfig):
     """Random Fourier features (Tancik et al.): :class:`~ntkgrid.encodings.GaussianFourierFeatures`."""
 
     kind: ClassVar[str] = "gaussian"
@@ -115,10 +138,8 @@ class GaussianConfig(_Encoding):
 
 
 @dataclasses.dataclass(frozen=True)
-class _DenseGridConfig(_Encoding):
+class _DenseGridConfig(EncodingConfig):
     """The fields every dense grid shares (MultiGrid and MulFAGrid): its levels of nodes."""
-
-    grid: ClassVar[bool] = True
 
     num_levels: int = 1  # L, number of grids
     features_per_level: int = 2  # k, scalars per node
@@ -144,12 +165,11 @@ class MultiGridConfig(_DenseGridConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class HashGridConfig(_Encoding):
+class HashGridConfig(EncodingConfig):
     """Multiresolution hash encoding (Mueller et al., tiny-cuda-nn): :class:`~ntkgrid.encodings.HashGrid`."""
 
     kind: ClassVar[str] = "hashgrid"
     module: ClassVar[str] = "HashGrid"
-    grid: ClassVar[bool] = True
 
     num_levels: int = 16  # L, number of levels (tcnn: n_levels)
     features_per_level: int = 2  # F, features per table row (tcnn: n_features_per_level)
@@ -186,15 +206,66 @@ class MulFAGridConfig(_DenseGridConfig):
         return super().describe() + (", learnt filters" if self.learn_filters else "")
 
 
-#: The encoding configs by kind: the one list of encoding names (a tagged union's tags).
-ENCODINGS: dict[str, type[_Encoding]] = {
+#: The encoding configs by kind: the one list of encoding names (a tagged union's tags). The
+#: built-in kinds are listed here; :func:`register_encoding` adds others.
+ENCODINGS: dict[str, type[EncodingConfig]] = {
     c.kind: c for c in (BaselineConfig, FourierConfig, GaussianConfig, MultiGridConfig, HashGridConfig, MulFAGridConfig)
 }
-ENCODING_KINDS = tuple(ENCODINGS)
-#: The kinds whose encoding is a learnable grid.
-GRID_KINDS = tuple(k for k, c in ENCODINGS.items() if c.grid)
-#: Any one of the encoding configs.
+_BUILTIN_KINDS = frozenset(ENCODINGS)
+#: Any one of the built-in encoding configs (a registered kind is an :class:`EncodingConfig`).
 EncodingSpec = BaselineConfig | FourierConfig | GaussianConfig | MultiGridConfig | HashGridConfig | MulFAGridConfig
+
+
+def __getattr__(name: str):
+    # ENCODING_KINDS and GRID_KINDS are read from ENCODINGS when asked for, so that they include
+    # the registered kinds. GRID_KINDS asks each module class (importing ntkgrid.encodings, Flax).
+    if name == "ENCODING_KINDS":  # the keys of ENCODINGS, in order
+        return tuple(ENCODINGS)
+    if name == "GRID_KINDS":  # the kinds whose module is a learnable grid (its ``is_grid``)
+        return tuple(k for k, c in ENCODINGS.items() if c.module_class().is_grid)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def register_encoding(cls: type[EncodingConfig]) -> type[EncodingConfig]:
+    """Add the encoding config ``cls`` to :data:`ENCODINGS` under ``cls.kind``, so that
+    :class:`TrainConfig`, :func:`encoding_from_dict` (run.json files), :func:`ntkgrid.fit` and
+    :data:`GRID_KINDS` know it. Returns ``cls`` (usable as a class decorator).
+
+    ``cls`` must be a frozen dataclass subclassing :class:`EncodingConfig` whose ``module`` is
+    a Flax module class (or the name of one in :mod:`ntkgrid.encodings`) that declares the
+    class variables ``is_grid`` and ``takes_unit_coords`` (bools) and takes ``dim`` and every
+    field of ``cls`` as keyword arguments. Registering the same class twice does nothing;
+    raises ``ValueError`` for a kind another class holds and ``TypeError`` for
+    a class that breaks the contract. :func:`unregister_encoding` undoes it."""
+    if not (isinstance(cls, type) and issubclass(cls, EncodingConfig) and dataclasses.is_dataclass(cls)
+            and cls.__dataclass_params__.frozen):
+        raise TypeError(f"register_encoding needs a frozen dataclass subclassing EncodingConfig, got {cls!r}")
+    kind = getattr(cls, "kind", None)
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"{cls.__name__}.kind must be a non-empty string, got {kind!r}")
+    if ENCODINGS.get(kind, cls) is not cls:
+        raise ValueError(f"encoding kind {kind!r} is already registered to {ENCODINGS[kind].__name__}")
+    module = getattr(cls, "module", None)
+    if isinstance(module, str):
+        from ntkgrid import encodings
+
+        module = getattr(encodings, module, None)
+    if not isinstance(module, type):
+        raise TypeError(f"{cls.__name__}.module must be the Flax module class it builds (or the name of one in "
+                        f"ntkgrid.encodings), got {cls.module!r}")
+    for flag in ("is_grid", "takes_unit_coords"):
+        if not isinstance(getattr(module, flag, None), bool):
+            raise TypeError(f"{module.__name__} must declare the class variable {flag}: bool (see ntkgrid.encodings)")
+    ENCODINGS[kind] = cls
+    return cls
+
+
+def unregister_encoding(kind: str) -> None:
+    """Remove a kind added by :func:`register_encoding` (the built-in kinds stay); raises
+    ``ValueError`` for a built-in or unknown kind."""
+    if kind in _BUILTIN_KINDS or kind not in ENCODINGS:
+        raise ValueError(f"{kind!r} is not a registered (non-built-in) encoding kind")
+    del ENCODINGS[kind]
 
 #: Version of :meth:`TrainConfig.to_dict`'s layout: 1 (no "config_format" key) had one flat
 #: 25-field encoding dict; 2 has one dict per kind, with the module's own field names.
@@ -219,13 +290,13 @@ _FORMAT1_FIELDS = {
 _FORMAT1_ALL = frozenset({"kind"}.union(*_FORMAT1_FIELDS.values()))
 
 
-def _config_class(kind: Any) -> type[_Encoding]:
+def _config_class(kind: Any) -> type[EncodingConfig]:
     if kind not in ENCODINGS:
-        raise ValueError(f"encoding kind must be one of {ENCODING_KINDS}, got {kind!r}")
+        raise ValueError(f"encoding kind must be one of {tuple(ENCODINGS)}, got {kind!r}")
     return ENCODINGS[kind]
 
 
-def encoding_from_dict(d: Mapping[str, Any]) -> EncodingSpec:
+def encoding_from_dict(d: Mapping[str, Any]) -> EncodingConfig:
     """The encoding config of ``d = {"kind": ..., **fields}`` (:meth:`to_dict`'s layout; a
     missing ``kind`` is ``"baseline"``, missing fields take their defaults). Raises
     ``ValueError`` for an unknown kind and ``TypeError`` for a field the kind does not have."""
@@ -234,10 +305,16 @@ def encoding_from_dict(d: Mapping[str, Any]) -> EncodingSpec:
     unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise TypeError(f"{cls.__name__} ({cls.kind!r} encoding) has no field(s) {unknown}")
-    return cls(**d)
+    return cls(**{k: _tuples(v) for k, v in d.items()})
 
 
-def encoding_from_format1(d: Mapping[str, Any]) -> EncodingSpec:
+def _tuples(value: Any) -> Any:
+    """``value`` with its lists (JSON's arrays) made tuples, so that a config field holding a
+    tuple compares equal after a round trip through JSON (the built-in kinds hold none)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def encoding_from_format1(d: Mapping[str, Any]) -> EncodingConfig:
     """The encoding config of a format-1 dict (one flat 25-field dict for every kind): the
     fields its kind used, renamed to the module's names; the other kinds' fields are dropped.
     Raises ``ValueError`` for an unknown kind and ``TypeError`` for an unknown field."""
@@ -246,6 +323,8 @@ def encoding_from_format1(d: Mapping[str, Any]) -> EncodingSpec:
         raise TypeError(f"format-1 encoding dict has unknown field(s) {unknown}")
     kind = d.get("kind", "baseline")
     cls = _config_class(kind)
+    if kind not in _FORMAT1_FIELDS:
+        raise ValueError(f"format-1 dicts hold only the kinds {tuple(_FORMAT1_FIELDS)}, got {kind!r}")
     return cls(**{new: d[old] for old, new in _FORMAT1_FIELDS[kind].items() if old in d})
 
 
@@ -253,7 +332,7 @@ def encoding_from_format1(d: Mapping[str, Any]) -> EncodingSpec:
 class TrainConfig:
     """One training run: model, optimiser, schedule and what to measure at checkpoints."""
 
-    encoding: EncodingSpec = BaselineConfig()  # input encoding: one of the ENCODINGS configs
+    encoding: EncodingConfig = BaselineConfig()  # input encoding: one of the ENCODINGS configs
     hidden: tuple[int, ...] = (512, 512)  # hidden widths (paper: 2x512 images, 8x256 occupancy)
     learning_rate: float = 100.0  # plain SGD step size (NTK parameterisation needs large steps)
     epochs: int = 300  # passes over the training points
@@ -285,7 +364,7 @@ class TrainConfig:
         if self.curve_every is not None and self.curve_every < 0:
             raise ValueError(f"curve_every must be >= 0 or None, got {self.curve_every}")
         for name, value, allowed in (("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS),
-                                     ("parameterization", self.parameterization, PARAMETERIZATIONS),
+                                     ("parameterization", self.parameterization, tuple(PARAMETERIZATIONS)),
                                      ("coords", self.coords, COORDS), ("pixels", self.pixels, PIXEL_CONVENTIONS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -315,13 +394,6 @@ class TrainConfig:
         if self.steps_per_epoch is None:
             return int(n_points)
         return int(min(n_points, self.steps_per_epoch * self.batch_size))
-
-    def model(self, dim: int, out_dim: int):
-        """The :class:`~ntkgrid.models.CoordinateMLP` this config trains."""
-        from ntkgrid.models import CoordinateMLP
-
-        return CoordinateMLP(self.encoding.build(dim), tuple(self.hidden), out_dim, self.parameterization, self.beta,
-                             coords=self.coords)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Copy with some fields changed. ``encoding`` may be a config, or a dict of changes to

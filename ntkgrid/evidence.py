@@ -23,20 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkgrid import files
-from ntkgrid.config import GRID_KINDS
+from ntkgrid import config, files
 from ntkgrid.spectrum import Spectrum, resample
 from ntkgrid.sweep.common import SPECTRUM_LENGTH
 
-__all__ = ["FULL_EIGH_MAX_ROWS", "FULL_KERNEL_MAX_ROWS", "GRID_KINDS", "THEOREM1_CHECKPOINTS", "grid_configs", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
+__all__ = ["FULL_EIGH_MAX_ROWS", "FULL_KERNEL_MAX_ROWS", "THEOREM1_CHECKPOINTS", "grid_configs",
+           "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
 
 _SCALARS = ("verdict", "holds", "fraction", "n_compared", "median_log10_ratio", "min_log10_ratio", "first_below")
 
 
 def grid_configs(configs: Mapping[str, Mapping]) -> list[str]:
-    """Names of the configs (``{name: TrainConfig dict}``) whose encoding is a grid."""
-    return [n for n, d in configs.items() if d.get("encoding", {}).get("kind") in GRID_KINDS]
+    """Names of the configs (``{name: TrainConfig dict}``) whose encoding is a grid
+    (:data:`ntkgrid.config.GRID_KINDS`, registered kinds included)."""
+    grid_kinds = config.GRID_KINDS
+    return [n for n, d in configs.items() if d.get("encoding", {}).get("kind") in grid_kinds]
 
 
 #: The checkpoints Theorem 1 is compared at: initialisation (recomputed from the run's seed
@@ -88,13 +90,14 @@ class _Kernels:
         import jax.numpy as jnp
 
         from ntkgrid.analysis import checkpoint_variables
+        from ntkgrid.models import build_model
 
         if checkpoint != "init":
             return checkpoint_variables(run["run_path"], _epoch(run, checkpoint))
         epochs = sorted(int(e) for e in (run.get("checkpoints") or {}).values() if e is not None)
         if not epochs:
             raise ValueError("the run saved no checkpoint to read its output width from")
-        model = cfg.model(x.shape[1], _out_dim(checkpoint_variables(run["run_path"], epochs[-1])))
+        model = build_model(cfg, x.shape[1], _out_dim(checkpoint_variables(run["run_path"], epochs[-1])))
         init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
         return jax.jit(model.init)(init_key, jnp.asarray(x[:1], jnp.float32))
 
@@ -102,12 +105,13 @@ class _Kernels:
         """``{group: Spectrum}`` (``kind="groups"``: the network's own kernels by group) or
         ``{"total": Spectrum}`` (``kind="fan_in_matched"``), or None if it cannot be had."""
         from ntkgrid.config import TrainConfig
+        from ntkgrid.models import build_model
         from ntkgrid.spectrum import ntk_spectrum
         from ntkgrid.training.runfolder import _save_spectra, load_spectra, ntk_points_path
 
         if kind == "groups":
             recorded = _spectra(run, checkpoint)
-            grid_run = self.configs.get(name, {}).get("encoding", {}).get("kind") in GRID_KINDS
+            grid_run = self.configs.get(name, {}).get("encoding", {}).get("kind") in config.GRID_KINDS
             if recorded is not None and (not grid_run or {"grid", "no_grid"} <= set(recorded)):
                 return recorded
         if run.get("diverged") or "run_path" not in run or _epoch(run, checkpoint) is None:
@@ -124,7 +128,7 @@ class _Kernels:
             cfg = TrainConfig.from_dict(self.configs[name])
             x = np.load(ntk_points_path(run["run_path"]))
             variables = self._variables(cfg, run, checkpoint, x)
-            model = cfg.model(x.shape[1], _out_dim(variables))
+            model = build_model(cfg, x.shape[1], _out_dim(variables))
             if kind == "fan_in_matched":
                 from ntkgrid.theory import fan_in_matched_baseline
 
@@ -453,6 +457,7 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     kernel), "critical_learning_rate" (eta_crit)}``. Raises ``ValueError`` naming what is missing.
     """
     from ntkgrid.analysis import checkpoint_variables, recompute_kernels
+    from ntkgrid.models import build_model
     from ntkgrid.spectrum import eigh, full_ntk, spectrum_from_kernel
     from ntkgrid.stability import critical_lr
     from ntkgrid.theory import band_energies, loss_gradient_scale, predict_training, replay_training
@@ -482,7 +487,7 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     spectrum, traced = traced if traced is not None else recompute_kernels(cfg, run.out_dir, from_epoch, out_dim=o)
     full = None
     if n * o <= full_kernel_max_rows:
-        full = full_ntk(cfg.model(coords.shape[1], o), variables, coords, method=cfg.ntk_method)
+        full = full_ntk(build_model(cfg, coords.shape[1], o), variables, coords, method=cfg.ntk_method)
     if full is not None and n * o <= full_eigh_max_rows:
         lam, q = eigh(full)
         floor = spectrum_from_kernel(full).floor

@@ -26,10 +26,13 @@ is drawn from N(0, 1) and a layer computes ``W a / sqrt(fan_in) + beta * b`` wit
   parameterisation whose forward signal shrinks ~6x in second moment per ReLU layer.
 
 ``coords="signed"`` maps the input coordinates from ``[0, 1]`` to ``[-1, 1]`` (``2x - 1``)
-before a non-grid encoding. Grid encodings always look up the ``[0, 1]`` coordinates (the
-grid spans the image either way); the raw coordinates a grid appends (``include_input``)
-enter the MLP as ``2x - 1``, as the baseline's do, so ``coords`` treats every network's
-raw-coordinate input the same way.
+before an encoding whose class declares ``takes_unit_coords = False`` (the non-grid ones, and
+any module that declares nothing). Grid encodings declare ``True`` and always look up the
+``[0, 1]`` coordinates (the grid spans the image either way); the raw coordinates a grid
+appends (``include_input``) enter the MLP as ``2x - 1``, as the baseline's do, so ``coords``
+treats every network's raw-coordinate input the same way.
+
+:func:`build_model` is the model a :class:`~ntkgrid.config.TrainConfig` trains.
 """
 
 from __future__ import annotations
@@ -41,25 +44,15 @@ import jax
 import jax.numpy as jnp
 
 from ntkgrid._taps import tap
-from ntkgrid.config import COORDS
-from ntkgrid.encodings import HashGrid, Identity, MulFAGrid, MultiGrid
+from ntkgrid.config import COORDS, PARAMETERIZATIONS, TrainConfig
+from ntkgrid.encodings import Identity
 
-__all__ = ["COORDS", "CoordinateMLP", "LAYER_PARAMETERIZATIONS", "NTKDense", "PARAMETERIZATIONS"]
+__all__ = ["COORDS", "CoordinateMLP", "LAYER_PARAMETERIZATIONS", "NTKDense", "PARAMETERIZATIONS", "build_model"]
 
-#: Network-level parameterisations (hidden layers, output layer) of :class:`CoordinateMLP`;
-#: the keys are :data:`ntkgrid.config.PARAMETERIZATIONS`.
-PARAMETERIZATIONS = {
-    "ntk": ("ntk", "ntk"),
-    "ntk_unscaled_output": ("ntk", "ntk_unscaled"),
-    "ntk_standard_output": ("ntk", "standard"),
-    "mean_field": ("ntk", "mean_field"),
-    "standard": ("standard", "standard"),
-    "torch_default": ("torch", "torch"),
-}
+# PARAMETERIZATIONS (network level: {name: (hidden layers', output layer's) NTKDense
+# parameterisation}) and COORDS are ntkgrid.config's, re-exported here.
 #: Per-layer parameterisations of :class:`NTKDense`.
 LAYER_PARAMETERIZATIONS = ("ntk", "ntk_unscaled", "mean_field", "standard", "torch")
-
-_GRID_ENCODINGS = (MultiGrid, HashGrid, MulFAGrid)
 
 
 class NTKDense(nn.Module):
@@ -133,8 +126,8 @@ class CoordinateMLP(nn.Module):
       beta: bias scale of the NTK parameterisation.
       param_dtype: dtype of the MLP parameters.
       coords: ``"unit"`` (inputs used as given, ``[0, 1]``) or ``"signed"`` (``2x - 1``
-        before a non-grid encoding, and for a grid's appended raw coordinates); see the
-        module docstring.
+        before an encoding whose class has ``takes_unit_coords`` False, and for a grid's
+        appended raw coordinates); see the module docstring.
     """
 
     encoding: nn.Module = Identity()
@@ -163,7 +156,7 @@ class CoordinateMLP(nn.Module):
         """``(..., d) -> (..., F)``: the encoding's features under ``coords`` (module docstring)."""
         if self.coords != "signed":
             return self.encoding(x)
-        if not isinstance(self.encoding, _GRID_ENCODINGS):
+        if not getattr(type(self.encoding), "takes_unit_coords", False):
             return self.encoding(2.0 * x - 1.0)
         h = self.encoding(x)  # the grid looks up the [0, 1] coordinates
         if getattr(self.encoding, "include_input", False):  # raw coordinates are the last d features
@@ -186,3 +179,11 @@ class CoordinateMLP(nn.Module):
         for layer in self.layers[:-1]:
             h = jax.nn.relu(layer(h))
         return self.layers[-1](h)
+
+
+def build_model(cfg: TrainConfig, dim: int, out_dim: int) -> CoordinateMLP:
+    """The :class:`CoordinateMLP` that ``cfg`` trains on ``dim``-dimensional coordinates with
+    ``out_dim`` output channels: ``cfg.encoding.build(dim)``, then ``cfg.hidden``,
+    ``cfg.parameterization``, ``cfg.beta`` and ``cfg.coords``."""
+    return CoordinateMLP(cfg.encoding.build(dim), tuple(cfg.hidden), out_dim, cfg.parameterization, cfg.beta,
+                         coords=cfg.coords)

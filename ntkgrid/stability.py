@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid.config import TrainConfig, loss_scale
+from ntkgrid.models import build_model
 
 __all__ = ["StepPrediction", "batch_lambda_max", "critical_lr", "critical_step"]
 
@@ -108,7 +109,7 @@ def batch_lambda_max(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int 
     b = int(batch_size or cfg.batch_size)
     if x.ndim != 2 or not 1 <= b <= x.shape[0]:
         raise ValueError(f"coords must be (N, d) with N >= batch size {b}, got {x.shape}")
-    model = cfg.model(x.shape[1], out_dim)
+    model = build_model(cfg, x.shape[1], out_dim)
     if variables is None:
         init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
         variables = model.init(init_key, jnp.asarray(x[:1]))

@@ -7,6 +7,7 @@ import numpy as np
 
 from ntkgrid import analysis, presets
 from ntkgrid.config import TrainConfig
+from ntkgrid.models import build_model
 
 
 def test_grid_tables_orientation_matches_the_encoding():
@@ -16,7 +17,7 @@ def test_grid_tables_orientation_matches_the_encoding():
 
     cfg = TrainConfig(hidden=(4,), encoding=presets.SCALING["multigrid_coarse"].encoding).replace(
         encoding={"min_res": 5, "max_res": 5})
-    model = cfg.model(2, 3)
+    model = build_model(cfg, 2, 3)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 2), np.float32))
     ((_, img),) = analysis.grid_tables(cfg, variables)
     r = img.shape[0]
@@ -42,7 +43,7 @@ def test_activation_regions_match_a_brute_force_count():
     import jax
 
     cfg = TrainConfig(hidden=(6, 5))
-    model = cfg.model(2, 3)
+    model = build_model(cfg, 2, 3)
     variables = jax.jit(model.init)(jax.random.PRNGKey(1), np.zeros((1, 2), np.float32))
     x = np.random.default_rng(0).random((300, 2)).astype(np.float32)
     ar = analysis.activation_regions(cfg, variables, x, batch=64)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
-from ntkgrid import encodings
+from ntkgrid import config, encodings
 from ntkgrid.config import (
     _FORMAT1_ALL,
     CONFIG_FORMAT,
@@ -64,6 +66,28 @@ def test_registry_is_the_one_list_of_kinds():
     assert tuple(EXAMPLES) == ENCODING_KINDS == tuple(ENCODINGS)
     assert all(ENCODINGS[k].kind == k for k in ENCODINGS)
     assert GRID_KINDS == ("multigrid", "hashgrid", "mulfagrid")
+
+
+@pytest.mark.parametrize("kind", ENCODING_KINDS)
+def test_module_classes_declare_the_contract(kind):
+    """Each module class says whether it is a grid and which coordinates it takes; the built-in
+    configs name their module by its name in ntkgrid.encodings."""
+    module = ENCODINGS[kind].module_class()
+    assert isinstance(ENCODINGS[kind].module, str) and module is getattr(encodings, ENCODINGS[kind].module)
+    assert module.is_grid is (kind in GRID_KINDS)
+    assert module.takes_unit_coords is module.is_grid  # every built-in grid looks up [0, 1]^d
+    assert "is_grid" not in {f.name for f in dataclasses.fields(module)}  # class variables, not module fields
+
+
+def test_config_imports_no_model_code():
+    """config -> models is the one direction (models builds what config describes)."""
+    tree = ast.parse(Path(config.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {f"ntkgrid.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                 and n.module == "ntkgrid" for a in n.names}
+    assert "ntkgrid.models" not in imported and not hasattr(TrainConfig, "model")
+    assert imported <= {"__future__", "dataclasses", "collections.abc", "typing", "ntkgrid", "ntkgrid.encodings"}
 
 
 @pytest.mark.parametrize("kind", ENCODING_KINDS)

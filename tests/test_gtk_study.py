@@ -3,7 +3,21 @@ every panel through the CLI, checked against the GTK's results."""
 
 import math
 
+import pytest
+
 from ntkgrid.files import read_json
+from ntkgrid.gtk_study import MODELS, GTKSetup, fit_encoding
+
+
+def test_every_listed_model_has_an_encoding():
+    """MODELS names the fits' models explicitly, and fit_encoding builds each of them."""
+    assert GTKSetup().models == MODELS == ("multigrid", "hashgrid", "mulfagrid", "mulfagrid_learnt")
+    for dim in (2, 3):
+        kinds = [fit_encoding(name, GTKSetup(), dim, seed=1).kind for name in MODELS]
+        assert kinds == ["multigrid", "hashgrid", "mulfagrid", "mulfagrid"]
+    assert fit_encoding("mulfagrid_learnt", GTKSetup(), 2, seed=1).learn_filters
+    with pytest.raises(ValueError, match="unknown model"):
+        fit_encoding("fourier", GTKSetup(), 2, seed=1)
 
 
 def test_experiment_main_tiny(tmp_path, capsys):

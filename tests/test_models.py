@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntkgrid.config import PARAMETERIZATIONS, MultiGridConfig, TrainConfig
-from ntkgrid.models import PARAMETERIZATIONS as MODEL_PARAMETERIZATIONS
-from ntkgrid.models import CoordinateMLP
+from ntkgrid import config, models
+from ntkgrid.config import ENCODINGS, PARAMETERIZATIONS, MultiGridConfig, TrainConfig
+from ntkgrid.models import LAYER_PARAMETERIZATIONS, CoordinateMLP, build_model
 
 # (parameterization, hidden (w_scale(fan_in), b_scale), output (w_scale(fan_in), b_scale), N(0,1) init?)
 NTK = (lambda n: n**-0.5, "beta")
@@ -26,8 +26,18 @@ CASES = {
 BETA = 0.3
 
 
-def test_parameterization_names_agree():
-    assert tuple(MODEL_PARAMETERIZATIONS) == PARAMETERIZATIONS == tuple(CASES)
+def test_parameterizations_have_one_source():
+    assert models.PARAMETERIZATIONS is config.PARAMETERIZATIONS
+    assert tuple(PARAMETERIZATIONS) == tuple(CASES)
+    assert {p for pair in PARAMETERIZATIONS.values() for p in pair} <= set(LAYER_PARAMETERIZATIONS)
+
+
+def test_build_model_is_the_configs_network():
+    enc = MultiGridConfig(num_levels=2, min_res=3, max_res=5)
+    cfg = TrainConfig(encoding=enc, hidden=(7, 5), parameterization="mean_field", beta=0.2, coords="signed")
+    model = build_model(cfg, 2, 4)
+    assert model.encoding == enc.build(2) and model.hidden == (7, 5) and model.out_dim == 4
+    assert (model.parameterization, model.beta, model.coords) == ("mean_field", 0.2, "signed")
 
 
 @pytest.mark.parametrize("param", PARAMETERIZATIONS)
@@ -76,7 +86,7 @@ def test_unknown_parameterization_is_refused():
 def test_signed_coords_map_unit_square_to_minus_one_one():
     cfg = TrainConfig(hidden=(16,))
     x = jnp.asarray([[0.0, 0.0], [1.0, 1.0], [0.25, 0.75]], jnp.float32)
-    unit, signed = cfg.model(2, 3), cfg.replace(coords="signed").model(2, 3)
+    unit, signed = build_model(cfg, 2, 3), build_model(cfg.replace(coords="signed"), 2, 3)
     v = unit.init(jax.random.PRNGKey(0), x)
     np.testing.assert_allclose(signed.apply(v, x), unit.apply(v, 2 * x - 1), rtol=1e-6, atol=1e-6)
     # pixel (0, 0) at corner coordinates (0, 0) enters the network as (-1, -1)
@@ -85,19 +95,28 @@ def test_signed_coords_map_unit_square_to_minus_one_one():
     np.testing.assert_allclose(first, direct, rtol=1e-6)
 
 
-def test_signed_coords_leave_grid_lookup_on_the_unit_square_and_sign_the_raw_input():
-    """A grid looks up [0, 1] either way; its appended raw coordinates enter the MLP as 2x - 1,
-    as the baseline's do (the grid features are unchanged, the last d features are signed)."""
-    cfg = TrainConfig(hidden=(8,), encoding=MultiGridConfig(num_levels=1, min_res=4, max_res=4))
+@pytest.mark.parametrize("kind", sorted(ENCODINGS))
+def test_signed_coords_follow_the_encodings_declaration(kind):
+    """coords="signed" leaves the lookup of an encoding that takes unit coordinates (the grids)
+    on the unit square and maps the others' input to 2x - 1, as each module class declares; a
+    grid's appended raw coordinates (include_input) enter the MLP as 2x - 1, as the baseline's."""
+    small = {"num_levels": 1, "min_res": 4, "max_res": 4} if kind in ("multigrid", "mulfagrid") else \
+        {"num_levels": 1, "min_res": 4, "log2_table_size": 6} if kind == "hashgrid" else \
+        {"num_features": 8} if kind == "gaussian" else {}
+    cfg = TrainConfig(hidden=(8,)).replace(encoding={"kind": kind, **small})
+    unit, signed = build_model(cfg, 2, 1), build_model(cfg.replace(coords="signed"), 2, 1)
+    declared = ENCODINGS[kind].module_class().takes_unit_coords
+    assert declared == (kind in ("multigrid", "hashgrid", "mulfagrid"))
     x = jnp.asarray(np.random.default_rng(1).random((6, 2)), jnp.float32)
-    unit, signed = cfg.model(2, 1), cfg.replace(coords="signed").model(2, 1)
     v = unit.init(jax.random.PRNGKey(0), x)
-    fu = np.asarray(unit.apply(v, x, method=lambda m, z: m._encode(z)))
-    fs = np.asarray(signed.apply(v, x, method=lambda m, z: m._encode(z)))
-    np.testing.assert_array_equal(fs[:, :-2], fu[:, :-2])
-    np.testing.assert_allclose(fs[:, -2:], 2 * np.asarray(x) - 1, rtol=1e-6)
-    assert not np.allclose(signed.apply(v, x), unit.apply(v, x))
-    no_input = cfg.replace(coords="signed", encoding=MultiGridConfig(num_levels=1, min_res=4, max_res=4,
-                                                                     include_input=False))
-    vn = no_input.model(2, 1).init(jax.random.PRNGKey(0), x)
-    np.testing.assert_array_equal(no_input.model(2, 1).apply(vn, x), no_input.replace(coords="unit").model(2, 1).apply(vn, x))
+    if not declared:
+        np.testing.assert_array_equal(signed.apply(v, x), unit.apply(v, 2 * x - 1))
+        return
+    fu, fs = (np.asarray(m.apply(v, x, method=lambda m, z: m._encode(z))) for m in (unit, signed))
+    raw = 2 if getattr(unit.encoding, "include_input", False) else 0
+    np.testing.assert_array_equal(fs[:, :fs.shape[1] - raw], fu[:, :fu.shape[1] - raw])  # the grid lookup
+    if raw:
+        np.testing.assert_allclose(fs[:, -raw:], 2 * np.asarray(x) - 1, rtol=1e-6)
+        assert not np.allclose(signed.apply(v, x), unit.apply(v, x))
+    else:
+        np.testing.assert_array_equal(signed.apply(v, x), unit.apply(v, x))

@@ -166,6 +166,7 @@ def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobi
     import jax.numpy as jnp
 
     from ntkgrid.config import MultiGridConfig, TrainConfig
+    from ntkgrid.models import build_model
     from ntkgrid.training import fit
 
     cfg = TrainConfig(hidden=(8, 8), loss="bce", epochs=2, batch_size=32, learning_rate=5.0, ntk_points=0,
@@ -177,7 +178,7 @@ def test_checkpoint_spectra_logit_and_sigmoid_kernels_against_brute_force_jacobi
     fit(cfg, x, y, out_dir=tmp_path / "run", progress=False)
     ntk_x = rng.random((12, 3)).astype(np.float32)
     got = occ.checkpoint_spectra(cfg, tmp_path / "run", [2], ntk_x)
-    model = cfg.model(3, 1)
+    model = build_model(cfg, 3, 1)
     variables = flax.serialization.msgpack_restore((tmp_path / "run/checkpoints/epoch_000002.msgpack").read_bytes())
     with jax.enable_x64(True):
         v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables["variables"])

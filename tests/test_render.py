@@ -148,8 +148,9 @@ def test_network_field_pads_chunks():
     import jax
 
     from ntkgrid.config import TrainConfig
+    from ntkgrid.models import build_model
 
-    model = TrainConfig(hidden=(8, 8)).model(3, 1)
+    model = build_model(TrainConfig(hidden=(8, 8)), 3, 1)
     x = np.random.default_rng(0).random((37, 3)).astype(np.float32)
     v = model.init(jax.random.PRNGKey(0), x[:1])
     f = R.network_field(model.apply, v, chunk=16)

@@ -13,6 +13,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from ntkgrid.config import LOSS_REDUCTIONS, TrainConfig, loss_scale
+from ntkgrid.models import build_model
 from ntkgrid.stability import batch_lambda_max, critical_lr
 from ntkgrid.training import make_epoch_fn
 
@@ -26,7 +27,7 @@ def _jacobian_kernel(cfg):
     """(model, variables, brute-force (B O) x (B O) NTK on X) of ``cfg`` (the loss reduction
     does not enter the kernel, so it is normalised away for the cache)."""
     x = X
-    model = cfg.model(2, 3)
+    model = build_model(cfg, 2, 3)
     init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
     v = model.init(init_key, jnp.asarray(x[:1]))
     flat, unravel = ravel_pytree(v["params"])
@@ -71,7 +72,7 @@ def test_full_batch_gd_diverges_just_above_and_converges_just_below_the_predicti
     when the model is linear in its trainable parameters, so 0.8x converges and 1.2x blows up."""
     cfg = CFG.replace(hidden=(), beta=1.0)  # a single linear layer: f = W x / sqrt(2) + b
     pred = critical_lr(cfg, X, 3, batch_size=6, n_batches=1)
-    model = cfg.model(2, 3)
+    model = build_model(cfg, 2, 3)
     for factor, ok in ((0.8, True), (1.2, False)):
         v = model.init(jax.random.split(jax.random.PRNGKey(0))[0], jnp.asarray(X[:1]))
         step = make_epoch_fn(model, "mse", 6, 6)

@@ -7,6 +7,7 @@ import pytest
 
 from ntkgrid import CoordinateMLP, Identity, MultiGrid
 from ntkgrid.data.images import image_to_dataset
+from ntkgrid.models import build_model
 from ntkgrid.spectrum import Spectrum, eigh, ntk_spectrum, spectrum_from_kernel, weyl_bound
 from ntkgrid.theory import (
     band_edges,
@@ -230,7 +231,7 @@ def test_replay_follows_the_training_step_batch_order():
     n, b, o = 20, 6, 3
     cfg = TrainConfig(hidden=(), batch_size=b, beta=1.0, seed=5, learning_rate=0.5)
     x, y = rng.random((n, 2)).astype(np.float32), rng.random((n, o)).astype(np.float32)
-    model = cfg.model(2, o)
+    model = build_model(cfg, 2, o)
     v = model.init(jax.random.split(jax.random.PRNGKey(cfg.seed))[0], jnp.asarray(x[:1]))
     k = np.asarray(empirical_ntk(model, v, jnp.asarray(x), trace=False), np.float64)
     k = k.transpose(0, 2, 1, 3).reshape(n * o, n * o)

@@ -20,6 +20,7 @@ import pytest
 
 from ntkgrid.config import MultiGridConfig, TrainConfig
 from ntkgrid.data.images import image_to_dataset
+from ntkgrid.models import build_model
 from ntkgrid.training import TRACE_COUNTS, RunResult, batched, fit, load_run, make_batch_epoch_fn
 
 from ._cases import BACKEND, f32_matmul_tol
@@ -180,7 +181,7 @@ def test_bad_batches_are_refused():
 
 
 def _lowered_epoch_text() -> str:
-    model = CFG.model(2, 3)
+    model = build_model(CFG, 2, 3)
     fn = make_batch_epoch_fn(model, "mse", 4, 16)
     v = jax.eval_shape(lambda: jax.vmap(lambda k: model.init(k, jnp.zeros((1, 2))))(
         jax.random.split(jax.random.PRNGKey(0), 2)))
@@ -202,7 +203,7 @@ def test_runs_per_program_follows_memory(monkeypatch):
     cap = batched.MAX_AUTO_RUNS_PER_DEVICE[jax.default_backend()]
     n_dev = len(jax.local_devices())
     assert 1 <= batched.runs_per_program(big, 128 * 128) <= cap * n_dev
-    params = batched._param_count(big.model(2, 3), 2)
+    params = batched._param_count(build_model(big, 2, 3), 2)
     per_run = 4 * (6 * params + 128 * 128 * 6 + 4 * 10 * (1024 + 5))
     monkeypatch.setattr(batched, "_free_bytes", lambda d: 3 * per_run)
     assert batched.runs_per_program(big, 128 * 128, fraction=1.0) == min(cap, 3) * n_dev
@@ -227,9 +228,9 @@ SHARDED = textwrap.dedent("""
     got = batched.fit_batch(cfg, runs, progress=False)
     ref = [fit(cfg.replace(seed=s), r.coords, r.targets, progress=False) for s, r in enumerate(runs)]
     mesh = batched.run_mesh()
-    fn = make_batch_epoch_fn(cfg.model(2, 3), "mse", 8, 32, 32, mesh)
+    fn = make_batch_epoch_fn(build_model(cfg, 2, 3), "mse", 8, 32, 32, mesh)
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
-    model = cfg.model(2, 3)
+    model = build_model(cfg, 2, 3)
     v = jax.vmap(lambda k: model.init(k, x[:1]))(jax.random.split(jax.random.PRNGKey(0), 6))
     args = [jax.device_put(a, sharding) for a in (v, optax.sgd(1.0).init({}), np.zeros((6, 2), np.uint32))]
     rest = [jax.device_put(a, sharding) for a in (np.ones(6, np.float32), np.ones(6, bool),

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from ntkgrid.config import FourierConfig, MultiGridConfig, TrainConfig
+from ntkgrid.models import build_model
 from ntkgrid.training import HISTORY_KEYS, TRACE_COUNTS, fit, load_run, make_epoch_fn, predict
 
 from ._training_cases import MULTIGRID, SMALL, Interrupt, astronaut, sphere, tree_equal
@@ -74,7 +75,7 @@ def test_multigrid_learns_writes_documented_files_and_traces_once(tmp_path):
     assert [h["loss"] for h in back.history] == loss
     np.testing.assert_array_equal(back.history[1]["spectrum"].eigenvalues, r.history[1]["spectrum"].eigenvalues)
     pred = predict(cfg, back.params, x, batch=300)  # 4 batches, the last one padded
-    np.testing.assert_allclose(pred, predict(cfg.model(2, 3), r.params, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(pred, predict(build_model(cfg, 2, 3), r.params, x), rtol=1e-6, atol=1e-6)
     assert pred.shape == (1024, 3)
     assert float(np.mean((pred.astype(np.float64) - y) ** 2)) == pytest.approx(loss[-1], rel=1e-6)
 
@@ -183,7 +184,7 @@ def test_epoch_data_trains_each_epoch_on_its_own_points_and_resumes_exactly(tmp_
         return x, (x.sum(1, keepdims=True) > 1.5).astype(np.float32)
 
     r = fit(cfg, meas_x, meas_y, epoch_data=fresh, progress=False)
-    model = cfg.model(3, 1)
+    model = build_model(cfg, 3, 1)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
     v = model.init(init_key, jnp.asarray(meas_x[:1]))
     opt = optax.sgd(cfg.learning_rate).init(v["params"])

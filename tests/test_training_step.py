@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from ntkgrid.models import build_model
 from ntkgrid.training import make_epoch_fn
 
 from ._training_cases import SMALL, astronaut
@@ -43,7 +44,7 @@ def test_epoch_draws_a_permutation_padded_by_wrapping(n, batch, epoch_size):
 def test_loss_reduction_scales_the_step_but_not_the_reported_loss(reduction, factor):
     x, y = astronaut(8)
     x, y = x[:8], y[:8]
-    model = SMALL.model(2, 3)
+    model = build_model(SMALL, 2, 3)
     v = model.init(jax.random.PRNGKey(0), jnp.asarray(x[:1]))
     outs = {}
     for red in ("mean", reduction):

@@ -6,6 +6,8 @@ Coordinates are expected in the unit cube ``[0, 1]^d``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,9 @@ class Identity(nn.Module):
     an encoded network's the raw coordinates in the encoding's raw-coordinate columns and
     zeros in place of the encoding's features.
     """
+
+    is_grid: ClassVar[bool] = False  # not a learnable grid
+    takes_unit_coords: ClassVar[bool] = False  # coords="signed" maps x to 2x - 1 first
 
     dim: int | None = None  # expected coordinate dimension d (None: any)
     pad: int = 0  # zero features prepended before x (0: x unchanged)

@@ -3,6 +3,8 @@ Tancik et al.'s random Gaussian features. Neither has learnable parameters."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +26,9 @@ class FourierFeatures(nn.Module):
     num_frequencies: int  # L: frequencies 2^0 .. 2^(L-1) (radians per unit of x)
     pi_factor: bool = False  # multiply every frequency by pi (NeRF's positional encoding)
     include_input: bool = False  # append the raw coordinates after the sinusoids
+    is_grid: ClassVar[bool] = False  # not a learnable grid
+    takes_unit_coords: ClassVar[bool] = False  # coords="signed" maps x to 2x - 1 first
+
     dim: int | None = None  # expected coordinate dimension d (None: any)
 
     @nn.compact
@@ -49,6 +54,9 @@ class GaussianFourierFeatures(nn.Module):
 
     num_features: int  # m: rows of B; the output has 2m features
     sigma: float  # standard deviation of B's entries (cycles per unit of x)
+    is_grid: ClassVar[bool] = False  # not a learnable grid
+    takes_unit_coords: ClassVar[bool] = False  # coords="signed" maps x to 2x - 1 first
+
     dim: int  # coordinate dimension d
     seed: int = 0  # seed of the NumPy generator that draws B
     include_input: bool = False  # append the raw coordinates

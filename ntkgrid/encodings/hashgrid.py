@@ -21,6 +21,7 @@ and weights of one level, and :class:`HashGrid` is the Flax module.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -225,6 +226,9 @@ class HashGrid(nn.Module):
     * Gradients in ``x`` come from autodiff of the same expression; they equal tcnn's
       ``dy_dx`` (``scale * (right - left) * interp'(frac)`` per axis).
     """
+
+    is_grid: ClassVar[bool] = True  # a learnable grid: its parameters are level_0 .. level_{L-1}
+    takes_unit_coords: ClassVar[bool] = True  # looks up x in [0, 1]^d whatever the coords
 
     dim: int  # coordinate dimension d (1..7; tcnn compiles 2, 3, 4)
     num_levels: int = 16  # L, number of levels (tcnn: n_levels)

@@ -14,6 +14,8 @@ the corners. The definition implemented here is in :class:`MulFAGrid`'s docstrin
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -156,6 +158,9 @@ class MulFAGrid(nn.Module):
     Parameters: ``level_0 .. level_{L-1}`` of shape ``(prod(res_l), k)`` (axis 0 fastest),
     plus ``mfn_<l>`` dicts when ``learn_filters``.
     """
+
+    is_grid: ClassVar[bool] = True  # a learnable grid: its parameters are level_0 .. level_{L-1}
+    takes_unit_coords: ClassVar[bool] = True  # looks up x in [0, 1]^d whatever the coords
 
     dim: int  # coordinate dimension d (1, 2 or 3)
     num_levels: int = 1  # L, number of grids (tcnn: n_levels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -31,6 +32,9 @@ class MultiGrid(nn.Module):
     Parameters are ``level_0 .. level_{L-1}``, each ``(prod(res_l), k)`` with axis 0
     fastest (see :mod:`ntkgrid.interpolate`).
     """
+
+    is_grid: ClassVar[bool] = True  # a learnable grid: its parameters are level_0 .. level_{L-1}
+    takes_unit_coords: ClassVar[bool] = True  # looks up x in [0, 1]^d whatever the coords
 
     dim: int  # coordinate dimension d (1, 2 or 3)
     num_levels: int = 1  # L, number of grids (tcnn: n_levels)

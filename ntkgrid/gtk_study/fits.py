@@ -26,10 +26,12 @@ def _train(cfg: TrainConfig, x: np.ndarray, y: np.ndarray):
     """:func:`ntkgrid.training.fit` in memory (no files). Returns ``(model, variables, losses
     (per epoch, list of float), seconds, diverged)``; after a divergence the variables are
     the initial ones (fit keeps the last finite measured epoch) and the caller reports NaN."""
+    from ntkgrid.models import build_model
     from ntkgrid.training import fit
 
     res = fit(cfg, x, y, progress=False)
-    return cfg.model(x.shape[1], y.shape[1]), res.params, [float(a) for a in res.losses], res.seconds, res.diverged
+    model = build_model(cfg, x.shape[1], y.shape[1])
+    return model, res.params, [float(a) for a in res.losses], res.seconds, res.diverged
 
 
 def _n_params(v) -> int:

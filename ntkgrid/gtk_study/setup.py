@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ntkgrid.config import GRID_KINDS, HashGridConfig, MulFAGridConfig, MultiGridConfig
+from ntkgrid.config import HashGridConfig, MulFAGridConfig, MultiGridConfig
 
-#: The grid encodings of ntkgrid.config.ENCODINGS, and MulFAGrid with learnt filters.
-MODELS = (*GRID_KINDS, "mulfagrid_learnt")
+#: The models the fits compare, each built by :func:`fit_encoding`: the three grid encodings
+#: (dense, hashed, MulFAGrid) and MulFAGrid with learnt filters. Named here, not read from
+#: ntkgrid.config.GRID_KINDS, so that registering another grid kind does not add a model.
+MODELS = ("multigrid", "hashgrid", "mulfagrid", "mulfagrid_learnt")
 
 
 @dataclasses.dataclass(frozen=True)

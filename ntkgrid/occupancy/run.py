@@ -139,6 +139,7 @@ def _run_encoding(mesh: trimesh.Trimesh, name: str, enc: str, cfg: TrainConfig, 
     render panel ``(title, image, note)`` and :func:`checkpoint_spectra`'s dict."""
     from ntkgrid import render as R
     from ntkgrid.data.meshes import FreshPoints
+    from ntkgrid.models import build_model
     from ntkgrid.training import fit
 
     sampler = None
@@ -157,7 +158,7 @@ def _run_encoding(mesh: trimesh.Trimesh, name: str, enc: str, cfg: TrainConfig, 
     both = checkpoint_spectra(cfg, out / enc, sorted(set(spec_epochs)), data.ntk_x[:cfg.ntk_points]) \
         if cfg.ntk_points else {o: {} for o in NTK_OUTPUTS}
     t_ntk = time.perf_counter() - t_ntk
-    field = R.network_field(cfg.model(3, 1).apply, res.params)
+    field = R.network_field(build_model(cfg, 3, 1).apply, res.params)
     t1 = time.perf_counter()
     surf = R.extract_surface(field, setup.mc_resolution)
     ply = out / f"surface_{enc}.ply"

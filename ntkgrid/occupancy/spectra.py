@@ -37,13 +37,14 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     import jax
     import jax.numpy as jnp
 
+    from ntkgrid.models import build_model
     from ntkgrid.spectrum import Spectrum, ntk_spectrum, spectrum_from_kernel
     from ntkgrid.training import checkpoint_path, load_checkpoint
 
     run_dir = Path(run_dir)
     ntk_x = np.ascontiguousarray(ntk_x, np.float32)
     key = hashlib.sha256(ntk_x.tobytes() + str(ntk_x.shape).encode()).hexdigest()[:16] + cfg.ntk_method
-    model = cfg.model(3, 1)
+    model = build_model(cfg, 3, 1)
     out: dict[str, dict[int, dict[str, Spectrum]]] = {o: {} for o in NTK_OUTPUTS}
     fields = ("floor", "n_above_floor", "n_negative", "asymmetry")
     for epoch in epochs:

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.models import build_model
 from ntkgrid.training.result import RunResult
 from ntkgrid.training.run import Clock, RunState, progress_bar
 from ntkgrid.training.step import host_copy, make_batch_epoch_fn, make_epoch_fn
@@ -156,7 +157,7 @@ def runs_per_program(cfg: TrainConfig, n_points: int, dim: int = 2, out_dim: int
     devices = list(jax.local_devices() if devices is None else devices)
     if devices[0].platform == "cpu" and cfg.batch_size >= CPU_BATCHED_MAX_BATCH:
         return 1
-    model = cfg.model(dim, out_dim)
+    model = build_model(cfg, dim, out_dim)
     per_run = 4 * (6 * _param_count(model, dim) + n_points * (dim + out_dim + 1)
                    + 4 * cfg.batch_size * (sum(cfg.hidden) + dim + out_dim))
     fit_one = int(fraction * _free_bytes(devices[0]) // max(per_run, 1))

@@ -1,6 +1,6 @@
 """``fit``: plain SGD on a coordinate MLP, fully jitted, with measured checkpoints.
 
-``fit(cfg, coords, targets)`` trains ``cfg.model(d, O)`` on ``coords`` ``(N, d)`` (in
+``fit(cfg, coords, targets)`` trains ``build_model(cfg, d, O)`` on ``coords`` ``(N, d)`` (in
 ``[0, 1]^d``) and ``targets`` ``(N, O)`` as in Audia et al. (2025):
 
 * ``cfg.loss == "mse"`` (images): mean squared error of the linear output against RGB
@@ -65,7 +65,7 @@ def fit(
     epoch_size: int | None = None,
     epoch_data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> RunResult:
-    """Train ``cfg.model(d, O)`` by SGD on ``(coords, targets)``; see the module docstring.
+    """Train ``build_model(cfg, d, O)`` by SGD on ``(coords, targets)``; see the module docstring.
 
     Arguments:
       cfg: what to build and how to train it.

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.models import build_model
 from ntkgrid.training.step import jit_apply
 
 __all__ = ["HISTORY_KEYS", "curve_point", "kernel_points", "measure", "ntk_points_cap", "predict",
@@ -63,7 +64,7 @@ def predict(cfg_or_model: TrainConfig | nn.Module, variables: Mapping, coords, b
         raise ValueError(f"coords must have shape (N, d), got {x.shape}")
     model = cfg_or_model
     if isinstance(cfg_or_model, TrainConfig):
-        model = cfg_or_model.model(x.shape[1], _out_dim(variables))
+        model = build_model(cfg_or_model, x.shape[1], _out_dim(variables))
     apply = jit_apply(model)
     variables = jax.device_put(variables)  # once, not once per batch
     n = x.shape[0]

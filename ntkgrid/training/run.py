@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.models import build_model
 from ntkgrid.training.measure import curve_point, kernel_points, measure
 from ntkgrid.training.result import RunResult
 from ntkgrid.training.runfolder import RunFolder, checkpoint_state, load_run
@@ -57,7 +58,7 @@ class RunState:
         self.options = _options(x, y, e_size, shape, selection, self.ntk_x, self.first_fresh)
         self.save_epochs = sorted(set(cfg.checkpoint_epochs()) | {cfg.epochs})
         self.curve_epochs = set(cfg.curve_epochs())
-        self.model = cfg.model(x.shape[1], y.shape[1])
+        self.model = build_model(cfg, x.shape[1], y.shape[1])
         init_key, self.data_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
         variables = jit_init(self.model)(init_key, jnp.asarray(x[:1]))
         opt_state = optax.sgd(cfg.learning_rate).init(variables["params"])
