@@ -162,11 +162,13 @@ def _top(s: Spectrum | None, k: int = 3) -> list[float] | None:
 
 
 def _compare_image(r: Mapping, baseline: str, mpe: Sequence[str], checkpoints: Sequence[str], length: int,
-                   kernels: _Kernels) -> tuple[list[dict], list[tuple[tuple, tuple]], list[dict]]:
+                   kernels: _Kernels, matched_names: Sequence[str] = ()
+                   ) -> tuple[list[dict], list[tuple[tuple, tuple]], list[dict]]:
     """One image's Theorem 1 rows, its spectra resampled to ``length`` for the means, and
     the cause rows (top eigenvalues): ``([per-image row], [((name, checkpoint, comparison),
     (mpe values, mpe floor, other values, other floor))], [cause row])``; runs on other
-    points than the baseline's are left out."""
+    points than the baseline's are left out; the fan-in-matched comparison is made for the
+    ``matched_names`` (the grids that append the raw coordinates)."""
     from ntkgrid.theory import theorem1_comparisons
 
     rows, pooled, cause = [], [], []
@@ -182,7 +184,7 @@ def _compare_image(r: Mapping, baseline: str, mpe: Sequence[str], checkpoints: S
             spectra = None if run is None else kernels.get(image_id, name, run, cp, "groups")
             if spectra is None or spectra["total"].eigenvalues.size != b.eigenvalues.size:
                 continue  # no such checkpoint, or not the same points
-            matched = kernels.get(image_id, name, run, cp, "fan_in_matched")
+            matched = kernels.get(image_id, name, run, cp, "fan_in_matched") if name in matched_names else None
             m = spectra["total"]
             comps = theorem1_comparisons(m, baseline=b, fan_in_matched=None if matched is None else matched["total"],
                                          no_grid=spectra.get("no_grid"))
@@ -262,7 +264,7 @@ def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, base
     kernels = _Kernels(configs, None if cache_dir is None else Path(cache_dir), compute)
     pooled: dict[tuple, list[tuple[np.ndarray, float, np.ndarray, float]]] = {}
     for r in records:
-        rows, spectra, cause = _compare_image(r, baseline, mpe, checkpoints, length, kernels)
+        rows, spectra, cause = _compare_image(r, baseline, mpe, checkpoints, length, kernels, list(out["fan_in"]))
         out["per_image"] += rows
         out["cause"] += cause
         for key, item in spectra:
@@ -364,6 +366,10 @@ def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str
              "comparison is close to an identity (the grid features start at N(0, 0.01²), so the no-grid kernel is "
              "nearly the padded baseline's); it becomes a real test only after training.", ""]
     fan = result.get("fan_in") or {}
+    unmatched = [n for n in result.get("mpe", []) if n not in fan]
+    if unmatched:
+        lines += [", ".join(f"`{n}`" for n in unmatched) + ": no raw coordinates appended (`include_input` off), "
+                  "so no fan-in-matched comparison.", ""]
     if fan:
         lines += ["First-layer fan-in: " + "; ".join(
             f"`{n}` F = {f['fan_in']} (d = {f['d']}: coordinates scaled by √({f['d']}/{f['fan_in']}) = "
