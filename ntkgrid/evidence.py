@@ -12,7 +12,9 @@
   configuration (the runs' ``curve.jsonl``; Figs. 6, 8, 10).
 * :func:`theorem1_markdown` — the report section.
 * :func:`predicted_vs_measured` — the kernel-regression prediction of a run's training
-  loss from a checkpoint (the paper's Eqs. 5-7, :func:`ntkgrid.theory.predict_training`)
+  loss from a checkpoint (the paper's Eqs. 5-7: replayed through the run's own minibatches,
+  :func:`ntkgrid.theory.replay_training`, and SGD's expected step,
+  :func:`ntkgrid.theory.predict_training`)
   against the full-image loss the run measured.
 """
 
