@@ -134,13 +134,23 @@ def _print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from experiments import fail
+
+    for opt, val, low in (("--points", args.points, 1), ("--plain-points", args.plain_points, 1),
+                          ("--winding-points", args.winding_points, 0), ("--seed", args.seed, 0)):
+        if val is not None and val < low:
+            return fail(f"{opt} must be >= {low}, got {val}")
 
     import trimesh
 
+    from ntkgrid.data import DataError
     from ntkgrid.data import meshes as M
 
     t0 = time.perf_counter()
-    mesh = M.load_any(args.mesh)
+    try:
+        mesh = M.load_any(args.mesh)
+    except DataError as exc:
+        return fail(f"--mesh {exc}")
     t_load = time.perf_counter() - t0
     info = M.mesh_info(mesh)
     print(

@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
 
-    from experiments import split_host_cpus
+    from experiments import fail, split_host_cpus
+
+    for opt, val, low in (("--images", args.images, 1), ("--epochs", args.epochs, 1), ("--size", args.size, 11),
+                          ("--runs-per-program", args.runs_per_program, 1)):
+        if val is not None and val < low:
+            return fail(f"{opt} must be >= {low}, got {val}")
 
     split_host_cpus()  # as the sweep does: one CPU device per core (before JAX starts)
     import jax

@@ -19,6 +19,7 @@ See ``experiments/README.md``. The helpers below are the options the 2D programs
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -86,8 +87,8 @@ def check_overrides(args: argparse.Namespace, preset: str | None = None) -> None
                           ("--batch-size", args.batch_size, 1), ("--ntk-points", args.ntk_points, 0)):
         if val is not None and val < low:
             raise ValueError(f"{opt} must be >= {low}, got {val}")
-    if args.lr is not None and not args.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     preset = preset or getattr(args, "preset", None)
     if args.ntk_points and preset in ("paper", "quick"):
         side = image_side(args, preset)
@@ -138,4 +139,7 @@ def failed_runs_section(errors: Mapping[str, str]) -> list[str]:
 
 
 def log(message: str) -> None:
-    print(message, flush=True)
+    """Print a progress line (a non-UTF-8 file name's bytes as ``\\xNN``: :func:`ntkgrid.files.printable`)."""
+    from ntkgrid.files import printable
+
+    print(printable(message), flush=True)

@@ -1,7 +1,8 @@
 """The ImageNet sweep (the paper's Table 1 ImageNet columns and Fig. 5a).
 
     python -m experiments.imagenet_sweep [--data-root DIR] [--num-synsets 100] [--seed 0]
-        [--preset paper|quick] [--out DIR] [--shard i/n|auto] [--distributed] [--encodings ...]
+        [--preset paper|quick] [--out DIR] [--shard i/n|auto] [--encodings ...]
+        [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
         [--runs-per-program N|auto] [--matmul-precision default|highest]
         [--config-json NAME=PATH ...] [--size PX] [--epochs N] [--batch-size N] [--lr X]
         [--ntk-points N] [--no-progress]
@@ -24,8 +25,10 @@ The images of one encoding train together, ``--runs-per-program`` of them in one
 program (default ``auto``: sized from the device's memory; the numbers do not depend on
 it), sharded over the local devices when there are several. ``--shard auto`` runs this
 process's share ``jax.process_index()/jax.process_count()``; with ``--distributed``
-``jax.distributed.initialize()`` is called first (it reads the cluster from the
-environment: SLURM, or ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``).
+``jax.distributed.initialize()`` is called first, with ``--coordinator HOST:PORT``,
+``--num-processes N`` and ``--process-id I`` (each defaults to the environment variable
+``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``); what none of them
+gives, JAX detects from the cluster (SLURM, Open MPI, Kubernetes).
 On a CPU the program asks XLA for one device per core (at most 8; set
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` to choose), so a group's runs
 also spread over the cores. Training uses JAX's default float32 matmuls (TF32 on recent
@@ -33,7 +36,14 @@ NVIDIA GPUs); ``--matmul-precision highest`` trains in full float32. Kernels and
 are float64.
 
 Exit status: 0 when every selected image has results; 1 when some were skipped or failed
-(they are listed in report.md); 2 for bad arguments or an unusable data root.
+(they are listed in report.md) or the output could not be written; 2 for bad arguments,
+an unusable data root or an ``--out`` that cannot be a folder. Every error is one line.
+
+File names that are not UTF-8 (Linux allows any bytes): image ids keep only
+``[A-Za-z0-9._-]`` of ``<synset>_<file stem>`` (others become ``_``); JSON files keep the
+exact path (its undecodable bytes as ``\\udcXX`` escapes, which Python's ``json`` and
+``os.fsencode`` turn back into the bytes); Markdown, CSV and log lines show them as ``\\xNN``
+(:func:`ntkgrid.files.printable`).
 """
 
 from __future__ import annotations
@@ -63,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run only shard i of n of the selected images; auto: jax.process_index()/process_count()")
     ap.add_argument("--distributed", action="store_true",
                     help="call jax.distributed.initialize() first (multi-host; use with --shard auto)")
+    ap.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                    help="with --distributed: the coordinator (process 0's host and a free port; "
+                         "default: $JAX_COORDINATOR_ADDRESS, else JAX's cluster detection)")
+    ap.add_argument("--num-processes", type=int, default=None, metavar="N",
+                    help="with --distributed: processes in the job (default: $JAX_NUM_PROCESSES, else detected)")
+    ap.add_argument("--process-id", type=int, default=None, metavar="I",
+                    help="with --distributed: this process's index 0..N-1 (default: $JAX_PROCESS_ID, else detected)")
     ap.add_argument("--runs-per-program", default="auto", metavar="N|auto",
                     help="images trained together in one compiled program (default auto: from device memory)")
     ap.add_argument("--matmul-precision", choices=("default", "highest"), default="default",
@@ -102,6 +119,8 @@ def _merge(argv: list[str]) -> int:
         sweep.merge(margs.out, margs.shards, log=log)
     except sweep.SweepError as err:
         return fail(str(err))
+    except OSError as err:
+        return fail(f"merge --out {margs.out}: {_os_error(err)}", 1)
     return _status(margs.out)
 
 
@@ -118,6 +137,63 @@ def _runs_per_program(value: str) -> int | None:
     return rpp
 
 
+#: The environment variables ``--coordinator``, ``--num-processes`` and ``--process-id`` default to.
+DISTRIBUTED_ENV = {"coordinator": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
+                   "process_id": "JAX_PROCESS_ID"}
+
+
+def distributed_settings(args, environ=None) -> dict:
+    """The keyword arguments of ``jax.distributed.initialize`` for ``--distributed``:
+    ``coordinator_address``, ``num_processes``, ``process_id``, each from its option, else
+    its environment variable (:data:`DISTRIBUTED_ENV`), else left out (JAX then detects it
+    from the cluster: SLURM, Open MPI, Kubernetes). Raises ValueError naming the option or
+    variable for a malformed value."""
+    import os
+
+    env = os.environ if environ is None else environ
+    out: dict = {}
+    for key, var in DISTRIBUTED_ENV.items():
+        opt = "--" + key.replace("_", "-")
+        val, where = getattr(args, key), opt
+        if val is None and env.get(var, "").strip():
+            val, where = env[var].strip(), f"${var}"
+            if key != "coordinator":
+                try:
+                    val = int(val)
+                except ValueError:
+                    raise ValueError(f"{where} must be an integer, got {env[var]!r}") from None
+        if val is None:
+            continue
+        if key == "coordinator":
+            host, sep, port = str(val).rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{where} must be HOST:PORT (e.g. node0:1234), got {val!r}")
+            out["coordinator_address"] = str(val)
+        else:
+            out[key] = val
+    n, i = out.get("num_processes"), out.get("process_id")
+    if n is not None and n < 1:
+        raise ValueError(f"--num-processes / $JAX_NUM_PROCESSES must be >= 1, got {n}")
+    if i is not None and (i < 0 or (n is not None and i >= n)):
+        raise ValueError(f"--process-id / $JAX_PROCESS_ID must be in 0..{'N-1' if n is None else n - 1}, got {i}")
+    return out
+
+
+def _start_distributed(args) -> None:
+    """``jax.distributed.initialize`` with :func:`distributed_settings`; ValueError (one line) if it fails."""
+    import jax
+
+    kw = distributed_settings(args)
+    try:
+        jax.distributed.initialize(**kw)
+    except (RuntimeError, ValueError, TypeError) as err:
+        given = ", ".join(f"{k}={v!r}" for k, v in kw.items()) or "nothing given: cluster detection"
+        msg = " ".join(str(err).split())
+        raise ValueError(f"--distributed: jax.distributed.initialize() failed ({msg}) [{given}]; give "
+                         "--coordinator HOST:PORT --num-processes N --process-id I (or JAX_COORDINATOR_ADDRESS, "
+                         "JAX_NUM_PROCESSES, JAX_PROCESS_ID), or run under SLURM / Open MPI") from err
+
+
 def _setup(args, preset: str) -> tuple[dict, int | None]:
     """Check the arguments, start the distributed runtime and resolve ``--shard auto`` (in ``args``);
     returns ``(configs, runs_per_program)``. Raises ValueError or KeyError for bad arguments."""
@@ -127,20 +203,22 @@ def _setup(args, preset: str) -> tuple[dict, int | None]:
     check_overrides(args, preset)
     if args.num_synsets < 1:
         raise ValueError(f"--num-synsets must be >= 1, got {args.num_synsets}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.shard is not None and args.shard != "auto":
+        take_shard([], args.shard)  # validates the spec before a distributed start
     if args.distributed:
-        import jax
-
-        try:
-            jax.distributed.initialize()
-        except (RuntimeError, ValueError) as err:
-            raise ValueError(f"--distributed: jax.distributed.initialize() failed ({err})") from err
+        _start_distributed(args)
+    elif any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        raise ValueError("--coordinator, --num-processes and --process-id need --distributed")
     if args.shard == "auto":
         args.shard = sweep.resolve_shard("auto")
     take_shard([], args.shard)  # validates the spec
     rpp = _runs_per_program(args.runs_per_program)
     configs = configs_for(presets.IMAGENET, preset, args.encodings, args)
     for spec in args.config_json:
-        name, cfg = sweep.load_config_json(spec, args.encodings)
+        name, cfg = sweep.load_config_json(spec, args.encodings,
+                                           kinds={n: c.encoding.kind for n, c in configs.items()})
         configs[name] = sweep.apply_overrides(cfg, **overrides(args))
     return configs, rpp
 
@@ -179,14 +257,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configs, rpp = _setup(args, preset)
     except (ValueError, KeyError) as err:
-        return fail(str(err).strip("'\""))
+        return fail(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
     size = image_side(args, preset)
     out = args.out or _default_out(args)
+    if out.exists() and not out.is_dir():
+        return fail(f"--out {out}: exists and is not a folder")
     t0 = time.perf_counter()
     try:
         sources, selection_warnings = sweep.select_sources(args.data_root, args.num_synsets, args.seed)
     except DataError as err:
         return fail(f"{err} (expected an ImageNet-style folder <root>/<wnid>/<image>)")
+    try:
+        _check_writable(out)
+    except OSError as err:
+        return fail(f"--out {out}: cannot be written ({_os_error(err)})")
     for w in selection_warnings:
         print(f"warning: {w}", file=sys.stderr, flush=True)
     where = args.data_root or "scikit-image's bundled photos"
@@ -202,7 +286,32 @@ def main(argv: list[str] | None = None) -> int:
                                  matmul_precision=args.matmul_precision)
     except sweep.SweepError as err:
         return fail(str(err))
+    except OSError as err:  # e.g. the disk filled up: what was written stays, a rerun resumes
+        return fail(f"--out {out}: the sweep stopped ({_os_error(err)}); what was finished is kept, a rerun "
+                    "resumes", 1)
     return _finish(result, out, t0)
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` (and its parents) if missing and check a file can be written in it;
+    raises OSError (with the path) otherwise. Nothing is left behind."""
+    import os
+
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / f".write-test.{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _os_error(err: OSError) -> str:
+    """The problem and the path of an OSError, on one line (``"Read-only file system: /x/y"``)."""
+    where = err.filename or ""
+    if err.filename2:
+        where = f"{where} -> {err.filename2}"
+    problem = err.strerror or str(err)
+    return f"{problem}: {where}" if where else problem
 
 
 def _status(out: Path) -> int:

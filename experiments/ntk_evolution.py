@@ -27,7 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import failed_runs_section, log
+from experiments import fail, failed_runs_section, log
 from experiments.scaling import add_image_args, train_all
 from ntkgrid import files
 
@@ -173,10 +173,19 @@ def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str], c
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment; 0 on success, 1 if some run failed or could not be analysed, 2 for bad input."""
     args = build_parser().parse_args(argv)
+    if args.ntk_points == 0:
+        return fail("--ntk-points 0 means no kernels, and ntk_evolution measures how the kernel moves: "
+                    "give N >= 1 points or leave --ntk-points out (every training pixel)")
     ctx, code = train_all(args, "ntk_evolution")
     if code is not None:
         return code
-    res = analyse(ctx)
+    from ntkgrid.data import DataError
+    from ntkgrid.sweep import SweepError
+
+    try:
+        res = analyse(ctx)
+    except (SweepError, DataError) as err:  # a run folder damaged between training and analysis
+        return fail(f"analysis failed: {err}", 1)
     log(res["table"])
     for p in res["problems"]:
         print(f"warning: {p}", file=sys.stderr)

@@ -28,12 +28,11 @@ import argparse
 import dataclasses
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from experiments import fail
 from ntkgrid import occupancy as occ
-from ntkgrid.files import safe_name, write_json
+from ntkgrid.files import write_json
 
 #: The paper's three Stanford scans (Table 4's rows, Fig. 5b's meshes).
 PAPER_MESHES = ("armadillo", "dragon", "happy_buddha")
@@ -110,21 +109,65 @@ def _setup(args) -> occ.OccupancySetup:
     return s.replace(**ch)
 
 
-def _sources(args) -> list[tuple[str, str, object]]:
-    """``[(name, kind, what)]``: kind "file" (path), "download" (model name) or "default"."""
-    out = [("default_shape", "default", None) if p == "default" and not Path(p).exists() else (Path(p).stem, "file", p)
-           for p in args.mesh]
+def _sources(args, out: Path) -> list[tuple[str, str, object]]:
+    """``[(name, kind, what)]``: kind "file" (path), "download" (model name) or "default".
+
+    ``name`` is the mesh's folder under ``out``: ``<stem>-<content hash>`` for a file
+    (:func:`ntkgrid.occupancy.mesh_folder_name`; the bare stem when ``out`` holds that file's
+    finished folder from an older version), the model name for a download,
+    ``default_shape`` for the procedural shape. The same mesh given twice runs once."""
+    out_list = []
+    for p in args.mesh:
+        if p == "default" and not Path(p).exists():
+            out_list.append(("default_shape", "default", None))
+        else:
+            out_list.append((occ.legacy_folder(out, p) or occ.mesh_folder_name(p), "file", p))
     names = [m for n in args.download for m in (PAPER_MESHES if n == "paper" else (n,))]
-    out += [(n, "download", n) for n in dict.fromkeys(names)]
-    if not out:
-        out.append(("default_shape", "default", None))
-    names: dict[str, int] = {}
-    unique = []
-    for name, kind, what in out:
-        base = safe_name(name, "mesh")
-        names[base] = names.get(base, 0) + 1
-        unique.append((base if names[base] == 1 else f"{base}_{names[base]}", kind, what))
-    return unique
+    out_list += [(n, "download", n) for n in dict.fromkeys(names)]
+    if not out_list:
+        out_list.append(("default_shape", "default", None))
+    unique: dict[str, tuple[str, str, object]] = {}
+    for name, kind, what in out_list:
+        if name in unique:
+            print(f"note: {what if kind == 'file' else name} is the same mesh as {unique[name][2] or name} "
+                  f"(folder {name}); it runs once", flush=True)
+            continue
+        unique[name] = (name, kind, what)
+    return list(unique.values())
+
+
+def _check_args(args) -> None:
+    """Impossible option values: a ``ValueError`` naming the option (exit 2 before anything runs)."""
+    import math
+
+    for opt, val, low in (("--seed", args.seed, 0), ("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+                          ("--pool-size", args.pool_size, 1), ("--eval-size", args.eval_size, 1),
+                          ("--resolution", args.resolution, 1), ("--render-steps", args.render_steps, 1),
+                          ("--mc-resolution", args.mc_resolution, 2), ("--ntk-points", args.ntk_points, 0),
+                          ("--points-per-epoch", args.points_per_epoch, 0),
+                          ("--steps-per-epoch", args.steps_per_epoch, 1), ("--curve-points", args.curve_points, 0)):
+        if val is not None and val < low:
+            raise ValueError(f"{opt} must be >= {low}, got {val}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    if args.hidden is not None and min(args.hidden) < 1:
+        raise ValueError(f"--hidden widths must be >= 1, got {' '.join(map(str, args.hidden))}")
+    if args.view is not None and not all(math.isfinite(v) for v in args.view):
+        raise ValueError(f"--view must be two finite angles, got {args.view[0]} {args.view[1]}")
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` must be a folder we can write: a ``ValueError`` naming it otherwise."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write there ({exc.strerror or exc})") from exc
 
 
 def _load(kind: str, what, cache: Path | None):
@@ -144,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     from ntkgrid.sweep import load_config_json
 
     args = build_parser().parse_args(argv)
+    out = Path(args.out)
     try:
+        _check_args(args)
         setup = _setup(args)
-        if args.epochs is not None and args.epochs < 1:
-            raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
         overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
                      "ntk_points": args.ntk_points,
                      "hidden": tuple(args.hidden) if args.hidden else None}
@@ -157,20 +200,25 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--config-json {enc}: a {cfg.loss!r} config is not an occupancy one (loss 'bce')")
         occ.configs_for("default_shape", args.preset, args.encodings, args.seed, setup=setup, tuned=tuned,
                         **overrides)  # validate early
+        _check_out(out)
     except ValueError as err:
         return fail(str(err))
-    out = Path(args.out)
     t_start = time.perf_counter()
-    results, errors = [], []
-    for name, kind, what in _sources(args):
+    results, errors, reused = [], [], []
+    for name, kind, what in _sources(args, out):
         label = what if kind == "file" else (f"--download {what}" if kind == "download" else "default shape")
         print(f"== {name} ({label})", flush=True)
         try:
+            configs = occ.configs_for(name, args.preset, args.encodings, args.seed, setup=setup, tuned=tuned,
+                                      **overrides)
+            done = occ.finished_result(out / name, configs, setup, args.seed, setup.ntk_output)
+            if done is not None:
+                print(f"[{name}] finished earlier with these settings: reused as it is ({out / name})", flush=True)
+                reused.append(done)
+                continue
             t_load = time.perf_counter()
             mesh = _load(kind, what, args.cache)
             t_load = time.perf_counter() - t_load
-            configs = occ.configs_for(name, args.preset, args.encodings, args.seed, setup=setup, tuned=tuned,
-                                      **overrides)
             key, matched = occ.mesh_preset_key(name)
             print(f"[{name}] Table 4 row: {key}" + ("" if matched else " (name not recognised: armadillo's)"),
                   flush=True)
@@ -182,18 +230,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr, flush=True)
             errors.append({"mesh": name, "source": err.source, "error": str(err)})
         except Exception as err:  # noqa: BLE001 - one mesh's failure must not lose the others
-            traceback.print_exc()
-            print(f"error: {name}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
-            errors.append({"mesh": name, "source": str(what), "error": f"{type(err).__name__}: {err}"})
+            first = (str(err).strip().splitlines() or [""])[0]
+            msg = f"{type(err).__name__}: {first}" if not isinstance(err, ValueError) else first
+            print(f"error: {name}: {msg}{_traceback_note(out, name)}", file=sys.stderr, flush=True)
+            errors.append({"mesh": name, "source": str(what), "error": msg})
     total = time.perf_counter() - t_start
-    if results:
+    diverged = [f"{r.name}/{enc} diverged at epoch {run.get('diverged_epoch')} (non-finite loss; training stopped "
+                "there)" for r in results + reused for enc, run in r.runs.items() if run.get("diverged")]
+    new_results, n_failed, n_tried = bool(results), len(errors), len(errors) + len(results) + len(reused)
+    results, errors = occ.merge_results(out, results + reused, errors,
+                                        warn=lambda m: print(m, file=sys.stderr, flush=True),
+                                        ntk_output=setup.ntk_output)
+    untouched = not new_results and not n_failed and (out / "results.json").is_file()
+    if untouched:
+        print(f"nothing new: every mesh finished earlier with these settings; {out} left as it was")
+    if new_results or (results and not (out / "spectra.png").is_file()):
         for output in (setup.ntk_output, *(o for o in occ.NTK_OUTPUTS if o != setup.ntk_output)):
             stem = "spectra" if output == setup.ntk_output else f"spectra_{output}"
             summary = occ.plot_mean_spectra(results, out / f"{stem}.png", output=output)
             write_json(out / f"{stem}.json", {"kernel": output, **summary}, indent=None)
             counts = {e: {w: v.get("count") for w, v in s.items()} for e, s in summary.items()}
             print(f"spectra ({output} kernel): {out / f'{stem}.png'} (meshes averaged: {counts})")
-    if results or errors:
+    if (results or errors) and not untouched:
         meta = {"preset": args.preset, "seed": args.seed, "encodings": args.encodings,
                 "ntk_output": setup.ntk_output, "config_json": list(args.config_json),
                 "setup": dataclasses.asdict(setup), "argv": sys.argv[1:] if argv is None else list(argv),
@@ -202,11 +260,27 @@ def main(argv: list[str] | None = None) -> int:
         if results:
             print(occ.results_table(results))
         print(f"results: {jpath}, {mpath}  ({total:.0f} s)")
-    if errors:
-        print(f"{len(errors)} of {len(errors) + len(results)} mesh(es) failed: "
-              + ", ".join(e["mesh"] for e in errors), file=sys.stderr)
-        return 1
-    return 0
+    for line in diverged:
+        print(f"error: {line}", file=sys.stderr, flush=True)
+    if n_failed:
+        print(f"{n_failed} of {n_tried} mesh(es) failed: "
+              + ", ".join(e["mesh"] for e in errors[-n_failed:]), file=sys.stderr)
+    return 1 if n_failed or diverged else 0
+
+
+def _traceback_note(out: Path, name: str) -> str:
+    """Write the current exception's traceback to ``<out>/logs/<name>.traceback.txt`` (for a bug
+    report; the terminal gets one line) and say where; nothing when that cannot be written."""
+    import traceback
+
+    from ntkgrid.files import write_text
+
+    path = out / "logs" / f"{name}.traceback.txt"
+    try:
+        write_text(path, traceback.format_exc())
+    except OSError:
+        return ""
+    return f" (traceback: {path})"
 
 
 if __name__ == "__main__":

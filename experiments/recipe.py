@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import log
+from experiments import fail, log
 from ntkgrid.files import fmt, read_json, write_json
 
 TABLE3 = ("baseline", "fourier_low", "fourier_mid", "fourier_high", "multigrid_coarse", "multigrid_fine")
@@ -244,7 +244,16 @@ def agreement(screen: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "table":
-        log(table(args.out, args.long))
+        for opt, folders in (("--out", args.out), ("--long", args.long)):
+            for d in folders:
+                if not d.is_dir():
+                    return fail(f"{opt} {d}: no such folder")
+                if not any((d / n).exists() for n in ("screen.json", "train.json")):
+                    return fail(f"{opt} {d}: holds neither screen.json nor train.json (run screen or train first)")
+        try:
+            log(table(args.out, args.long))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            return fail(f"recipe table: unreadable results ({type(err).__name__}: {err})")
         return 0
     args.out = args.out[0]
     args.out.mkdir(parents=True, exist_ok=True)

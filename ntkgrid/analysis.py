@@ -81,7 +81,10 @@ def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int,
     x_path = runfolder.ntk_points_path(run_path)
     if not x_path.exists():
         raise SweepError(f"{x_path}: the run recorded no NTK points (ntk_points=0?)")
-    x = np.load(x_path)
+    try:
+        x = np.load(x_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise SweepError(f"{x_path}: unreadable NTK points file (garbage or truncated: {err})") from err
     variables = checkpoint_variables(run_path, epoch)
     if scale_mlp is not None:
         from ntkgrid.theory import scale_mlp as scale

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["diff", "fmt", "markdown_table", "read_json", "read_jsonl", "safe_name", "to_jsonable", "write_bytes",
+__all__ = ["diff", "fmt", "markdown_table", "printable", "read_json", "read_jsonl", "safe_name", "to_jsonable", "write_bytes",
            "write_json", "write_jsonl", "write_text"]
 
 
@@ -55,9 +55,29 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every lone surrogate written as a backslash escape, so that it encodes as
+    UTF-8: the undecodable bytes of a file name that is not UTF-8 (Python's
+    ``surrogateescape``, U+DC80-U+DCFF) as ``\\xNN`` (the byte), other lone surrogates as
+    ``\\uNNNN``. Text without them is returned unchanged."""
+    def esc(m: re.Match) -> str:
+        c = ord(m.group())
+        return f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\u{c:04x}"
+
+    return _SURROGATE.sub(esc, text)
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
-    return write_bytes(path, text.encode())
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path. Lone surrogates (the
+    undecodable bytes of a non-UTF-8 file name) are written as :func:`printable` escapes."""
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:
+        data = printable(text).encode()
+    return write_bytes(path, data)
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> Path:

@@ -164,6 +164,13 @@ def spectrum_from_kernel(kernel: np.ndarray, backend: str | None = None) -> Spec
         k = k.transpose(0, 2, 1, 3).reshape(n * o, n * o)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"kernel must be square (N, N) or (N, N, O, O), got {kernel.shape}")
+    if k.shape[0] == 0:
+        raise ValueError("kernel is empty (0 x 0): a spectrum needs at least one point")
+    finite = np.isfinite(k)
+    if not finite.all():
+        bad = int(k.size - np.count_nonzero(finite))
+        raise ValueError(f"kernel has {bad} of {k.size} entries NaN or infinite (non-finite inputs or parameters, "
+                         "or a diverged model); no spectrum")
     scale = float(np.max(np.abs(k))) or 1.0
     asym = float(np.max(np.abs(k - k.T))) / scale
     eig = eigvalsh(0.5 * (k + k.T), backend)
@@ -184,12 +191,22 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
     ``solve``: with ``groups``, the groups whose spectra are computed (default: all; the
     kernels are returned for every group). A model without a grid has ``mlp == total``:
     that spectrum is solved once.
+
+    Raises ``ValueError`` when ``x`` has no points or non-finite coordinates, or the kernel
+    has non-finite entries (e.g. non-finite parameters) -- never the eigensolver's
+    "did not converge".
     """
     import jax
     import jax.numpy as jnp
 
     from ntkgrid.ntk import empirical_ntk
 
+    xs = np.asarray(x)
+    if xs.ndim != 2 or xs.shape[0] == 0:
+        raise ValueError(f"x must be (N, d) with N >= 1 points, got shape {xs.shape}")
+    if np.issubdtype(xs.dtype, np.number) and not np.isfinite(xs).all():
+        bad = int(np.count_nonzero(~np.isfinite(xs).all(axis=1)))
+        raise ValueError(f"x has {bad} of {xs.shape[0]} points with NaN or infinite coordinates; no spectrum")
     with jax.enable_x64(True):
         v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, dict(variables))
         x64 = jnp.asarray(np.asarray(x), jnp.float64)

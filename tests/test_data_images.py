@@ -108,19 +108,186 @@ def test_grey16_png_divides_by_65535(tmp_path):
     "channels,filters",
     [(3, (0,)), (3, (1,)), (3, (2,)), (3, (3,)), (3, (4,)), (3, (0, 1, 2, 3, 4)), (4, (4, 3, 1)), (2, (2, 4))],
 )
-def test_colour16_png_full_precision(tmp_path, channels, filters):
-    """Pillow drops 16-bit colour PNGs to 8 bits; our decoder keeps every bit."""
+def test_colour16_png_read_by_pillow_at_8_bits(tmp_path, channels, filters):
+    """16-bit colour PNGs go through Pillow (no hand-written decoder): the high byte of each sample."""
     a = u16((11, 7, channels))
     p = tmp_path / "c16.png"
     write_png16(p, a, filters)
     x = I.load_image(p)
-    f = a.astype(np.float64) / 65535.0
+    f = (a >> 8).astype(np.float32) / np.float32(255)
     if channels in (2, 4):  # composite over white
         alpha = f[..., -1:]
         f = f[..., :-1] * alpha + (1 - alpha)
     if f.shape[2] == 1:
         f = np.repeat(f, 3, axis=2)
     np.testing.assert_allclose(x, f, rtol=0, atol=2e-7)
+
+
+def test_colour16_tiff_full_precision(tmp_path):
+    import tifffile
+
+    a = u16((9, 6, 3))
+    p = tmp_path / "c16.tif"
+    tifffile.imwrite(p, a, photometric="rgb")
+    np.testing.assert_allclose(I.load_image(p), a / 65535.0, rtol=0, atol=1e-7)
+
+
+def test_hand_written_png_decoder_is_gone():
+    import ntkgrid.data.images.load as L
+
+    assert not any(n.startswith(("_read_png", "_png_")) for n in vars(L))
+
+
+def test_cmyk_jpeg_loads_as_its_true_colours(tmp_path):
+    """ImageNet holds CMYK JPEGs; the K channel used to be read as alpha (a white target)."""
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[:8] = (200, 30, 60)
+    rgb[8:] = (20, 120, 240)
+    p = tmp_path / "cmyk.JPEG"
+    Image.fromarray(rgb).convert("CMYK").save(p, quality=100)
+    assert Image.open(p).mode == "CMYK"
+    x = I.load_image(p)
+    np.testing.assert_allclose(x, rgb / 255.0, atol=6 / 255)
+
+
+def test_cmyk_tiff_is_converted_not_read_as_rgba(tmp_path):
+    cmyk = np.zeros((8, 8, 4), np.uint8)
+    cmyk[:4, ..., 0] = 255  # full cyan: (0, 1, 1), not "red with alpha 0" (white)
+    cmyk[4:, ..., 3] = 128  # 50 % black, no colour: mid grey
+    p = tmp_path / "k.tif"
+    Image.fromarray(cmyk, mode="CMYK").save(p)
+    x = I.load_image(p)
+    np.testing.assert_allclose(x[:4], np.broadcast_to([0, 1, 1], (4, 8, 3)), atol=1e-6)
+    np.testing.assert_allclose(x[4:], 127 / 255, atol=1e-6)
+
+
+def test_png_named_jpeg_loads_by_content(tmp_path):
+    a = u8((6, 5, 3))
+    p = tmp_path / "n01440764_1.JPEG"
+    Image.fromarray(a).save(p, format="PNG")
+    np.testing.assert_array_equal(I.load_image(p), a / np.float32(255))
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_exif_orientation_applied(tmp_path, orientation):
+    from PIL import ImageOps
+
+    a = np.zeros((6, 10, 3), np.uint8)
+    a[:3, :5] = (255, 0, 0)  # a red top-left quadrant
+    im = Image.fromarray(a)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / "rot.jpg"
+    im.save(p, exif=exif, quality=100)
+    x = I.load_image(p)
+    want = np.asarray(ImageOps.exif_transpose(Image.open(p)), np.float32) / 255
+    assert x.shape == want.shape == ((6, 10, 3) if orientation < 5 else (10, 6, 3))
+    np.testing.assert_array_equal(x, want)
+    if orientation == 6:  # rotate 90 degrees clockwise: the red block moves to the top right
+        assert x[0, -1, 0] > 0.9 and x[0, 0, 0] < 0.1
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+def test_tiff_orientation_tag_matches_pillow(tmp_path, orientation):
+    import tifffile
+    from PIL import ImageOps
+
+    a = u8((5, 7, 3))
+    p = tmp_path / "o.tif"
+    tifffile.imwrite(p, a, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    want = np.asarray(ImageOps.exif_transpose(Image.open(p)), np.float32) / 255
+    np.testing.assert_array_equal(I.load_image(p), want)
+
+
+@pytest.mark.parametrize("scale,ok", [(1.0, True), (255.0, False), (-1.0, False)])
+def test_float_tiff_rule(tmp_path, scale, ok):
+    """Float images must hold [0, 1]; 0-255 data is refused with its range, never clipped to white."""
+    import tifffile
+
+    a = RNG.random((5, 6, 3)).astype(np.float32)
+    a[0, 0] = 1.0
+    p = tmp_path / "f.tif"
+    tifffile.imwrite(p, a * scale, photometric="rgb")
+    if ok:
+        np.testing.assert_array_equal(I.load_image(p), a)
+    else:
+        with pytest.raises(DataError, match=r"float image with values in \[.*\]; float images must hold") as ei:
+            I.load_image(p)
+        assert str(p) in str(ei.value)
+
+
+def test_float_grey_tiff_through_pillow_mode_f(tmp_path):
+    a = RNG.random((4, 5)).astype(np.float32)
+    p = tmp_path / "f.tif"
+    Image.fromarray(a, mode="F").save(p)
+    np.testing.assert_array_equal(I.load_image(p)[..., 2], a)
+
+
+def test_pixel_limit_applies_to_every_image(tmp_path, monkeypatch):
+    """Pillow's decompression-bomb limit, for PNG (Pillow), 16-bit PNG and TIFF (tifffile) alike."""
+    from PIL import Image as PILImage
+
+    files = {}
+    files["png"] = tmp_path / "a.png"
+    Image.fromarray(u8((10, 10, 3))).save(files["png"])
+    files["png16"] = tmp_path / "b.png"
+    write_png16(files["png16"], u16((10, 10, 3)))
+    files["tif"] = tmp_path / "c.tif"
+    Image.fromarray(u8((10, 10, 3))).save(files["tif"])
+    for p in files.values():
+        I.load_image(p)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 99)
+    for p in files.values():  # 100 pixels: between the limit and twice it, where Pillow only warns
+        with pytest.raises(DataError, match="decompression-bomb limit of 99 pixels") as ei:
+            I.load_image(p)
+        assert str(ei.value).startswith(str(p))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 40)  # over twice the limit: Pillow's own error
+    with pytest.raises(DataError, match="decompression-bomb limit") as ei:
+        I.load_image(files["png"])
+    assert "unknown" not in str(ei.value) and "plugin" not in str(ei.value)
+
+
+def test_huge_dimensions_in_header_refused_without_decoding(tmp_path):
+    import struct as st
+
+    def chunk(t, d):
+        return st.pack(">I", len(d)) + t + d + st.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    p = tmp_path / "bomb.png"
+    ihdr = st.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    with pytest.raises(DataError, match="decompression-bomb limit") as ei:
+        I.load_image(p)
+    assert str(ei.value).startswith(str(p))
+
+
+@pytest.mark.parametrize("mode", ["PA", "La", "RGBa", "RGBX", "YCbCr", "LAB", "HSV", "I;16", "I", "F", "P"])
+def test_every_pillow_mode_becomes_rgb(mode):
+    """Modes the formats can hold (TIFF LAB, WebP/TIFF premultiplied, ...), converted in memory."""
+    import ntkgrid.data.images.load as L
+
+    rgba = u8((4, 5, 4))
+    rgba[..., 3] = RNG.integers(1, 256, (4, 5))
+    base = Image.fromarray(rgba, mode="RGBA")
+    if mode in ("I;16", "I", "F"):
+        im = base.convert("L").convert(mode)
+    elif mode == "P":
+        im = base.convert("RGB").convert("P")
+    else:
+        im = base.convert(mode)
+    if mode == "F":  # 0-255 floats: refused by the float rule (see test_float_tiff_rule)
+        with pytest.raises(DataError, match="float image"):
+            I.to_rgb_float(L._pillow_array(im), "m")
+        return
+    x = I.to_rgb_float(L._pillow_array(im), "m")
+    assert x.shape == (4, 5, 3) and x.dtype == np.float32
+    if mode in ("PA", "La", "RGBa"):  # alpha kept and composited over white
+        ref = im.convert("LA" if mode == "La" else "RGBA")
+        np.testing.assert_allclose(x, I.to_rgb_float(np.asarray(ref)), atol=1e-6)
+    elif mode in ("I;16", "I"):  # 8-bit grey values in a 16/32-bit mode: /65535
+        np.testing.assert_allclose(x[..., 0], np.asarray(base.convert("L")) / 65535.0, atol=1e-7)
+    else:
+        np.testing.assert_array_equal(x, np.asarray(im.convert("RGB"), np.float32) / 255)
 
 
 def test_rgba_composited_over_white(tmp_path):
@@ -277,8 +444,10 @@ def test_to_rgb_float_rejects_nan_and_odd_shapes():
         I.to_rgb_float(np.full((2, 2, 3), np.nan, np.float32), "arr")
     with pytest.raises(DataError, match="shape"):
         I.to_rgb_float(np.zeros((2, 2, 5), np.uint8), "arr")
-    x = I.to_rgb_float(np.array([[-0.5, 2.0]], np.float64))
-    np.testing.assert_array_equal(x[0, :, 0], [0.0, 1.0])
+    with pytest.raises(DataError, match=r"arr: float image with values in \[-0.5, 2\]"):
+        I.to_rgb_float(np.array([[-0.5, 2.0]], np.float64), "arr")
+    x = I.to_rgb_float(np.array([[-1e-4, 0.5, 1.0 + 1e-4]], np.float64))  # rounding noise: clipped
+    np.testing.assert_array_equal(x[0, :, 0], [0.0, 0.5, 1.0])
 
 
 # --------------------------------------------------------------------------- bundled

@@ -86,6 +86,18 @@ def _bad_mesh(kind: str, tmp_path: Path) -> Path:
         p = write_off(tmp_path / "degenerate.off", s.vertices, f)
     elif kind == "missing":
         p = tmp_path / "missing.stl"
+    elif kind == "faces_only_obj":
+        p = tmp_path / "faces_only.obj"
+        p.write_text("f 1 2 3\nf 1 3 4\n")
+    elif kind == "random_bytes_obj":
+        p = tmp_path / "random.obj"
+        p.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "random_bytes_stl":
+        p = tmp_path / "random.stl"
+        p.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "face_index_past_vertices_obj":
+        p = tmp_path / "bad_index.obj"
+        p.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n")
     else:  # pragma: no cover
         raise AssertionError(kind)
     return p
@@ -101,6 +113,10 @@ def _bad_mesh(kind: str, tmp_path: Path) -> Path:
         ("nan_vertex", "NaN"),
         ("mostly_degenerate", "zero area"),
         ("missing", "no such file"),
+        ("faces_only_obj", r"OBJ file has 2 face lines \('f'\) but no vertex lines"),
+        ("random_bytes_obj", "binary data, not an OBJ file"),
+        ("random_bytes_stl", r"neither a valid binary \.stl file nor UTF-8 text"),
+        ("face_index_past_vertices_obj", "a face refers to a vertex the file does not have"),
     ],
 )
 def test_bad_meshes_raise_dataerror_naming_file(tmp_path, kind, match):
@@ -108,6 +124,25 @@ def test_bad_meshes_raise_dataerror_naming_file(tmp_path, kind, match):
     with pytest.raises(DataError, match=match) as ei:
         M.load_mesh(p)
     assert str(ei.value).startswith(str(p))
+
+
+def test_obj_in_latin1_still_loads(tmp_path):
+    p = tmp_path / "tetra.obj"
+    p.write_bytes(b"# caf\xe9 (Latin-1 comment)\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\n"
+                  b"f 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
+    m = M.load_mesh(p)
+    assert len(m.faces) == 4 and m.metadata["ntkgrid"]["watertight"]
+
+
+def test_bench_labels_bad_mesh_is_one_line(tmp_path, capsys):
+    from benchmarks import bench_labels
+
+    p = tmp_path / "faces.obj"
+    p.write_text("f 1 2 3\n")
+    assert bench_labels.main(["--mesh", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"error: --mesh {p}: OBJ file has 1 face line ('f') but no vertex lines")
+    assert bench_labels.main(["--points", "0"]) == 2
 
 
 @pytest.mark.parametrize("bad_face", [[0, 0, 1], "colinear"])

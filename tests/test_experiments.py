@@ -4,7 +4,9 @@ library pieces on their own: tests/test_sweep_*.py, tests/test_analysis.py."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -231,11 +233,73 @@ def test_unusable_data_root_is_a_clear_error(tmp_path, capsys, make):
     (["--config-json", "multigrid"], "NAME=PATH"),
     (["--config-json", "hashgrid=x.json"], "unknown name"),
     (["--config-json", "multigrid=/nonexistent/best.json"], "/nonexistent/best.json"),
+    (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
+    (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--shard", "a/b"], "shard spec must look like 'i/n' (e.g. '0/4'), got 'a/b'"),
+    (["--num-processes", "2"], "need --distributed"),
+    (["--distributed", "--coordinator", "nohost"], "--coordinator must be HOST:PORT"),
+    (["--distributed", "--num-processes", "2", "--process-id", "2"], "--process-id / $JAX_PROCESS_ID must be in 0..1"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, needle):
     assert imagenet_sweep.main([*argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err
+    assert needle in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_json_of_another_kind_is_refused(tmp_path, capsys):
+    """A Fourier config given as the multigrid would be trained and reported as the multigrid."""
+    path = files.write_json(tmp_path / "ff.json", presets.IMAGENET_QUICK["fourier"].to_dict())
+    assert imagenet_sweep.main(["--config-json", f"multigrid={path}", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"multigrid={path}" in err and "'fourier'" in err and "'multigrid'" in err
+    inf = tmp_path / "inf.json"
+    inf.write_text(json.dumps({**presets.IMAGENET_QUICK["fourier"].to_dict(), "learning_rate": float("inf")}))
+    assert imagenet_sweep.main(["--config-json", f"fourier={inf}", "--out", str(tmp_path / "o")]) == 2
+    assert "learning_rate must be finite" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_that_cannot_be_a_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    assert imagenet_sweep.main(["--num-synsets", "1", *TINY, "--out", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --out {afile}: exists and is not a folder\n" and afile.read_text() == "keep me\n"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:  # root writes through permissions: emulate a read-only filesystem
+        def refuse(self, data):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+        monkeypatch.setattr(Path, "write_bytes", refuse)
+    else:
+        ro.chmod(0o555)
+    try:
+        assert imagenet_sweep.main(["--num-synsets", "1", *TINY, "--out", str(ro / "out")]) == 2
+    finally:
+        ro.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {ro / 'out'}: cannot be written (") and err.count("\n") == 1
+
+
+def test_distributed_settings_from_options_then_environment():
+    import argparse
+
+    def ns(**kw):
+        return argparse.Namespace(**{"coordinator": None, "num_processes": None, "process_id": None, **kw})
+
+    env = {"JAX_COORDINATOR_ADDRESS": "node0:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+    assert imagenet_sweep.distributed_settings(ns(), env) == {
+        "coordinator_address": "node0:1234", "num_processes": 4, "process_id": 3}
+    assert imagenet_sweep.distributed_settings(ns(coordinator="h:9", num_processes=2, process_id=0), env) == {
+        "coordinator_address": "h:9", "num_processes": 2, "process_id": 0}
+    assert imagenet_sweep.distributed_settings(ns(), {}) == {}  # JAX's cluster detection (SLURM, MPI, k8s)
+    with pytest.raises(ValueError, match=r"\$JAX_NUM_PROCESSES must be an integer, got 'four'"):
+        imagenet_sweep.distributed_settings(ns(), {"JAX_NUM_PROCESSES": "four"})
 
 
 def test_config_json_replaces_a_preset(tmp_path):
@@ -412,3 +476,24 @@ def test_recipe_screen_predicts_and_observes_and_tabulates(tmp_path, capsys):
     assert recipe.main(["table", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| literal | " in text and "predicted stable (lr < lr_crit): 1 runs" in text
+
+
+def test_recipe_table_of_a_missing_or_empty_folder_is_an_error(tmp_path, capsys):
+    assert recipe.main(["table", "--out", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'missing'}: no such folder\n"
+    assert recipe.main(["table", "--out", str(tmp_path)]) == 2
+    assert "holds neither screen.json nor train.json" in capsys.readouterr().err
+
+
+def test_ntk_evolution_without_ntk_points_is_one_line(tmp_path, capsys):
+    assert ntk_evolution.main(["--ntk-points", "0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --ntk-points 0 means no kernels") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_sweep_with_no_images_is_one_line(capsys):
+    from benchmarks import bench_sweep
+
+    assert bench_sweep.main(["--images", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --images must be >= 1, got 0"

@@ -244,7 +244,8 @@ def test_main_tiny_run_writes_outputs_and_reports_bad_meshes(tmp_path, capsys):
     assert "inside out" in err and "non-manifold" in err and "zero area" in err and "empty file" in err
     assert "6 of 7 mesh(es) failed" in err
     # the good mesh ran completely, on fresh points every epoch
-    mdir = out / "blob"
+    mdir = out / occ.mesh_folder_name(good)
+    assert mdir.name.startswith("blob-")
     for f in ["render.png", "iou_curve.png", "metrics.json", "surface_baseline.ply", "surface_fourier.ply",
               "surface_multigrid.ply", "baseline/summary.json", "fourier/metrics.jsonl",
               "multigrid/ntk/epoch_000002.npz"]:
@@ -258,9 +259,9 @@ def test_main_tiny_run_writes_outputs_and_reports_bad_meshes(tmp_path, capsys):
         assert {"eigenvalues/sigmoid/total", "eigenvalues/logit/total", "eigenvalues/logit/grid"} <= set(z.files)
         assert z["eigenvalues/logit/total"].shape == (16,)  # --ntk-points 16
     res = json.loads((out / "results.json").read_text())
-    assert [m["name"] for m in res["meshes"]] == ["blob"]
-    assert sorted(e["mesh"] for e in res["errors"]) == ["degenerate", "empty", "inverted", "nonmanifold", "notes",
-                                                        "sheet"]
+    assert [m["name"] for m in res["meshes"]] == [mdir.name]
+    assert sorted(e["mesh"].rsplit("-", 1)[0] for e in res["errors"]) == ["degenerate", "empty", "inverted",
+                                                                          "nonmanifold", "notes", "sheet"]
     run = res["meshes"][0]["runs"]["multigrid"]
     assert run["epoch_points"] == 256 and run["labelling"]["points"] == 0  # the baseline's labels, cached
     assert res["meshes"][0]["runs"]["baseline"]["labelling"]["points"] == 2 * 256
@@ -269,7 +270,7 @@ def test_main_tiny_run_writes_outputs_and_reports_bad_meshes(tmp_path, capsys):
         assert 0.0 <= run["final"][key] <= 1.0
     assert run["config"]["hidden"] == [16, 16] and run["config"]["epochs"] == 2
     report = (out / "report.md").read_text()
-    assert "| blob | multigrid |" in report and "* sheet: " in report
+    assert f"| {mdir.name} | multigrid |" in report and "* sheet-" in report
 
 
 def test_tune_occupancy_writes_a_config_the_occupancy_experiment_loads(tmp_path):
@@ -321,3 +322,135 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert "epochs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["--encodings", "nerf"])
+
+
+# ----------------------------------------------------------------------------- reruns, folders, bad input
+
+MICRO = ["--epochs", "1", "--pool-size", "300", "--eval-size", "50", "--resolution", "8", "--render-steps", "8",
+         "--mc-resolution", "8", "--ntk-points", "4", "--hidden", "8", "--encodings", "baseline", "--no-progress"]
+
+
+def _digests(root) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "pools" not in p.parts}
+
+
+def test_mesh_folder_is_a_stable_identity(tmp_path):
+    a = tmp_path / "x" / "blob.ply"
+    a.parent.mkdir()
+    trimesh.creation.icosphere(subdivisions=1).export(a)
+    b = tmp_path / "y" / "blob.ply"  # same stem, other mesh
+    b.parent.mkdir()
+    trimesh.creation.box().export(b)
+    c = tmp_path / "z" / "blob.ply"  # the same file elsewhere
+    c.parent.mkdir()
+    c.write_bytes(a.read_bytes())
+    assert occ.mesh_folder_name(a).startswith("blob-") and occ.mesh_folder_name(a) != occ.mesh_folder_name(b)
+    assert occ.mesh_folder_name(c) == occ.mesh_folder_name(a)
+    assert occ.mesh_preset_key(occ.mesh_folder_name(tmp_path / "armadillo.ply")) == ("armadillo", True)
+    args = cli.build_parser().parse_args(["--mesh", str(b), str(a), str(c)])
+    names = [n for n, _, _ in cli._sources(args, tmp_path / "fresh")]
+    assert names == [occ.mesh_folder_name(b), occ.mesh_folder_name(a)]  # c is a: it runs once
+    args = cli.build_parser().parse_args(["--mesh", str(a), str(b)])  # reordered: same folders
+    assert [n for n, _, _ in cli._sources(args, tmp_path / "fresh")] == names[::-1]
+    # an older version's folder (the bare stem) holding this very file is still used
+    (tmp_path / "out" / "blob").mkdir(parents=True)
+    (tmp_path / "out" / "blob" / "metrics.json").write_text(json.dumps({"source": str(a)}))
+    assert occ.legacy_folder(tmp_path / "out", a) == "blob" and occ.legacy_folder(tmp_path / "out", b) is None
+    args = cli.build_parser().parse_args(["--mesh", str(b), str(a)])
+    assert [n for n, _, _ in cli._sources(args, tmp_path / "out")] == [occ.mesh_folder_name(b), "blob"]
+
+
+def test_failed_rerun_and_reordered_meshes_keep_earlier_results(tmp_path, capsys):
+    """A rerun with another --lr fails; results.json, report.md, spectra and the mesh folder stay;
+    reordering --mesh reuses the finished mesh byte for byte and merges the new one."""
+    a, b = tmp_path / "ball.ply", tmp_path / "box.ply"
+    trimesh.creation.icosphere(subdivisions=2).export(a)
+    trimesh.creation.box(extents=(2.0, 1.0, 1.0)).export(b)
+    out = tmp_path / "run"
+    assert cli.main(["--mesh", str(a), "--out", str(out), *MICRO]) == 0
+    first = _digests(out)
+    ball = occ.mesh_folder_name(a)
+    assert f"{ball}/metrics.json" in first and "spectra.png" in first
+    capsys.readouterr()
+    assert cli.main(["--mesh", str(a), "--out", str(out), *MICRO, "--lr", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "holds a different run" in err
+    again = _digests(out)
+    changed = {k for k in first if again.get(k) != first[k]}
+    assert changed == {"results.json", "report.md"}  # the failure is recorded, nothing finished is lost
+    res = json.loads((out / "results.json").read_text())
+    assert [m["name"] for m in res["meshes"]] == [ball] and res["errors"][0]["mesh"] == ball
+    assert "the earlier run's, kept" in (out / "report.md").read_text()
+    assert cli.main(["--mesh", str(b), str(a), "--out", str(out), *MICRO]) == 0
+    third = _digests(out)
+    assert all(third[k] == first[k] for k in first if k.startswith(ball + "/"))  # reused as it was
+    res = json.loads((out / "results.json").read_text())
+    assert [m["name"] for m in res["meshes"]] == [ball, occ.mesh_folder_name(b)] and res["errors"] == []
+    spectra = json.loads((out / "spectra.json").read_text())
+    assert spectra["baseline"]["end"]["count"] == 2  # both meshes in the mean, not just this run's new one
+
+
+def test_divergence_exits_1_with_one_line(tmp_path, capsys):
+    a = tmp_path / "ball.ply"
+    trimesh.creation.icosphere(subdivisions=1).export(a)
+    rc = cli.main(["--mesh", str(a), "--out", str(tmp_path / "o"), *MICRO, "--ntk-points", "0", "--lr", "1e30"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert f"error: {occ.mesh_folder_name(a)}/baseline diverged at epoch 1" in err
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--ntk-points", "-3"], "--ntk-points must be >= 0, got -3"),
+    (["--hidden", "0"], "--hidden widths must be >= 1, got 0"),
+    (["--hidden", "8", "0"], "--hidden widths must be >= 1, got 8 0"),
+    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--mc-resolution", "1"], "--mc-resolution must be >= 2"),
+])
+def test_bad_option_values_are_one_line_exit_2(tmp_path, capsys, argv, msg):
+    assert cli.main(["--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {msg}") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_that_is_a_file_or_read_only(tmp_path, capsys, monkeypatch):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert cli.main(["--out", str(f)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --out {f}: is a file, not a folder"
+    assert f.read_text() == "x"
+
+    def read_only(*_a, **_k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("tempfile.TemporaryFile", read_only)
+    assert cli.main(["--out", str(tmp_path / "ro")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --out {tmp_path / 'ro'}: cannot write there (Read-only file system)"
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "not_spectra"])
+def test_damaged_spectra_file_named_in_a_clear_error(tmp_path, kind):
+    from ntkgrid.occupancy.spectra import read_spectra_file
+
+    p = tmp_path / "epoch_000002.npz"
+    good = {"ntk_hash": np.array("k"), "epoch": np.array(2), "eigenvalues/sigmoid/total": np.ones(3),
+            "floor/sigmoid/total": np.array(0.1), "n_above_floor/sigmoid/total": np.array(3),
+            "n_negative/sigmoid/total": np.array(0), "asymmetry/sigmoid/total": np.array(0.0)}
+    np.savez(p, **good)
+    epoch, spectra = read_spectra_file(p)
+    assert epoch == 2 and spectra["sigmoid"]["total"].eigenvalues.tolist() == [1, 1, 1]
+    if kind == "garbage":
+        p.write_bytes(b"\x00garbage" * 50)
+    elif kind == "truncated":
+        p.write_bytes(p.read_bytes()[:200])
+    else:
+        np.savez(p, other=np.zeros(2))
+    with pytest.raises(DataError) as ei:
+        read_spectra_file(p)
+    assert str(ei.value).startswith(str(p)) and "spectra file" in str(ei.value)

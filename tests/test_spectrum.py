@@ -42,6 +42,29 @@ def test_full_kernel_is_flattened():
     assert np.allclose(spectrum_from_kernel(k4).eigenvalues, np.sort(np.linalg.eigvalsh(flat))[::-1])
 
 
+@pytest.mark.parametrize("x", [np.zeros((0, 2)), np.array([[0.1, 0.2], [np.nan, 0.5]]),
+                               np.array([[0.1, np.inf]]), np.zeros(3)])
+def test_ntk_spectrum_refuses_empty_or_non_finite_x(x):
+    model = CoordinateMLP(encoding=Identity(), hidden=(8,), out_dim=1)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+    with pytest.raises(ValueError, match=r"x must be \(N, d\) with N >= 1|NaN or infinite coordinates"):
+        ntk_spectrum(model, params, x)
+
+
+def test_non_finite_kernel_is_a_clear_error_not_an_eigensolver_failure():
+    k = _psd(5, 5, 0)
+    k[1, 2] = np.nan
+    with pytest.raises(ValueError, match="kernel has 1 of 25 entries NaN or infinite"):
+        spectrum_from_kernel(k)
+    with pytest.raises(ValueError, match="kernel is empty"):
+        spectrum_from_kernel(np.zeros((0, 0)))
+    model = CoordinateMLP(encoding=Identity(), hidden=(8,), out_dim=1)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+    params = jax.tree.map(lambda a: a * np.nan, params)  # a diverged model
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ntk_spectrum(model, params, np.random.default_rng(0).random((4, 2)))
+
+
 def test_resample_and_mean():
     e = np.array([4.0, 2.0, 1.0])
     assert np.allclose(resample(e, 5), [4.0, 3.0, 2.0, 1.5, 1.0])

@@ -219,6 +219,7 @@ SHARDED = textwrap.dedent("""
     import json, sys
     import jax, numpy as np, optax
     from ntkgrid.config import TrainConfig
+    from ntkgrid.models import build_model
     from ntkgrid.training import TRACE_COUNTS, batched, fit, make_batch_epoch_fn
     assert len(jax.local_devices()) == 2, jax.local_devices()
     cfg = TrainConfig(hidden=(16,), learning_rate=1.0, epochs=3, batch_size=8, ntk_points=0, checkpoints=(3,))

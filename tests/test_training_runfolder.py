@@ -104,3 +104,47 @@ def test_resume_skips_a_metrics_line_whose_checkpoint_is_unreadable(tmp_path):
     again = fit(cfg, x, y, out_dir=tmp_path, progress=False)
     np.testing.assert_array_equal(again.losses, ref.losses)
     assert [h["epoch"] for h in again.history] == [2, 4] and tree_equal(again.params, ref.params)
+
+
+def test_an_unreadable_summary_resumes_from_the_checkpoints_and_unreadable_metadata_is_refused(tmp_path):
+    """A damaged summary.json: the run.json and the checkpoints still tell the run, which
+    finishes again with the same numbers; with run.json damaged too the folder is refused,
+    naming both files, and nothing in it is removed."""
+    from ntkgrid.training.runfolder import RunFolder
+
+    x, y = astronaut(16)
+    cfg = SMALL.replace(epochs=2, checkpoints=(0, 2))
+    ref = fit(cfg, x, y, out_dir=tmp_path)
+    (tmp_path / "summary.json").write_text("{trunc")
+    assert not RunFolder(tmp_path).complete() and not RunFolder.unidentifiable(tmp_path)
+    r = fit(cfg, x, y, out_dir=tmp_path)
+    assert r.complete and r.final["psnr"] == ref.final["psnr"] and np.array_equal(r.losses, ref.losses)
+    assert json.loads((tmp_path / "summary.json").read_text())["complete"]
+    for name in ("summary.json", "run.json"):
+        (tmp_path / name).write_text("[]")
+    assert RunFolder.unidentifiable(tmp_path)
+    files = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="summary.json and .*run.json: unreadable"):
+        fit(cfg, x, y, out_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == files
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "other_arrays"])
+def test_damaged_spectra_file_is_a_clear_error_naming_it(tmp_path, kind):
+    from ntkgrid.data import DataError
+    from ntkgrid.training import load_spectra
+
+    p = tmp_path / "epoch_000002.npz"
+    np.savez(p, groups=np.array(["total"]), **{"eigenvalues/total": np.ones(4), "floor/total": np.array(0.1),
+                                               "n_above_floor/total": np.array(4), "n_negative/total": np.array(0),
+                                               "asymmetry/total": np.array(0.0)})
+    assert load_spectra(p)["total"].n_above_floor == 4
+    if kind == "garbage":
+        p.write_bytes(b"not a zip archive at all\n" * 20)
+    elif kind == "truncated":
+        p.write_bytes(p.read_bytes()[:300])
+    else:
+        np.savez(p, something=np.zeros(2))
+    with pytest.raises(DataError) as ei:
+        load_spectra(p)
+    assert str(ei.value).startswith(str(p)) and "spectra file" in str(ei.value)

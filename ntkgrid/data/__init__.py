@@ -2,7 +2,7 @@
 
 Submodules (imported lazily, so ``import ntkgrid.data`` stays cheap):
 
-* :mod:`ntkgrid.data.images` -- image loading (8/16-bit, grey, palette, alpha),
+* :mod:`ntkgrid.data.images` -- image loading (8/16-bit, float, grey, palette, alpha, CMYK, EXIF),
   scikit-image's bundled photos, ImageNet-style folders, pixel-grid datasets.
 * :mod:`ntkgrid.data.meshes` -- mesh loading and normalisation to the unit cube,
   occupancy labels (embree ray parity or generalised winding numbers), cached

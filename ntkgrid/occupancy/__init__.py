@@ -3,8 +3,10 @@
 Modules: :mod:`~ntkgrid.occupancy.setup` (settings, presets, per-mesh configs),
 :mod:`~ntkgrid.occupancy.data` (point pools, IoU, held-out evaluation),
 :mod:`~ntkgrid.occupancy.spectra` (float64 NTK spectra of a run),
-:mod:`~ntkgrid.occupancy.run` (one mesh, every encoding) and
-:mod:`~ntkgrid.occupancy.report` (figures, ``results.json``, ``report.md``).
+:mod:`~ntkgrid.occupancy.run` (one mesh, every encoding),
+:mod:`~ntkgrid.occupancy.report` (figures, ``results.json``, ``report.md``) and
+:mod:`~ntkgrid.occupancy.results` (mesh folders by content hash; reruns merged into
+earlier results, never replacing them with a failures-only version).
 
 One mesh -> labelled point pools -> one SGD run per encoding -> metrics, spectra,
 pictures. :mod:`experiments.occupancy` is the command line around :func:`run_mesh`,
@@ -36,6 +38,7 @@ pictures. :mod:`experiments.occupancy` is the command line around :func:`run_mes
 
 from ntkgrid.occupancy.data import OccupancyData, iou, make_eval_fn, occupancy_metrics, prepare_data, region_bounds
 from ntkgrid.occupancy.report import KERNEL_CAPTION, plot_iou_curves, plot_mean_spectra, results_table, write_results
+from ntkgrid.occupancy.results import finished_result, legacy_folder, load_mesh_result, merge_results, mesh_folder_name
 from ntkgrid.occupancy.run import MeshResult, run_mesh
 from ntkgrid.occupancy.setup import (
     ENCODINGS,
@@ -67,8 +70,13 @@ __all__ = [
     "OccupancySetup",
     "checkpoint_spectra",
     "configs_for",
+    "finished_result",
     "iou",
+    "legacy_folder",
+    "load_mesh_result",
     "make_eval_fn",
+    "merge_results",
+    "mesh_folder_name",
     "mesh_preset_key",
     "occupancy_metrics",
     "plot_iou_curves",

@@ -162,7 +162,10 @@ def write_results(results: Sequence[MeshResult], errors: Sequence[dict], out_dir
                   + ", ".join(f"`{r.name}/surface_{e}.ply`" for e in r.runs) for r in results]
     if errors:
         lines.append("\nFailed:\n")
-        lines += [f"* {e['mesh']}: {e['error']}" for e in errors]
+        done = {r.name for r in results}
+        lines += [f"* {e['mesh']}: {e['error']}"
+                  + (" (a rerun failed; the results above are the earlier run's, kept)" if e["mesh"] in done else "")
+                  for e in errors]
     mpath = out / "report.md"
     write_text(mpath, "\n".join(lines) + "\n")
     return jpath, mpath

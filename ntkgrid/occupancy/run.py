@@ -29,7 +29,7 @@ class MeshResult:
 
     ``runs[encoding]`` holds ``config`` (dict), ``history`` (list of ``{epoch, loss,
     accuracy, iou_uniform, accuracy_uniform, iou_surface, accuracy_surface, seconds}``),
-    ``final`` (the last of those), ``diverged``, ``seconds`` (``train``, ``surface``,
+    ``final`` (the last of those), ``diverged``, ``diverged_epoch`` (1-based, or None), ``seconds`` (``train``, ``surface``,
     ``render``), ``surface`` (path of the ``.ply``, or None), ``surface_faces``,
     ``surface_watertight``; ``spectra[encoding][epoch]`` the total NTK :class:`Spectrum`
     of the setup's ``ntk_output`` at the spectra epochs, ``spectra_by_output[output]`` the
@@ -48,12 +48,19 @@ class MeshResult:
     gt_render_seconds: float
     load_seconds: float = 0.0  # wall time the caller spent loading/generating the mesh
     spectra_by_output: dict[str, dict[str, dict[int, Spectrum]]] = dataclasses.field(default_factory=dict)
+    settings: dict | None = None  # {"setup": OccupancySetup as a dict, "seed": int}: what a rerun must match to reuse
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
              if f.name not in ("spectra", "spectra_by_output")}
         return to_jsonable(d)
 
+
+
+def run_settings(setup: OccupancySetup, seed: int) -> dict:
+    """The settings besides the configs that a mesh's results depend on, as stored in its
+    ``metrics.json`` (``settings``): the setup and the pool/NTK-point seed."""
+    return to_jsonable({"setup": dataclasses.asdict(setup), "seed": int(seed)})
 
 
 def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig], setup: OccupancySetup,
@@ -122,7 +129,8 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     plot_iou_curves(runs, out / "iou_curve.png", title=f"{name}: held-out IoU against epochs")
     result = MeshResult(name=name, source=source, preset_key=key, preset_matched=matched, info=mesh_info(mesh),
                         data_seconds=data.seconds, runs=runs, spectra=spectra, render=str(render_path),
-                        gt_render_seconds=gt_seconds, load_seconds=load_seconds, spectra_by_output=spectra_all)
+                        gt_render_seconds=gt_seconds, load_seconds=load_seconds, spectra_by_output=spectra_all,
+                        settings=run_settings(setup, seed))
     write_json(out / "metrics.json", result.to_json())
     return result
 
@@ -169,6 +177,7 @@ def _run_encoding(mesh: trimesh.Trimesh, name: str, enc: str, cfg: TrainConfig, 
     fin = hist[-1] if hist else {}
     e_size = setup.epoch_size(cfg)
     run = {"config": cfg.to_dict(), "history": hist, "final": fin, "diverged": res.diverged,
+           "diverged_epoch": res.diverged_epoch,
            "epoch_points": e_size, "steps_per_epoch": -(-e_size // cfg.batch_size),
            "seconds": {"train": res.seconds, "spectra": t_ntk, "surface": t2 - t1, "render": t3 - t2},
            "labelling": None if sampler is None else {"points": sampler.labelled,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.data import DataError
 from ntkgrid.files import write_bytes
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
 
@@ -38,7 +39,7 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     import jax.numpy as jnp
 
     from ntkgrid.models import build_model
-    from ntkgrid.spectrum import Spectrum, ntk_spectrum, spectrum_from_kernel
+    from ntkgrid.spectrum import ntk_spectrum, spectrum_from_kernel
     from ntkgrid.training import checkpoint_path, load_checkpoint
 
     run_dir = Path(run_dir)
@@ -50,14 +51,14 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     for epoch in epochs:
         cache = run_dir / "ntk" / f"epoch_{int(epoch):06d}.npz"
         if cache.exists():
-            with np.load(cache) as z:
-                if str(z["ntk_hash"]) == key:
-                    for o in NTK_OUTPUTS:
-                        groups = [k.split("/", 2)[2] for k in z.files if k.startswith(f"eigenvalues/{o}/")]
-                        out[o][epoch] = {g: Spectrum(z[f"eigenvalues/{o}/{g}"], float(z[f"floor/{o}/{g}"]),
-                                                     int(z[f"n_above_floor/{o}/{g}"]), int(z[f"n_negative/{o}/{g}"]),
-                                                     float(z[f"asymmetry/{o}/{g}"])) for g in groups}
-                    continue
+            try:
+                cached_key, (_, cached) = _spectra_hash(cache), read_spectra_file(cache)
+            except DataError:  # a damaged cache: computed again below
+                cached_key = None
+            if cached_key == key:
+                for o in NTK_OUTPUTS:
+                    out[o][epoch] = cached[o]
+                continue
         if not checkpoint_path(run_dir, epoch).exists():
             continue
         variables = load_checkpoint(run_dir, epoch)
@@ -84,3 +85,54 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
         write_bytes(cache, buf.getvalue())
     return out
 
+
+
+def _open_npz(path: Path):
+    """``np.load`` of a spectra file, any failure a :class:`DataError` naming it."""
+    import zipfile
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise DataError(path, "no such file") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(path, f"not a readable .npz spectra file (garbage or truncated: {exc})") from exc
+
+
+def _spectra_hash(path: Path) -> str:
+    import zipfile
+
+    with _open_npz(path) as z:
+        try:
+            return str(z["ntk_hash"])
+        except (KeyError, OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(path, f"damaged .npz spectra file (no readable ntk_hash: {exc})") from exc
+
+
+def read_spectra_file(path: str | os.PathLike) -> tuple[int, dict[str, dict[str, Spectrum]]]:
+    """One ``ntk/epoch_XXXXXX.npz`` written by :func:`checkpoint_spectra`:
+    ``(epoch, {output: {group: Spectrum}})``.
+
+    Raises :class:`ntkgrid.data.DataError` naming the file when it is missing, not an
+    ``.npz`` archive, truncated, or lacks the arrays a spectra file holds."""
+    import zipfile
+
+    from ntkgrid.spectrum import Spectrum
+
+    path = Path(path)
+    with _open_npz(path) as z:
+        try:
+            epoch = int(z["epoch"]) if "epoch" in z.files else int(path.stem.split("_")[-1])
+            out: dict[str, dict[str, Spectrum]] = {}
+            for o in NTK_OUTPUTS:
+                groups = [k.split("/", 2)[2] for k in z.files if k.startswith(f"eigenvalues/{o}/")]
+                out[o] = {g: Spectrum(np.asarray(z[f"eigenvalues/{o}/{g}"]), float(z[f"floor/{o}/{g}"]),
+                                      int(z[f"n_above_floor/{o}/{g}"]), int(z[f"n_negative/{o}/{g}"]),
+                                      float(z[f"asymmetry/{o}/{g}"])) for g in groups}
+        except KeyError as exc:
+            raise DataError(path, f"not a spectra file (no array {exc})") from exc
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(path, f"damaged .npz spectra file (truncated or corrupt: {exc})") from exc
+    if not any(out.values()):
+        raise DataError(path, "not a spectra file (no eigenvalues/<output>/<group> arrays)")
+    return epoch, out

@@ -11,8 +11,13 @@ output folder ``out``::
     skipped.json                  files that could not be used, each with the reason
     results.json, summary.csv, summary.md, spectra.png/.json, report.md   (summarize)
 
-Resuming: an image whose ``results/<image_id>.json`` exists is skipped; an interrupted
-image continues inside ``fit`` from its last checkpoint. ``manifest.json`` pins the
+Resuming: an image whose ``results/<image_id>.json`` holds every config's results is
+skipped; an interrupted image continues inside ``fit`` from its last checkpoint. Damage is
+rebuilt, never deleted: an unreadable results file is renamed ``<image_id>.json.corrupt``
+and rebuilt from the image's run folders (finished runs load, only missing ones train); a
+run folder whose ``run.json`` and ``summary.json`` are both unreadable is renamed
+``<name>.corrupt`` and that config trains again; an unreadable ``summary.json`` alone
+resumes from the checkpoints. ``manifest.json`` pins the
 settings that decide the results (configs, image size, seed, the selected images); a
 rerun with different ones into the same folder stops with an error naming the
 differences before anything is computed, so nothing already computed is lost.
@@ -26,9 +31,15 @@ results are written when all its configs are done.
 
 Sharding: ``shard="i/n"`` runs images ``i, i+n, ...`` of the selection (use one output
 folder per shard); :func:`merge` collects shard folders into one summary equal to that of
-an unsharded run (per-image results point at the shards' run folders). ``shard="auto"``
-takes ``jax.process_index()/jax.process_count()`` (one shard per process of a
+an unsharded run (per-image results point at the shards' run folders). A merge only adds:
+results its output folder already holds stay byte-identical, and an image with other
+numbers in a shard is an error. ``shard="auto"`` takes
+``jax.process_index()/jax.process_count()`` (one shard per process of a
 ``jax.distributed.initialize()`` job).
+
+File names that are not UTF-8: image ids keep only ``[A-Za-z0-9._-]``; JSON files keep the
+exact path (Python's ``surrogateescape``, written as ``\\udcXX`` escapes); Markdown and
+CSV show the undecodable bytes as ``\\xNN`` (:func:`ntkgrid.files.printable`).
 
 Spectra: each run records float64 NTK spectra (by parameter group) at its checkpoints;
 "middle" is the measured epoch nearest ``epochs / 2`` and "end" the last one. Mean

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ntkgrid import files
@@ -34,16 +35,22 @@ def apply_overrides(cfg: TrainConfig, *, epochs: int | None = None, batch_size: 
     return cfg.replace(**ch) if ch else cfg
 
 
-def load_config_json(spec: str, allowed: Iterable[str]) -> tuple[str, TrainConfig]:
+def load_config_json(spec: str, allowed: Iterable[str],
+                     kinds: Mapping[str, str] | None = None) -> tuple[str, TrainConfig]:
     """Parse ``"name=path"`` (a ``--config-json`` argument).
 
-    Arguments:
+    Args:
       spec: ``NAME=PATH``; ``PATH`` holds a ``TrainConfig.to_dict()`` (as written by
         ``experiments.tune``) or a run's ``run.json``/``summary.json`` (its ``"config"``).
       allowed: the names ``NAME`` may take.
+      kinds: ``{name: encoding kind}`` the config must have (e.g. ``{"multigrid":
+        "multigrid"}``), so that a Fourier config cannot be trained and reported as the
+        multigrid; None: any kind.
 
     Returns:
-      ``(name, TrainConfig)``. Raises ``ValueError`` naming the file and the problem.
+      ``(name, TrainConfig)``. Raises ``ValueError`` (one line naming the argument or file
+      and the problem) for a malformed spec, an unknown name, an unreadable file, a dict
+      that is not a config, a non-finite learning rate, or a kind other than ``kinds[name]``.
     """
     name, sep, path = spec.partition("=")
     allowed = list(allowed)
@@ -58,4 +65,10 @@ def load_config_json(spec: str, allowed: Iterable[str]) -> tuple[str, TrainConfi
         cfg = TrainConfig.from_dict(data)
     except (TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"{path}: not a TrainConfig dict ({err})") from err
+    if not math.isfinite(cfg.learning_rate):
+        raise ValueError(f"--config-json {spec!r}: learning_rate must be finite, got {cfg.learning_rate}")
+    want = (kinds or {}).get(name)
+    if want is not None and cfg.encoding.kind != want:
+        raise ValueError(f"--config-json {spec!r}: {path} holds a {cfg.encoding.kind!r} encoding, "
+                         f"but {name} is a {want!r} encoding; give it to the name of its kind")
     return name, cfg

@@ -13,7 +13,8 @@ from ntkgrid import files
 from ntkgrid.config import TrainConfig
 from ntkgrid.sweep.common import SweepError, read_json
 
-__all__ = ["IDENTITY_KEYS", "check_manifest", "describe_machine", "identity_diff", "load_sweep", "read_list"]
+__all__ = ["IDENTITY_KEYS", "check_manifest", "describe_machine", "identity_diff", "load_sweep", "read_list",
+           "read_record", "set_aside"]
 
 #: manifest.json keys that must match for a rerun or a merge to reuse results (the
 #: selection is compared by image id, so shards may see the data root at different paths).
@@ -42,12 +43,13 @@ def identity_diff(a: Mapping, b: Mapping) -> list[str]:
 
 
 def describe_machine() -> dict:
-    """Where the numbers were measured: platform, CPU count, JAX backend and devices."""
+    """Where the numbers were measured: platform, CPU count, JAX backend and this process's
+    devices (``jax.local_devices()``: in a multi-host job, those of this host)."""
     import jax
 
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
-            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.local_devices()]}
 
 
 def check_manifest(out: Path, manifest: Mapping) -> None:
@@ -63,9 +65,43 @@ def check_manifest(out: Path, manifest: Mapping) -> None:
 
 
 def read_list(path: Path, drop: Collection[str] = ()) -> list[dict]:
-    """The records of a ``skipped.json``/``failed.json`` (``[]`` if absent), without the image ids ``drop``."""
-    items = read_json(path) if path.exists() else []
-    return [s for s in items if s.get("image_id") not in drop]
+    """The records of a ``skipped.json``/``failed.json`` (``[]`` if absent or unreadable: a
+    sweep rewrites both, and their images, having no results, are tried again), without the
+    image ids ``drop``."""
+    try:
+        items = files.read_json(path) if path.exists() else []
+    except ValueError:
+        items = []
+    items = items if isinstance(items, list) else []
+    return [s for s in items if isinstance(s, dict) and isinstance(s.get("image_id"), str)
+            and s["image_id"] not in drop]
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.corrupt`` (``.corrupt-2``, ... if taken) so that nothing is
+    deleted; returns the new path."""
+    k, dest = 1, path.with_name(path.name + ".corrupt")
+    while dest.exists():
+        k += 1
+        dest = path.with_name(f"{path.name}.corrupt-{k}")
+    path.rename(dest)
+    return dest
+
+
+def read_record(path: Path) -> tuple[dict | None, str | None]:
+    """A ``results/<image_id>.json`` record and ``None``, or ``None`` and why it cannot be
+    used (unreadable JSON, not a record of that image, a run entry without its numbers)."""
+    try:
+        r = files.read_json(path)
+    except ValueError as err:
+        return None, str(err)
+    if not isinstance(r, dict) or r.get("image_id") != path.stem or not isinstance(r.get("runs"), dict):
+        return None, f"{path}: not the results of image {path.stem}"
+    for name, run in r["runs"].items():
+        if not isinstance(run, dict) or not isinstance(run.get("run_dir"), str) \
+                or not all(isinstance(run.get(k), (int, float, type(None))) for k in ("psnr", "ms_ssim", "seconds")):
+            return None, f"{path}: the entry of {name!r} is not a run's results"
+    return r, None
 
 
 def load_sweep(out: str | os.PathLike) -> dict:
@@ -73,17 +109,22 @@ def load_sweep(out: str | os.PathLike) -> dict:
 
     Returns:
       ``{"manifest", "records" (per-image results, selection order, run dirs resolved to
-      absolute ``run_path``), "skipped", "failed", "missing" (selected ids without results
-      and not skipped)}``. Raises :class:`SweepError` when ``out`` is not a sweep folder.
+      absolute ``run_path``), "skipped", "failed", "corrupt" (``[{"image_id", "reason"}]``:
+      results files that cannot be used; a rerun of the sweep rebuilds them from their run
+      folders), "missing" (selected ids without usable results and not skipped)}``. Raises
+      :class:`SweepError` when ``out`` is not a sweep folder.
     """
     out = Path(out)
     if not (out / "manifest.json").exists():
         raise SweepError(f"{out}: no manifest.json, so not a sweep output folder")
     manifest = read_json(out / "manifest.json")
-    by_id = {}
+    by_id, corrupt = {}, []
     for p in sorted((out / "results").glob("*.json")):
-        r = read_json(p)
-        for run in r.get("runs", {}).values():
+        r, reason = read_record(p)
+        if r is None:
+            corrupt.append({"image_id": p.stem, "reason": reason})
+            continue
+        for run in r["runs"].values():
             run["run_path"] = str((out / run["run_dir"]).resolve())
         by_id[r["image_id"]] = r
     order = [s["image_id"] for s in manifest.get("selection", [])]
@@ -92,4 +133,5 @@ def load_sweep(out: str | os.PathLike) -> dict:
     failed = read_list(out / "failed.json")
     done = set(by_id) | {s["image_id"] for s in skipped} | {f["image_id"] for f in failed}
     missing = [i for i in order if i not in done]
-    return {"manifest": manifest, "records": records, "skipped": skipped, "failed": failed, "missing": missing}
+    return {"manifest": manifest, "records": records, "skipped": skipped, "failed": failed, "corrupt": corrupt,
+            "missing": missing}

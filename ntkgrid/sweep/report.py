@@ -92,7 +92,7 @@ def summarize(out: str | os.PathLike, *, log: Log = print, wall_seconds: float |
     ``theorem1_ratio``, ``training_curves``: ``.png`` + ``.json``) and ``report.md`` for the
     sweep in ``out``.
 
-    Arguments:
+    Args:
       out: a sweep (or merged) folder.
       log: where the closing line goes.
       wall_seconds: the wall time of this invocation, for the report.
@@ -134,7 +134,11 @@ def _config_table(configs: Mapping[str, Mapping]) -> str:
     """Markdown table of the manifest's ``{name: TrainConfig dict}``."""
     rows = []
     for n, d in configs.items():
-        cfg = TrainConfig.from_dict(d)
+        try:
+            cfg = TrainConfig.from_dict(d)
+        except (TypeError, ValueError, AttributeError, KeyError) as err:
+            rows.append([n, f"(not a config this version reads: {type(err).__name__})"] + ["-"] * 6)
+            continue
         rows.append([n, cfg.encoding.describe(), files.fmt(cfg.learning_rate, 4), str(cfg.epochs), str(cfg.batch_size),
                      "x".join(map(str, cfg.hidden)), str(cfg.ntk_points), str(cfg.seed)])
     return markdown_table(["encoding", "parameters", "lr", "epochs", "batch", "MLP", "NTK points", "seed"], rows)
@@ -154,7 +158,7 @@ def _header_lines(m: Mapping, records: Sequence[Mapping], sweep: Mapping, wall_s
     if mach:
         lines.append(f"- machine: {mach.get('cpu_count')} CPU cores, {mach.get('platform')}, "
                      f"JAX {mach.get('jax')} on {mach.get('backend')}")
-    run_s = sum(r["runs"][n]["seconds"] for r in records for n in r["runs"])
+    run_s = sum(r["runs"][n].get("seconds") or 0.0 for r in records for n in r["runs"])
     lines.append(f"- training + measurement time over all runs: {run_s:.0f} s"
                  + (f"; wall time of this invocation: {wall_seconds:.0f} s" if wall_seconds is not None else ""))
     return lines
@@ -222,6 +226,11 @@ def _tail_lines(m: Mapping, names: Sequence[str], records: Sequence[Mapping], sw
         lines += ["## Failed runs", ""]
         lines += [f"- `{f['image_id']}`: " + "; ".join(f"{k}: {v}" for k, v in f["errors"].items())
                   for f in sweep["failed"]] + [""]
+    if sweep.get("corrupt"):
+        lines += ["## Unreadable results", "",
+                  "These results files cannot be used; rerunning the sweep rebuilds them from their run folders "
+                  "(retraining only what the run folders do not hold).", ""]
+        lines += [f"- `{c['image_id']}`: {c['reason']}" for c in sweep["corrupt"]] + [""]
     if sweep["missing"]:
         lines += ["## Not run yet", "",
                   f"{len(sweep['missing'])} selected image(s) have no results: "
@@ -234,7 +243,7 @@ def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, rec
                  figures: Iterable[str] = ()) -> str:
     """The ``report.md`` of a sweep (Markdown).
 
-    Arguments:
+    Args:
       manifest: the sweep's manifest; rows: :func:`ntkgrid.sweep.summary_rows`;
       order: :func:`ntkgrid.sweep.ordering`; records: the per-image records;
       sweep: :func:`ntkgrid.sweep.load_sweep`'s dict (``skipped``, ``failed``, ``missing``);

@@ -18,7 +18,7 @@ from ntkgrid.config import TrainConfig
 from ntkgrid.data import DataError
 from ntkgrid.files import write_json
 from ntkgrid.sweep.common import FORMAT, Log, SweepError
-from ntkgrid.sweep.folder import check_manifest, describe_machine, read_list
+from ntkgrid.sweep.folder import check_manifest, describe_machine, read_list, read_record, set_aside
 from ntkgrid.sweep.report import summarize
 from ntkgrid.sweep.shards import resolve_shard
 from ntkgrid.sweep.sources import ImageSource, load_source
@@ -82,7 +82,7 @@ def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir:
                 log: Log = print, progress: bool = True, prefix: str = "") -> dict[str, Any]:
     """Fit every config on one image; ``runs_dir/<name>`` holds each run (resumable).
 
-    Arguments:
+    Args:
       image: ``(H, W, 3)`` float32 in ``[0, 1]``.
       configs: ``{name: TrainConfig}``.
       runs_dir: the parent folder of the runs.
@@ -119,7 +119,7 @@ def group_sizes(runs_per_program: int | None, configs: Mapping[str, TrainConfig]
                 n: int) -> dict[str, int]:
     """Images per program for each config.
 
-    Arguments:
+    Args:
       runs_per_program: a fixed number (>= 1), or ``None`` for each config's
         :func:`ntkgrid.training.runs_per_program` for ``size x size`` images.
       configs: ``{name: TrainConfig}``.
@@ -172,7 +172,7 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
     ``runs_root/<image_id>/<name>`` holds each run (resumable, :mod:`ntkgrid.training`'s
     format, the same numbers as :func:`run_configs`).
 
-    Arguments:
+    Args:
       images: ``{image_id: (H, W, 3) float32}`` of one size.
       configs: ``{name: TrainConfig}``.
       runs_root: the parent folder of the images' run folders.
@@ -217,16 +217,40 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
     return out
 
 
-def _pending(out: Path, mine: Sequence[ImageSource], log: Log) -> tuple[list[tuple[int, ImageSource]], list[str]]:
-    """``([(index, source)] to train, [image ids done before])``: an image is done when its results exist."""
+def _pending(out: Path, mine: Sequence[ImageSource], configs: Mapping[str, TrainConfig],
+             log: Log) -> tuple[list[tuple[int, ImageSource]], list[str]]:
+    """``([(index, source)] to train, [image ids done before])``: an image is done when its
+    results file holds every config's results. An unreadable or incomplete results file is
+    set aside (``<image_id>.json.corrupt``, :func:`~ntkgrid.sweep.folder.set_aside`) and its
+    image trained again, which loads its finished runs from their folders (no retraining)."""
     todo, resumed = [], []
     for i, src in enumerate(mine):
-        if (out / "results" / f"{src.image_id}.json").exists():
-            log(f"[{i + 1}/{len(mine)}] {src.image_id}: done before, skipped")
-            resumed.append(src.image_id)
-        else:
-            todo.append((i, src))
+        path = out / "results" / f"{src.image_id}.json"
+        if path.exists():
+            record, reason = read_record(path)
+            if record is not None and set(configs) <= set(record["runs"]):
+                log(f"[{i + 1}/{len(mine)}] {src.image_id}: done before, skipped")
+                resumed.append(src.image_id)
+                continue
+            aside = set_aside(path)
+            log(f"[{i + 1}/{len(mine)}] {src.image_id}: {reason or f'{path}: not every encoding has results'}; "
+                f"kept as {aside.name}, rebuilding it from the run folders")
+        todo.append((i, src))
     return todo, resumed
+
+
+def _check_run_folders(runs_root: Path, ids: Sequence[str], configs: Mapping[str, TrainConfig], log: Log) -> None:
+    """Set aside (``<name>.corrupt``) every run folder of ``ids`` whose ``run.json`` and
+    ``summary.json`` are both unreadable (so which run it holds cannot be told), so that its
+    config trains again while the image's other runs are kept."""
+    from ntkgrid.training.runfolder import RunFolder
+
+    for iid in ids:
+        for name in configs:
+            root = runs_root / iid / name
+            if root.is_dir() and RunFolder.unidentifiable(root):
+                aside = set_aside(root)
+                log(f"{root}: run.json and summary.json unreadable; kept as {aside.name}, training {name} again")
 
 
 def _load_group(todo: Sequence[tuple[int, ImageSource]], n: int, size: int, skipped: list[dict],
@@ -270,7 +294,7 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
     """Train ``configs`` on each image of ``shard(sources)`` into ``out`` (see
     :mod:`ntkgrid.sweep`), then :func:`ntkgrid.sweep.summarize` it.
 
-    Arguments:
+    Args:
       out: output folder.
       sources: the whole selection (every shard passes the same list).
       configs: ``{name: TrainConfig}``.
@@ -308,7 +332,7 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
     mine_ids = {s.image_id for s in mine}
     skipped = read_list(out / "skipped.json", mine_ids)
     kept_failed = read_list(out / "failed.json", mine_ids)
-    todo, resumed = _pending(out, mine, log)
+    todo, resumed = _pending(out, mine, configs, log)
     sizes = group_sizes(runs_per_program, configs, size, len(todo))
     group = max(sizes.values(), default=1)
     if todo:
@@ -317,6 +341,7 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
     ran, failed = [], []
     for g in range(0, len(todo), group):
         images = _load_group(todo[g:g + group], len(mine), size, skipped, out / "skipped.json", log)
+        _check_run_folders(out / "runs", list(images), configs, log)
         runs = run_group({k: img for k, (_, _, img) in images.items()}, configs, out / "runs", log=log,
                          progress=progress, tags={k: t for k, (t, _, _) in images.items()},
                          matmul_precision=matmul_precision, sizes=sizes)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ntkgrid.files import write_json
 from ntkgrid.sweep.common import Log, SweepError, read_json
-from ntkgrid.sweep.folder import check_manifest, identity_diff, read_list
+from ntkgrid.sweep.folder import check_manifest, identity_diff, read_list, read_record, set_aside
 from ntkgrid.sweep.report import summarize
 
 __all__ = ["merge", "resolve_shard"]
@@ -50,63 +50,95 @@ def _shard_manifests(out: Path, sources: Sequence[str | os.PathLike]) -> tuple[l
     return srcs, manifests
 
 
-def _collect_shards(out: Path, srcs: Sequence[Path]) -> tuple[dict[str, dict], dict[str, dict], dict[str, dict]]:
-    """``(results, skipped, failed)`` by image id over the shards, run folders made relative
-    to ``out``; a duplicated image must have the same numbers in every shard."""
-    results: dict[str, dict] = {}
+def _numbers(record: dict) -> dict:
+    """What must agree for two results of one image to be the same: final PSNR and MS-SSIM per run."""
+    return {n: (v.get("psnr"), v.get("ms_ssim")) for n, v in record["runs"].items()}
+
+
+def _collect_shards(out: Path, srcs: Sequence[Path]) -> tuple[dict[str, tuple[Path, dict]], dict[str, dict],
+                                                               dict[str, dict]]:
+    """``(results, skipped, failed)`` by image id over the shards (``results``: ``{id: (file,
+    record)}``), run folders made relative to ``out``; a duplicated image must have the same
+    numbers in every shard. A shard's unreadable results file is an error naming it."""
+    results: dict[str, tuple[Path, dict]] = {}
     skipped: dict[str, dict] = {}
     failed: dict[str, dict] = {}
     for s in srcs:
         for p in sorted((s / "results").glob("*.json")):
-            r = read_json(p)
+            r, reason = read_record(p)
+            if r is None:
+                raise SweepError(f"{reason}; rerun that shard (it rebuilds the file from its run folders), then merge")
             for run in r["runs"].values():
                 run["run_dir"] = os.path.relpath((s / run["run_dir"]).resolve(), out.resolve())
             iid = r["image_id"]
             if iid in results:
-                a = {n: (v.get("psnr"), v.get("ms_ssim")) for n, v in results[iid]["runs"].items()}
-                b = {n: (v.get("psnr"), v.get("ms_ssim")) for n, v in r["runs"].items()}
-                if a != b:
-                    raise SweepError(f"{p}: image {iid} is in several shards with different results")
+                if _numbers(results[iid][1]) != _numbers(r):
+                    raise SweepError(f"{p}: image {iid} is in several shards with different results "
+                                     f"(also in {results[iid][0]})")
                 continue
-            results[iid] = r
+            results[iid] = (p, r)
         for f, store in (("skipped.json", skipped), ("failed.json", failed)):
             for item in read_list(s / f):
                 store.setdefault(item["image_id"], item)
-    for iid in results:
-        skipped.pop(iid, None)
-        failed.pop(iid, None)
     return results, skipped, failed
 
 
 def merge(out: str | os.PathLike, sources: Sequence[str | os.PathLike] = (), *, log: Log = print) -> dict:
     """Combine shard folders into ``out`` and :func:`ntkgrid.sweep.summarize` it.
 
-    Arguments:
-      out: the merged folder.
+    Args:
+      out: the merged folder. It may already hold results of the same sweep (an unsharded
+        run, an earlier merge): they are kept.
       sources: shard output folders; empty means every sub-folder of ``out`` holding a
-        ``manifest.json``. Their manifests must agree on the identity keys (same selection,
-        configs, size, seed, ...).
+        ``manifest.json`` (the default shard folders ``out/shard-i-of-n`` nest this way).
+        Their manifests must agree on the identity keys (same selection, configs, size,
+        seed, ...) with each other and with ``out``'s.
       log: where progress lines go.
 
-    Per-image results are copied into ``out/results`` with run folders referenced relative
-    to ``out`` (the runs themselves stay where they are); a duplicated image must have the
-    same numbers in every shard. Returns :func:`ntkgrid.sweep.summarize`'s dict; raises
+    A merge only adds: per-image results of images ``out`` does not have yet are copied into
+    ``out/results`` with run folders referenced relative to ``out`` (the runs stay where
+    they are); no results file of ``out`` is removed or rewritten (they stay byte-identical).
+    An image that ``out`` (or another shard) already has must have the same final PSNR and
+    MS-SSIM per run in every shard, else nothing is written and :class:`SweepError` names
+    both files (to take a shard's numbers, delete ``out/results/<image_id>.json`` first).
+    ``skipped.json``/``failed.json`` become the union of ``out``'s and the shards', without
+    the images that have results. Returns :func:`ntkgrid.sweep.summarize`'s dict; raises
     :class:`SweepError` naming the folder and the problem.
     """
     out = Path(out)
     srcs, manifests = _shard_manifests(out, sources)
-    merged_manifest = {**manifests[0], "shard": None, "merged_from": [str(s) for s in srcs],
+    old_manifest = read_json(out / "manifest.json") if (out / "manifest.json").exists() else {}
+    merged_from = list(old_manifest.get("merged_from") or [])
+    merged_from += [str(s) for s in srcs if str(s) not in merged_from]
+    merged_manifest = {**manifests[0], "shard": None, "merged_from": merged_from,
                        "shards": [m.get("shard") for m in manifests]}
     check_manifest(out, merged_manifest)
-    out.mkdir(parents=True, exist_ok=True)
     results, skipped, failed = _collect_shards(out, srcs)
-    old = {p.stem for p in (out / "results").glob("*.json")}
-    for iid, r in results.items():
-        write_json(out / "results" / f"{iid}.json", r)
-    for stale in old - set(results):
-        (out / "results" / f"{stale}.json").unlink()
-    write_json(out / "skipped.json", list(skipped.values()))
-    write_json(out / "failed.json", list(failed.values()))
+    have: dict[str, dict] = {}
+    for p in sorted((out / "results").glob("*.json")):
+        r, _ = read_record(p)
+        if r is not None:  # an unreadable one is replaced by a shard's (the old file is kept aside)
+            have[p.stem] = r
+    for iid, (p, r) in results.items():
+        if iid in have and _numbers(have[iid]) != _numbers(r):
+            raise SweepError(f"{out / 'results' / f'{iid}.json'}: image {iid} already has other results than "
+                             f"{p}; delete the first to take the shard's numbers (nothing was merged)")
+    out.mkdir(parents=True, exist_ok=True)
+    added = 0
+    for iid, (_, r) in results.items():
+        if iid in have:
+            continue
+        dest = out / "results" / f"{iid}.json"
+        if dest.exists():
+            aside = set_aside(dest)
+            log(f"{dest}: unreadable; kept as {aside.name}, replaced by the shard's results")
+        write_json(dest, r)
+        added += 1
+    done = set(have) | set(results)
+    for f, store in (("skipped.json", skipped), ("failed.json", failed)):
+        union = {s["image_id"]: s for s in read_list(out / f)}
+        union.update(store)
+        write_json(out / f, [v for k, v in union.items() if k not in done])
     write_json(out / "manifest.json", merged_manifest)
-    log(f"merged {len(srcs)} folder(s): {len(results)} image(s) with results, {len(skipped)} skipped")
+    log(f"merged {len(srcs)} folder(s): {added} image(s) added, {len(done)} with results")
     return summarize(out, log=log)

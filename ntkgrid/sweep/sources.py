@@ -53,7 +53,7 @@ def select_sources(data_root: str | os.PathLike | None, num_images: int,
                    seed: int) -> tuple[list[ImageSource], list[str]]:
     """The images of a sweep and the warnings raised while choosing them.
 
-    Arguments:
+    Args:
       data_root: ``None`` for ``num_images`` of scikit-image's bundled photos
         (:data:`ntkgrid.data.images.BUNDLED_IMAGE_NAMES`; all when ``num_images`` is
         larger, else a ``seed``-drawn subset), in name order. Otherwise one image per synset
@@ -88,7 +88,7 @@ def select_sources(data_root: str | os.PathLike | None, num_images: int,
 def load_source(src: ImageSource, size: int) -> np.ndarray:
     """The pixels of ``src``.
 
-    Arguments:
+    Args:
       src: the image.
       size: side in pixels.
 
@@ -107,7 +107,7 @@ def load_source(src: ImageSource, size: int) -> np.ndarray:
 def resolve_image(spec: str | os.PathLike, size: int) -> tuple[ImageSource, np.ndarray]:
     """``--image`` of the single-image experiments.
 
-    Arguments:
+    Args:
       spec: a bundled photo's name (e.g. ``"chelsea"``) or an image file.
       size: side in pixels.
 

@@ -24,7 +24,7 @@ __all__ = ["mean_spectra", "middle_and_end", "ordering", "spectra_curves", "summ
 def middle_and_end(history: Sequence[Mapping], epochs: int) -> dict[str, int | None]:
     """Epochs to call "start", "middle" and "end" among a run's measured ``history``.
 
-    Arguments:
+    Args:
       history: the run's measurements, each with an ``"epoch"``.
       epochs: the epochs the run was configured for.
 
@@ -55,7 +55,7 @@ def summary_rows(records: Sequence[Mapping], names: Sequence[str], paper: Mappin
                  ) -> list[dict]:
     """One row per config name over the per-image ``records``.
 
-    Arguments:
+    Args:
       records: per-image records.
       names: the config names, in row order.
       paper: the paper's ``{name: (psnr dB, ms_ssim)}``.
@@ -111,7 +111,7 @@ def mean_spectra(records: Sequence[Mapping], names: Sequence[str], *, groups: Se
                  checkpoints: Sequence[str] = ("middle", "end"), length: int = SPECTRUM_LENGTH) -> dict:
     """Mean spectra over images.
 
-    Arguments:
+    Args:
       records: per-image records with ``run_path`` (:func:`ntkgrid.sweep.load_sweep`).
       names: config names.
       groups: parameter groups (``"total"``, ``"grid"``, ``"no_grid"``, ...).

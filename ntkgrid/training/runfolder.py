@@ -81,7 +81,7 @@ def checkpoint_state(variables, opt_state, epoch: int, key, losses, seconds: flo
 def load_checkpoint(run_dir: str | os.PathLike, epoch: int, template=None) -> dict:
     """The model variables a run saved at ``epoch``.
 
-    Arguments:
+    Args:
       run_dir: the run folder.
       epoch: a measured epoch of the run.
       template: variables of the model's structure (restored into it with
@@ -103,10 +103,24 @@ def load_checkpoint(run_dir: str | os.PathLike, epoch: int, template=None) -> di
 
 
 def load_spectra(path: str | os.PathLike) -> dict[str, Spectrum]:
-    """``{group: Spectrum}`` from a ``spectra/epoch_XXXXXX.npz`` file."""
-    with np.load(path) as z:
-        return {str(g): Spectrum(z[f"eigenvalues/{g}"], float(z[f"floor/{g}"]), int(z[f"n_above_floor/{g}"]),
-                                 int(z[f"n_negative/{g}"]), float(z[f"asymmetry/{g}"])) for g in z["groups"]}
+    """``{group: Spectrum}`` from a ``spectra/epoch_XXXXXX.npz`` file.
+
+    Raises :class:`ntkgrid.data.DataError` (a ``ValueError``) naming the file when it is
+    missing, not an ``.npz`` archive, truncated, or lacks a spectra file's arrays."""
+    import zipfile
+
+    from ntkgrid.data import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {str(g): Spectrum(z[f"eigenvalues/{g}"], float(z[f"floor/{g}"]), int(z[f"n_above_floor/{g}"]),
+                                     int(z[f"n_negative/{g}"]), float(z[f"asymmetry/{g}"])) for g in z["groups"]}
+    except FileNotFoundError as err:
+        raise DataError(path, "no such spectra file") from err
+    except KeyError as err:
+        raise DataError(path, f"not a spectra file (no array {err})") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(path, f"damaged .npz spectra file (garbage or truncated: {err})") from err
 
 
 @dataclasses.dataclass
@@ -132,13 +146,37 @@ class RunFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         self.lines: dict[int, dict] = {}
 
+    @staticmethod
+    def _meta(path: Path) -> dict | None:
+        """The dict in ``run.json``/``summary.json``, or None if missing or unreadable (a
+        damaged file: the run's checkpoints and the other file still tell what it holds)."""
+        try:
+            meta = read_json(path) if path.exists() else None
+        except ValueError:
+            return None
+        return meta if isinstance(meta, dict) and isinstance(meta.get("config"), dict) else None
+
+    @staticmethod
+    def unidentifiable(root: str | os.PathLike) -> bool:
+        """``root`` holds files of a run but neither a readable ``run.json`` nor ``summary.json``,
+        so which run it holds cannot be told (:meth:`check_same_run` refuses it)."""
+        root = Path(root)
+        present = [root / n for n in ("summary.json", "run.json") if (root / n).exists()]
+        return bool(present) and all(RunFolder._meta(p) is None for p in present)
+
     def check_same_run(self, config: dict, options: dict) -> None:
         """Refuse (``ValueError`` naming the file and the fields) a folder that holds a run
-        with another config or other options."""
+        with another config or other options. An unreadable ``summary.json`` is passed over
+        for ``run.json`` (the run then resumes from its checkpoints); when neither can be
+        read the folder is refused too, naming both."""
+        unreadable = []
         for name in ("summary.json", "run.json"):
             path = self.root / name
             if path.exists():
-                meta = read_json(path)
+                meta = self._meta(path)
+                if meta is None:
+                    unreadable.append(path)
+                    continue
                 stored = meta.get("config", {})
                 try:  # fields added since the run was written take their defaults
                     stored = TrainConfig.from_dict(stored).to_dict()
@@ -150,11 +188,14 @@ class RunFolder:
                     raise ValueError(f"{path}: out_dir holds a different run ({'; '.join(diffs)}); "
                                      "use another out_dir or delete this one")
                 return
+        if unreadable:
+            raise ValueError(f"{' and '.join(map(str, unreadable))}: unreadable, so which run {self.root} holds "
+                             "cannot be told; use another out_dir or delete this one")
 
     def complete(self) -> bool:
         """The folder holds a finished run (``summary.json`` says ``complete``)."""
-        path = self.root / "summary.json"
-        return path.exists() and bool(read_json(path).get("complete"))
+        meta = self._meta(self.root / "summary.json")
+        return meta is not None and bool(meta.get("complete"))
 
     def restore(self, template: dict) -> Restored | None:
         """The newest checkpoint that restores into ``template`` (a :func:`checkpoint_state`)
@@ -224,12 +265,11 @@ def load_run(out_dir: str | os.PathLike) -> RunResult:
     """
     out = Path(out_dir)
     summary_path, run_path = out / "summary.json", out / "run.json"
-    if summary_path.exists():
-        meta = read_json(summary_path)
-    elif run_path.exists():
-        meta = read_json(run_path)
-    else:
+    if not summary_path.exists() and not run_path.exists():
         raise FileNotFoundError(f"{out}: no summary.json or run.json, so not an ntkgrid run directory")
+    meta = RunFolder._meta(summary_path) or RunFolder._meta(run_path)  # an unreadable summary: the partial run
+    if meta is None:
+        raise ValueError(f"{out}: summary.json and run.json unreadable, so the run cannot be loaded")
     try:
         cfg = TrainConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as err:

@@ -13,13 +13,28 @@ Conventions used throughout this module
 
 Loading rules (:func:`load_image`)
 ----------------------------------
-* 8-bit data is divided by 255, 16-bit data by 65535 (16-bit colour PNGs, which
-  Pillow would silently truncate to 8 bits, are decoded here at full precision),
-  floating-point data is taken as already in ``[0, 1]`` and clipped, booleans map
-  to 0/1.
+* The format is recognised from the file's content (a PNG named ``.JPEG`` loads as the
+  PNG it is).  Pillow decodes everything but TIFF, which goes through tifffile (then
+  Pillow).  Every file is checked against Pillow's decompression-bomb limit
+  (``PIL.Image.MAX_IMAGE_PIXELS`` pixels, read at call time; ``None`` disables it)
+  before its pixels are decoded; larger images raise :class:`ntkgrid.data.DataError`.
+* EXIF orientation is applied (``PIL.ImageOps.exif_transpose``; the TIFF orientation
+  tag likewise), so a rotated camera JPEG loads upright.
+* 8-bit data is divided by 255, 16-bit grey data by 65535 (full precision).  16-bit
+  *colour* PNGs (RGB, RGBA, grey+alpha) are read by Pillow at 8 bits per sample (the
+  high byte, ``v // 256 / 255``); Pillow has no 16-bit colour mode and no other
+  installed library decodes them.  16-bit colour TIFFs keep full precision (tifffile).
+  Booleans map to 0/1.
+* Floating-point data (e.g. float TIFF) must already be in ``[0, 1]``: values at most
+  ``FLOAT_RANGE_TOLERANCE`` (1e-3) outside are clipped, anything further out (a float
+  TIFF holding 0-255, say) or NaN/inf is refused with the range found, never clipped.
+* CMYK (e.g. ImageNet's CMYK JPEGs) is converted to RGB by Pillow's
+  ``Image.convert("RGB")``, ``R = (255 - C)(255 - K) / 255`` etc. (as torchvision's
+  ImageNet loader does; embedded ICC profiles are not applied).  YCbCr, LAB and HSV
+  images are converted to RGB by Pillow.
 * Grey -> RGB by repetition; palette images are expanded through their palette.
-* Alpha (RGBA, LA, palette transparency) is **composited over white**:
-  ``rgb * a + (1 - a)``; the result has no alpha channel.
+* Alpha (RGBA, LA, PA, palette transparency; premultiplied modes are unpacked first) is
+  **composited over white**: ``rgb * a + (1 - a)``; the result has no alpha channel.
 * Multi-frame files (GIF, multi-page TIFF) contribute their first frame.
 * ``size`` resizes the *short side* down (``skimage.transform.resize`` with
   anti-aliasing) and centre-crops; images smaller than ``size`` are rejected,

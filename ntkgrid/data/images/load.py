@@ -1,13 +1,11 @@
-"""Loading one image file (8/16-bit, grey, palette, alpha) as RGB float32 in ``[0, 1]``,
+"""Loading one image file (8/16-bit, float, grey, palette, alpha, CMYK) as RGB float32 in ``[0, 1]``,
 resized on its short side and centre-cropped (the conventions are in :mod:`ntkgrid.data.images`)."""
 
 from __future__ import annotations
 
 import math
 import os
-import struct
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,131 +15,148 @@ from ntkgrid.data import DataError
 Size = int | tuple[int, int] | None
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+#: Values of a float image may stray this far outside ``[0, 1]`` (rounding noise from
+#: conversions) and are then clipped; anything further out is refused, see :func:`to_rgb_float`.
+FLOAT_RANGE_TOLERANCE = 1e-3
 
 
-def _png_unfilter_row_slow(kind: int, cur: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
-    """PNG 'Average' (3) and 'Paeth' (4) filters: inherently sequential along a row."""
-    c = cur.tolist()
-    p = prev.tolist()
-    o = [0] * len(c)
-    if kind == 3:
-        for i in range(len(c)):
-            a = o[i - bpp] if i >= bpp else 0
-            o[i] = (c[i] + ((a + p[i]) >> 1)) & 0xFF
-    else:
-        for i in range(len(c)):
-            if i >= bpp:
-                a = o[i - bpp]
-                d = p[i - bpp]
-            else:
-                a = d = 0
-            b = p[i]
-            pa = abs(b - d)
-            pb = abs(a - d)
-            pc = abs(a + b - 2 * d)
-            if pa <= pb and pa <= pc:
-                pred = a
-            elif pb <= pc:
-                pred = b
-            else:
-                pred = d
-            o[i] = (c[i] + pred) & 0xFF
-    return np.asarray(o, dtype=np.uint8)
+def _pixel_limit() -> int | None:
+    """Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), read at call time."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else int(limit)
 
 
-def _read_png16_colour(path: Path, head: bytes) -> np.ndarray | None:
-    """Decode a non-interlaced 16-bit colour PNG (RGB, RGBA or grey+alpha).
-
-    Pillow has no 48/64-bit modes and silently drops such files to 8 bits, so they
-    are decoded here.  Returns a ``uint16`` array ``(H, W, C)`` or ``None`` when the
-    file is not such a PNG (the caller then uses imageio).
-    """
-    if not head.startswith(_PNG_SIGNATURE) or len(head) < 33 or head[12:16] != b"IHDR":
-        return None
-    width, height, depth, ctype, _comp, _filt, interlace = struct.unpack(">IIBBBBB", head[16:29])
-    if depth != 16 or ctype not in (2, 4, 6):
-        return None
-    if interlace:
-        warnings.warn(
-            f"{path}: interlaced 16-bit colour PNG; decoded through Pillow at 8-bit precision",
-            stacklevel=3,
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    """Refuse an image over the decompression-bomb limit before its pixel data is decoded."""
+    limit = _pixel_limit()
+    if limit is not None and width * height > limit:
+        raise DataError(
+            path,
+            f"image is {width}x{height} (WxH) = {width * height} pixels, over the decompression-bomb "
+            f"limit of {limit} pixels (PIL.Image.MAX_IMAGE_PIXELS); not decoding it",
         )
-        return None
-    data = path.read_bytes()
-    pos = len(_PNG_SIGNATURE)
-    idat = bytearray()
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        if pos + 12 + length > len(data):
-            raise DataError(path, f"truncated PNG file (chunk {kind!r} runs past the end)")
-        if kind == b"IDAT":
-            idat += data[pos + 8 : pos + 8 + length]
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    channels = {2: 3, 4: 2, 6: 4}[ctype]
-    bpp = 2 * channels
-    stride = width * bpp
+
+
+# EXIF/TIFF orientation tag (274) -> the array operation that shows the image upright
+# (the same transforms as PIL.ImageOps.exif_transpose).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _read_tiff(path: Path) -> np.ndarray | None:
+    """First page of a TIFF through tifffile (exact 16-bit and float colour samples).
+
+    Returns ``None`` when the samples are not grey or RGB (CMYK, palette, ...) or tifffile
+    cannot decode them (e.g. a compression it needs an extra codec for); the caller then
+    uses Pillow.
+    """
+    import tifffile
+
     try:
-        raw = zlib.decompressobj().decompress(bytes(idat))
-    except zlib.error as exc:
-        raise DataError(path, f"corrupt PNG image data ({exc})") from exc
-    if len(raw) < height * (stride + 1) or width == 0 or height == 0:
-        raise DataError(path, "truncated PNG file (image data shorter than its header says)")
-    rows = np.frombuffer(raw, dtype=np.uint8, count=height * (stride + 1)).reshape(height, stride + 1)
-    out = np.empty((height, stride), dtype=np.uint8)
-    prev = np.zeros(stride, dtype=np.uint8)
-    for y in range(height):
-        kind_f = int(rows[y, 0])
-        cur = rows[y, 1:]
-        if kind_f == 0:
-            row = cur.copy()
-        elif kind_f == 1:  # Sub: running sum along each byte lane (uint8 wraps mod 256)
-            row = np.cumsum(cur.reshape(width, bpp), axis=0, dtype=np.uint8).reshape(-1)
-        elif kind_f == 2:  # Up
-            row = cur + prev
-        elif kind_f in (3, 4):
-            row = _png_unfilter_row_slow(kind_f, cur, prev, bpp)
-        else:
-            raise DataError(path, f"corrupt PNG file (unknown filter type {kind_f} in row {y})")
-        out[y] = row
-        prev = row
-    return out.view(">u2").reshape(height, width, channels).astype(np.uint16)
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            _check_pixels(path, int(page.imagewidth), int(page.imagelength))
+            if int(page.photometric) not in (1, 2):  # only grey (min-is-black) and RGB samples as stored
+                return None  # CMYK, palette, min-is-white, YCbCr, ...: Pillow converts them
+
+            arr = np.asarray(page.asarray())
+            tag = page.tags.get(274)
+            orientation = int(tag.value) if tag is not None else 1
+    except DataError:
+        raise
+    except Exception:  # tifffile raises many types; Pillow gets its turn
+        return None
+    if arr.ndim == 3 and arr.shape[0] in (1, 2, 3, 4) and arr.shape[2] not in (1, 2, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar (C, H, W) storage
+    if orientation in _ORIENT:
+        arr = _ORIENT[orientation](arr)
+    return np.ascontiguousarray(arr)
+
+
+def _pillow_array(im) -> np.ndarray:
+    """A Pillow image (already upright) as a NumPy array whose channels :func:`to_rgb_float` knows.
+
+    CMYK (and YCbCr, LAB, HSV) go through Pillow's conversion to RGB -- for CMYK
+    ``R = (255 - C)(255 - K) / 255`` etc., what ``Image.convert("RGB")`` (and so
+    torchvision's ImageNet loader) does; embedded ICC profiles are not applied. Premultiplied
+    and padded modes are unpacked to RGBA/RGB; palettes are expanded (RGBA when the palette
+    or file has transparency).
+    """
+    mode = im.mode
+    if mode == "CMYK":
+        return np.asarray(im.convert("RGB"))
+    if mode == "P":
+        alpha = "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA")
+        return np.asarray(im.convert("RGBA" if alpha else "RGB"))
+    if mode in ("PA", "La", "RGBa"):
+        return np.asarray(im.convert("RGBA" if mode != "La" else "LA"))
+    if mode in ("RGBX", "YCbCr", "LAB", "HSV"):
+        return np.asarray(im.convert("RGB"))
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)
+    return np.asarray(im)
 
 
 def _decode(path: Path) -> np.ndarray:
-    """Read the first frame of an image file as a raw array (any dtype/channels)."""
-    import imageio.v3 as iio
+    """Read the first frame of an image file as a raw array (any dtype/channels), upright.
+
+    The format is recognised from the file's content, never its name (a PNG named
+    ``.JPEG`` is read as the PNG it is).  TIFFs go through tifffile (then Pillow),
+    everything else through Pillow.  Every image is checked against Pillow's
+    decompression-bomb limit before its pixels are decoded.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(path, "a symbolic link to nothing (its target is missing, or the links form a loop)")
         raise DataError(path, "no such file")
     if path.is_dir():
         raise DataError(path, "is a directory, not an image file")
     try:
         with open(path, "rb") as fh:
-            head = fh.read(64)
+            head = fh.read(16)
     except OSError as exc:
-        raise DataError(path, f"cannot open file ({exc})") from exc
+        raise DataError(path, f"cannot open file ({exc.strerror or exc})") from exc
     if not head:
         raise DataError(path, "empty file (0 bytes), not an image")
-    arr = _read_png16_colour(path, head)
-    if arr is not None:
-        return arr
-    # Pillow for everything; tifffile first for TIFF (exact 16-bit/float colour data).
-    # Trying imageio's every plugin on a non-image is slow and leaks open files.
-    plugins = ["pillow"]
-    if path.suffix.lower() in (".tif", ".tiff"):
-        plugins.insert(0, "tifffile")
-    errors = []
-    for plugin in plugins:
+    if head[:4] in _TIFF_MAGIC:
+        arr = _read_tiff(path)
+        if arr is not None:
+            return arr
+    try:
+        with warnings.catch_warnings():
+            # Over the limit is refused below (Pillow itself only warns up to twice the limit).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im_file = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DataError(
+            path, f"image over the decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS): {exc}; not decoding it"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise DataError(path, "not an image file (Pillow recognises no image format in it)") from exc
+    except OSError as exc:
+        raise DataError(path, f"cannot read image ({exc})") from exc
+    with im_file as im:
+        _check_pixels(path, im.width, im.height)
         try:
-            return np.asarray(iio.imread(path, index=0, plugin=plugin))
-        except Exception as exc:  # Pillow/tifffile raise many types (OSError, ValueError, ...)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            errors.append(f"{type(exc).__name__}: {first}")
-    raise DataError(path, f"not a readable image file ({'; '.join(errors)})")
+            im.load()
+            upright = ImageOps.exif_transpose(im)
+            return _pillow_array(upright)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(path, f"truncated or corrupt {im.format or 'image'} data ({first})") from exc
 
 
 def to_rgb_float(arr: np.ndarray, source: str | os.PathLike[str] = "<array>") -> np.ndarray:
@@ -150,8 +165,11 @@ def to_rgb_float(arr: np.ndarray, source: str | os.PathLike[str] = "<array>") ->
     ``arr``: ``(H, W)``, ``(H, W, 1)`` grey, ``(H, W, 2)`` grey+alpha, ``(H, W, 3)`` RGB or
     ``(H, W, 4)`` RGBA; dtype bool, uint8 (/255), uint16 (/65535), 32-bit integers
     (as produced by Pillow's mode ``"I"`` for 16-bit data: /65535 when the maximum is
-    at most 65535, else /2**32-1 or /2**31-1), or float (clipped to ``[0, 1]``).
-    Alpha is composited over white.  ``source`` only labels error messages.
+    at most 65535, else /2**32-1 or /2**31-1), or float.  Float values must already lie
+    in ``[0, 1]``: values up to :data:`FLOAT_RANGE_TOLERANCE` outside are clipped, any
+    further out (e.g. a float TIFF holding 0-255) raise :class:`DataError` with the range
+    found -- never a silent clip to white.  Alpha is composited over white.  ``source``
+    only labels error messages.
     """
     arr = np.asarray(arr)
     if arr.ndim == 2:
@@ -176,6 +194,14 @@ def to_rgb_float(arr: np.ndarray, source: str | os.PathLike[str] = "<array>") ->
     elif arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
             raise DataError(source, "image contains NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        tol = FLOAT_RANGE_TOLERANCE
+        if lo < -tol or hi > 1.0 + tol:
+            raise DataError(
+                source,
+                f"float image with values in [{lo:.6g}, {hi:.6g}]; float images must hold values in [0, 1] "
+                f"(e.g. divide 0-255 data by 255, or save it as 8/16-bit integers)",
+            )
         x = np.clip(arr, 0.0, 1.0).astype(np.float32)
     else:
         raise DataError(source, f"unsupported image dtype {arr.dtype}")
@@ -243,14 +269,16 @@ def resize_and_crop(
 def load_image(path: str | os.PathLike[str], size: Size = None) -> np.ndarray:
     """Load an image file as ``(H, W, 3)`` float32 RGB in ``[0, 1]``.
 
-    ``path``: any format imageio/Pillow reads (PNG 8/16-bit, JPEG, BMP, GIF, TIFF, ...).
+    ``path``: any format Pillow reads (PNG, JPEG, BMP, GIF, WebP, PNM, ...), recognised
+    by content, not name; TIFFs through tifffile (exact 16-bit/float colour).
     ``size``: ``None`` (keep), ``int`` (square) or ``(h, w)`` in pixels: the image is
     resized so its short side (relative to the target) matches, then centre-cropped,
     see :func:`resize_and_crop`.  See the module docstring for bit depth, grey,
     palette and alpha handling (alpha is composited over white).
 
     Raises :class:`DataError` naming the file when it is missing, empty, not an image,
-    truncated/corrupt, or smaller than ``size``.
+    truncated/corrupt, over Pillow's decompression-bomb pixel limit, a float image
+    outside ``[0, 1]``, or smaller than ``size``.
     """
     path = Path(path)
     arr = _decode(path)

@@ -3,6 +3,7 @@ sub-folder per synset) scanned into :class:`ImageRecord` lists, and shards of th
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -117,14 +118,33 @@ class ImageRecord:
     name: str
 
 
+def _os_problem(err: OSError) -> str:
+    """A short name for why a path cannot be used (a symlink loop says so)."""
+    if err.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    return err.strerror or type(err).__name__
+
+
 def _image_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+    """The image files of a synset folder (by extension, hidden files ignored), by name. An
+    entry that cannot be followed (a symlink loop, no permission) and a folder that cannot
+    be listed are skipped with a warning naming the path and the problem."""
     files = []
-    with os.scandir(folder) as it:
-        for entry in it:
-            if entry.name.startswith("."):
-                continue
-            if entry.name.lower().endswith(exts) and entry.is_file():
-                files.append(Path(entry.path))
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name.startswith(".") or not entry.name.lower().endswith(exts):
+                    continue
+                try:
+                    ok = entry.is_file()
+                except OSError as err:
+                    warnings.warn(f"{entry.path}: {_os_problem(err)}; skipped", stacklevel=3)
+                    continue
+                if ok:
+                    files.append(Path(entry.path))
+    except OSError as err:
+        warnings.warn(f"{folder}: cannot be listed ({_os_problem(err)}); skipped", stacklevel=3)
+        return []
     return sorted(files, key=lambda p: p.name)
 
 
@@ -153,7 +173,10 @@ def scan_image_folder(
     if not root.is_dir():
         raise DataError(root, "is not a folder (expected <root>/<synset>/<image>)")
     ext_t = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in exts)
-    synsets = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        synsets = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as err:
+        raise DataError(root, f"image folder cannot be listed ({_os_problem(err)})") from err
     if not synsets:
         raise DataError(root, "image folder is empty (no <synset>/ sub-folders)")
     rng = np.random.default_rng(seed)

@@ -141,25 +141,84 @@ def load_mesh(path: str | os.PathLike[str]) -> trimesh.Trimesh:
 
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(path, "a symbolic link to nothing (its target is missing, or the links form a loop)")
         raise DataError(path, "no such file")
     if path.is_dir():
         raise DataError(path, "is a directory, not a mesh file")
     if path.stat().st_size == 0:
         raise DataError(path, "empty file (0 bytes), not a mesh")
+    is_obj = path.suffix.lower() == ".obj"
+    obj_text = _obj_text(path) if is_obj else None
     try:
-        scene = trimesh.load_scene(path, process=False)
+        if obj_text is not None and not obj_text[1]:  # not UTF-8: hand trimesh the text itself
+            import io
+
+            scene = trimesh.load_scene(io.BytesIO(obj_text[0].encode("utf-8")), file_type="obj", process=False)
+        else:
+            scene = trimesh.load_scene(path, process=False)
         geoms = list(scene.geometry.values())
         mesh = scene.to_mesh()
     except DataError:
         raise
+    except IndexError as exc:
+        raise DataError(path, f"a face refers to a vertex the file does not have ({exc})") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name == "charset_normalizer":  # trimesh guesses the encoding of text that is not UTF-8
+            raise DataError(path, f"not a readable mesh file (neither a valid binary {path.suffix or 'mesh'} "
+                                  "file nor UTF-8 text)") from exc
+        raise DataError(path, f"not a readable mesh file (trimesh needs the missing module {exc.name!r} "
+                              "to read it)") from exc
     except Exception as exc:  # trimesh raises many types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise DataError(path, f"not a readable mesh file ({type(exc).__name__}: {first})") from exc
     if len(mesh.faces) == 0:
+        if obj_text is not None:
+            n_v, n_f = _obj_counts(obj_text[0])
+            faces = f"{n_f} face line{'s' if n_f != 1 else ''} ('f')"
+            if n_f and not n_v:
+                raise DataError(path, f"OBJ file has {faces} but no vertex lines ('v'): "
+                                      "the faces refer to vertices the file does not define")
+            if n_f:
+                raise DataError(path, f"OBJ file has {faces} and {n_v} vertex line{'s' if n_v != 1 else ''} "
+                                      "('v'), but no face refers only to defined vertices")
         kinds = sorted({type(g).__name__ for g in geoms})
         what = f" (contains only {', '.join(kinds)})" if kinds else ""
         raise DataError(path, f"mesh has no faces{what}")
     return check_solid(mesh_from_arrays(mesh.vertices, mesh.faces, source=path), path)
+
+
+def _obj_text(path: Path) -> tuple[str, bool]:
+    """An OBJ file's text and whether it was UTF-8; :class:`DataError` for binary data.
+
+    OBJ is a text format: a file with NUL bytes, or one where more than 10 % of the
+    first 64 KiB are control characters, is refused as binary.  Text that is not UTF-8
+    is decoded as Latin-1 (comments and material names are the only place for it).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    head = data[: 1 << 16]
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 13, 12))
+    if b"\x00" in head or controls > 0.1 * len(head):
+        raise DataError(path, "binary data, not an OBJ file (OBJ meshes are text: 'v x y z' and 'f i j k' lines)")
+    try:
+        return data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), False
+
+
+def _obj_counts(text: str) -> tuple[int, int]:
+    """Numbers of vertex (``v``) and face (``f``) lines of an OBJ text."""
+    n_v = n_f = 0
+    for line in text.splitlines():
+        head = line.lstrip()[:2]
+        if head in ("v ", "v\t"):
+            n_v += 1
+        elif head in ("f ", "f\t"):
+            n_f += 1
+    return n_v, n_f
 
 
 def check_solid(mesh: trimesh.Trimesh, source: str | os.PathLike[str] | None = None) -> trimesh.Trimesh:
