@@ -143,6 +143,7 @@ def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str], c
     from ntkgrid import plots, sweep
     from ntkgrid.data.images import image_to_dataset
     from ntkgrid.evidence import predicted_vs_measured
+    from ntkgrid.training.runfolder import RunFolderError
 
     coords, values = image_to_dataset(ctx["image"])
     out = {}
@@ -162,7 +163,7 @@ def _predictions(ctx: dict, runs: dict, problems: list[str], notes: list[str], c
             try:
                 preds.append(predicted_vs_measured(r, coords, values, cps[cp],
                                                    traced=(computed or {}).get(n, {}).get(cp)))
-            except (ValueError, sweep.SweepError) as err:
+            except (ValueError, sweep.SweepError, RunFolderError) as err:
                 problems.append(f"{n}: no prediction from epoch {cps[cp]}: {err}")
         if preds:
             plots.prediction_figure(ctx["out"] / f"prediction_{n}", n, preds)
@@ -181,10 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
     from ntkgrid.data import DataError
     from ntkgrid.sweep import SweepError
+    from ntkgrid.training.runfolder import RunFolderError
 
     try:
         res = analyse(ctx)
-    except (SweepError, DataError) as err:  # a run folder damaged between training and analysis
+    except (SweepError, RunFolderError, DataError) as err:  # a run folder damaged between training and analysis
         return fail(f"analysis failed: {err}", 1)
     log(res["table"])
     for p in res["problems"]:

@@ -54,7 +54,7 @@ def group_names(levels: Sequence[str]) -> list[str]:
 def weyl_checks(kernels: Mapping[str, np.ndarray], epoch: int) -> dict:
     """The Weyl bound on the kernel split and the grid kernel's off-diagonal share.
 
-    Arguments:
+    Args:
       kernels: ``{"total", "no_grid", "grid": (N, N) float64 kernel}`` on the same N points.
       epoch: the checkpoint's epoch, recorded as is.
 
@@ -85,7 +85,7 @@ def control_check(mg_cfg, run_path: str, epoch: int, baseline) -> dict:
     """Theorem 1 for the control built to fail: the multigrid run at ``epoch`` with every dense layer
     scaled by :data:`CONTROL_SCALE`, against the baseline's total spectrum.
 
-    Arguments:
+    Args:
       mg_cfg: the multigrid run's :class:`ntkgrid.config.TrainConfig`.
       run_path: the multigrid run folder.
       epoch: the checkpoint's epoch.
@@ -96,8 +96,12 @@ def control_check(mg_cfg, run_path: str, epoch: int, baseline) -> dict:
     """
     from ntkgrid.analysis import recompute_kernels
     from ntkgrid.theory import compare_spectra
+    from ntkgrid.training.runfolder import RunFolderError
 
-    ctl, _ = recompute_kernels(mg_cfg, run_path, epoch, scale_mlp=CONTROL_SCALE)
+    try:
+        ctl, _ = recompute_kernels(mg_cfg, run_path, epoch, scale_mlp=CONTROL_SCALE)
+    except RunFolderError as err:
+        raise SweepError(str(err)) from err
     return {"scale": CONTROL_SCALE, **_scalars(compare_spectra(ctl, baseline))}
 
 
@@ -107,7 +111,7 @@ def checkpoint_checks(mg_cfg, record: Mapping, checkpoint: str, epoch: int, spec
     total and no-grid spectra against the baseline's total (``theorem1_total``, ``theorem1_no_grid``),
     and the control (``control``) when ``control`` is true; both only where the baseline has spectra.
 
-    Arguments:
+    Args:
       mg_cfg: the multigrid run's :class:`ntkgrid.config.TrainConfig`.
       record: the image's sweep record (``{"image_id", "runs": {name: run}}``).
       checkpoint: ``"middle"`` or ``"end"``; ``epoch`` its epoch.
@@ -134,7 +138,7 @@ def image_checks(records: Sequence[Mapping], mg_cfg, levels: Sequence[str], *,
                  control: bool = True) -> tuple[list[dict], list[str], dict, dict]:
     """Recompute the multigrid network's group kernels for every image and checkpoint and check them.
 
-    Arguments:
+    Args:
       records: sweep records that have a ``multigrid`` run.
       mg_cfg: the multigrid run's :class:`ntkgrid.config.TrainConfig`.
       levels: the grid levels' parameter groups (``encoding/level_<i>``).
@@ -146,6 +150,7 @@ def image_checks(records: Sequence[Mapping], mg_cfg, levels: Sequence[str], *,
       ``{cp: {epoch}}`` of the recomputed ones.
     """
     from ntkgrid.analysis import recompute_kernels
+    from ntkgrid.training.runfolder import RunFolderError
 
     groups = group_names(levels)
     per_image, failures = [], []
@@ -161,7 +166,7 @@ def image_checks(records: Sequence[Mapping], mg_cfg, levels: Sequence[str], *,
             try:
                 spectra, kernels = recompute_kernels(mg_cfg, mg["run_path"], epoch, groups="ops",
                                                      solve=("total", "mlp", "grid", *levels))
-            except SweepError as err:
+            except (SweepError, RunFolderError) as err:
                 failures.append(str(err))
                 continue
             epochs[cp].add(int(epoch))
@@ -188,7 +193,7 @@ def multigrid_means(found: Mapping[str, Mapping[str, list]], epochs: Mapping[str
 def theorem1_on_mean(means: Mapping) -> tuple[dict, list[dict]]:
     """Theorem 1 on the mean spectra: the multigrid network's (total and no-grid) against the baseline's.
 
-    Arguments:
+    Args:
       means: ``{name: {group: {cp: mean spectrum}}}`` with ``baseline`` and ``multigrid``.
 
     Returns:
@@ -226,7 +231,7 @@ def _theorem1_summary(rows: Sequence[Mapping], key: str, on_mean: Mapping | None
 def summarise(per_image: Sequence[Mapping], on_mean: Mapping) -> dict:
     """The summary over images per checkpoint (checkpoints no image reached are left out).
 
-    Arguments:
+    Args:
       per_image: :func:`image_checks`'s first result.
       on_mean: :func:`theorem1_on_mean`'s first result.
 
@@ -306,7 +311,7 @@ def levels_figure(out: Path, means: Mapping, levels: Sequence[str]) -> None:
 def analyse(sweep_dir: Path, out: Path, *, control: bool = True) -> dict:
     """Group spectra, Theorem 1 against the baseline, Weyl checks; writes figures, JSON, report.
 
-    Arguments:
+    Args:
       sweep_dir: an ``experiments.imagenet_sweep`` output folder with a ``multigrid`` config.
       out: the output folder (``ablation``, ``levels``, ``theorem1_ratio`` figures, ``theorem.json``, ``report.md``).
       control: add the control built to fail (:func:`control_check`).

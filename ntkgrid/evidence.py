@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ntkgrid import config, files
-from ntkgrid.spectrum import Spectrum, resample
-from ntkgrid.sweep.common import SPECTRUM_LENGTH
+from ntkgrid.spectrum import SPECTRUM_LENGTH, Spectrum, resample
 
 __all__ = ["FULL_EIGH_MAX_ROWS", "FULL_KERNEL_MAX_ROWS", "THEOREM1_CHECKPOINTS", "grid_configs",
            "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",

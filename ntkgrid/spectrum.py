@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "SPECTRUM_LENGTH",
     "Spectrum",
     "baseline_below",
     "eigh",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 EPS64 = float(np.finfo(np.float64).eps)
+#: Resampled length of mean spectra (the paper scales every spectrum to 8000 values).
+SPECTRUM_LENGTH = 8000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +94,27 @@ class Spectrum:
     def from_dict(cls, d: Mapping) -> Spectrum:
         return cls(np.asarray(d["eigenvalues"], np.float64), float(d["floor"]), int(d["n_above_floor"]),
                    int(d["n_negative"]), float(d.get("asymmetry", 0.0)))
+
+    def to_arrays(self, name: str) -> dict[str, np.ndarray]:
+        """This spectrum as named arrays for an ``.npz`` (the one layout of spectrum files,
+        :func:`ntkgrid.training.runfolder.save_spectra`): ``eigenvalues/<name>`` ``(N,)``
+        float64, ``floor/<name>`` float64, ``n_above_floor/<name>`` int64,
+        ``n_negative/<name>`` int64 and ``asymmetry/<name>`` float64 (0-d)."""
+        return {
+            f"eigenvalues/{name}": np.asarray(self.eigenvalues, np.float64),
+            f"floor/{name}": np.float64(self.floor),
+            f"n_above_floor/{name}": np.int64(self.n_above_floor),
+            f"n_negative/{name}": np.int64(self.n_negative),
+            f"asymmetry/{name}": np.float64(self.asymmetry),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping, name: str) -> Spectrum:
+        """The spectrum ``name`` of named arrays written by :meth:`to_arrays` (e.g. an open
+        ``np.load`` of an ``.npz``)."""
+        return cls(np.asarray(arrays[f"eigenvalues/{name}"], np.float64), float(arrays[f"floor/{name}"]),
+                   int(arrays[f"n_above_floor/{name}"]), int(arrays[f"n_negative/{name}"]),
+                   float(arrays[f"asymmetry/{name}"]))
 
 
 def _solver_backend(backend: str | None) -> str:
