@@ -108,7 +108,7 @@ class _Kernels:
         from ntkgrid.config import TrainConfig
         from ntkgrid.models import build_model
         from ntkgrid.spectrum import ntk_spectrum
-        from ntkgrid.training.runfolder import _save_spectra, load_spectra, ntk_points_path
+        from ntkgrid.training.runfolder import load_spectra, ntk_points_path, save_spectra
 
         if kind == "groups":
             recorded = _spectra(run, checkpoint)
@@ -144,7 +144,7 @@ class _Kernels:
             self.problems.append(f"{image_id}/{name} at {checkpoint}: no {kind} spectra ({type(err).__name__}: {err})")
             return None
         if path is not None:
-            _save_spectra(path, _epoch(run, checkpoint) or 0, spectra)
+            save_spectra(path, _epoch(run, checkpoint) or 0, spectra)
         return spectra
 
 
