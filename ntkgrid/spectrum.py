@@ -35,6 +35,7 @@ __all__ = [
     "baseline_below",
     "eigh",
     "eigvalsh",
+    "full_ntk",
     "kernel_change",
     "mean_spectrum",
     "ntk_spectrum",
@@ -250,6 +251,25 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
         source = alias.get(name)
         spectra[name] = spectra[source] if source in spectra else spectrum_from_kernel(k[name], backend)
     return spectra, k
+
+
+def full_ntk(model, variables: Mapping, x, *, method: str = "structured", block_size: int = 1024) -> np.ndarray:
+    """Float64 full output-block NTK ``(N O, N O)`` of ``model`` at ``variables`` on ``x``
+    ``(N, d)``: row/column ``n O + o`` is output ``o`` at point ``n`` (every output pair, not
+    the trace over outputs). Needs ``8 (N O)^2`` bytes."""
+    import jax
+    import jax.numpy as jnp
+
+    from ntkgrid.ntk import empirical_ntk
+
+    with jax.enable_x64(True):
+        v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, dict(variables))
+        x64 = jnp.asarray(np.asarray(x), jnp.float64)
+        k = np.asarray(empirical_ntk(_float64_model(model), v64, x64, method=method, trace=False,
+                                     block_size=block_size), np.float64)
+    n, _, o, _ = k.shape
+    k = k.transpose(0, 2, 1, 3).reshape(n * o, n * o)
+    return 0.5 * (k + k.T)
 
 
 def _float64_model(model):
