@@ -54,7 +54,7 @@ def _ours_rows(mesh, pts: np.ndarray, args) -> tuple[list[dict], np.ndarray, np.
     """ntkgrid's rows: embree cold and warm on ``args.points`` points, winding numbers on
     ``args.winding_points``.
 
-    Arguments:
+    Args:
       mesh: the trimesh.Trimesh; pts: (n_max, 3) points in [0, 1]^3.
 
     Returns:

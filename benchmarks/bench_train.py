@@ -50,7 +50,10 @@ HIDDEN = (512, 512)
 LR = 0.1  # small enough that no case diverges during the timing
 
 
-def _steps_for(batch: int) -> int:
+def _steps_for(batch: int, steps: int | None = None) -> int:
+    """SGD steps per timed epoch: ``steps`` if given, else 256 for small batches and 16 for large."""
+    if steps is not None:
+        return steps
     return 256 if batch <= 64 else 16
 
 
@@ -173,10 +176,11 @@ def _time(fn) -> float:
     return time.perf_counter() - t
 
 
-def run_case(name: str, enc: dict, batch: int, reps: int, threads: tuple[int, ...]) -> dict:
+def run_case(name: str, enc: dict, batch: int, reps: int, threads: tuple[int, ...],
+             steps: int | None = None) -> dict:
     import torch
 
-    steps = _steps_for(batch)
+    steps = _steps_for(batch, steps)
     n = steps * batch  # one epoch = `steps` full batches, no padding
     rng = np.random.default_rng(0)
     x = rng.random((n, 2), dtype=np.float32)
@@ -211,8 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed epochs per runner and case (median reported)")
     ap.add_argument("--threads", type=int, nargs="+", default=[2, 1],
                     help="torch.set_num_threads values; the first is the reference")
+    ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES), help="batch sizes (default 32 1024)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="SGD steps per timed epoch (default 256 for batches up to 64, else 16)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
+    bad = [f"--{k} {v}" for k, v in (("batches", min(args.batches)), ("steps", args.steps),
+                                     ("reps", args.reps), ("threads", min(args.threads))) if v is not None and v < 1]
+    if bad:
+        print(f"bench_train: {', '.join(bad)}: must be at least 1", file=sys.stderr)
+        return 2
 
     try:
         import torch
@@ -228,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<24}{'batch':>6}{'ours steps/s':>14}{f'torch({threads[0]}) steps/s':>19}{'ratio':>8}"
           f"{extra}{'ratio_best':>12}")
     for name, enc in CASES:
-        for batch in BATCHES:
-            r = run_case(name, enc, batch, args.reps, threads)
+        for batch in args.batches:
+            r = run_case(name, enc, batch, args.reps, threads, args.steps)
             rows.append(r)
             by = r["torch_steps_per_s_by_threads"]
             extra = "".join(f"{by[str(t)]:>12.1f}" for t in threads[1:])

@@ -63,12 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run every panel (:func:`ntkgrid.gtk_study.run_study`): the figures, ``results.json`` and
     ``results.md`` under ``--out``. Returns the exit status (0 ok, 2 a bad ``--set``)."""
-    from ntkgrid import presets
-    from ntkgrid.gtk_study import run_study
+    from ntkgrid.gtk_study import GTK_PAPER, GTK_QUICK, run_study
 
     args = build_parser().parse_args(argv)
     try:
-        setup = parse_sets(args.sets, presets.GTK_QUICK if args.preset == "quick" else presets.GTK_PAPER)
+        setup = parse_sets(args.sets, GTK_QUICK if args.preset == "quick" else GTK_PAPER)
     except ValueError as err:
         return fail(str(err))
     run_study(setup, args.out, preset=args.preset, seed=args.seed, log=log)

@@ -18,7 +18,7 @@ Writes to ``--out`` (default ``runs/imagenet_sweep``, or ``.../shard-i-of-n`` wi
 ``--shard``): ``results/<image>.json`` per image, ``summary.csv``/``summary.md`` (mean,
 std, min, max of PSNR and MS-SSIM per encoding), ``spectra.png``/``spectra.json`` (mean
 NTK spectra at the middle and the end of training, resampled to 8000 values, with the
-numerical floor), ``report.md`` (also lists skipped files), and ``runs/`` (every training
+numerical floor; the quick preset takes spectra at the end only, of the total kernel), ``report.md`` (also lists skipped files), and ``runs/`` (every training
 run). Rerunning skips finished images; ``merge`` combines shard folders.
 
 The images of one encoding train together, ``--runs-per-program`` of them in one compiled

@@ -34,14 +34,16 @@ _API = {
     # kernels, spectra, the paper's claims
     "empirical_ntk": "ntkgrid.ntk", "ntk_spectrum": "ntkgrid.spectrum", "offdiag_fraction": "ntkgrid.spectrum",
     "compare_spectra": "ntkgrid.theory", "predict_training": "ntkgrid.theory",
+    "fan_in_matched_baseline": "ntkgrid.theory", "theorem1_comparisons": "ntkgrid.theory",
+    "replay_training": "ntkgrid.theory",
 }
 
 __all__ = [  # the names of _API (a test checks they agree)
     "BaselineConfig", "BatchRun", "CoordinateMLP", "EncodingConfig", "FourierConfig", "FourierFeatures",
     "GaussianConfig", "GaussianFourierFeatures", "HashGrid", "HashGridConfig", "Identity", "MulFAGrid",
     "MulFAGridConfig", "MultiGrid", "MultiGridConfig", "NTKDense", "TrainConfig", "compare_spectra", "empirical_ntk",
-    "fit", "fit_batch", "image_to_dataset", "load_run", "ntk_spectrum", "offdiag_fraction", "predict",
-    "predict_training", "register_encoding",
+    "fan_in_matched_baseline", "fit", "fit_batch", "image_to_dataset", "load_run", "ntk_spectrum", "offdiag_fraction",
+    "predict", "predict_training", "register_encoding", "replay_training", "theorem1_comparisons",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
@@ -61,7 +63,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from ntkgrid.models import CoordinateMLP, NTKDense
     from ntkgrid.ntk import empirical_ntk
     from ntkgrid.spectrum import ntk_spectrum, offdiag_fraction
-    from ntkgrid.theory import compare_spectra, predict_training
+    from ntkgrid.theory import (
+        compare_spectra,
+        fan_in_matched_baseline,
+        predict_training,
+        replay_training,
+        theorem1_comparisons,
+    )
     from ntkgrid.training import BatchRun, fit, fit_batch, load_run, predict
 
 

@@ -4,7 +4,7 @@ and float64 kernels recomputed from them, and the learned grid (its levels as im
 nodes no pixel touches, the network's ReLU activation regions; the appendix figures).
 
 Errors about a run folder (no checkpoint, no recorded NTK points) raise
-:class:`ntkgrid.sweep.SweepError` naming the file.
+:class:`ntkgrid.training.runfolder.RunFolderError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 from ntkgrid.config import TrainConfig
 from ntkgrid.models import build_model
 from ntkgrid.spectrum import Spectrum
-from ntkgrid.sweep.common import SweepError
 from ntkgrid.training import runfolder
+from ntkgrid.training.runfolder import RunFolderError
 
 __all__ = ["activation_regions", "checkpoint_variables", "grid_tables", "recompute_kernels", "run_spectra",
            "unused_nodes"]
@@ -27,7 +27,7 @@ __all__ = ["activation_regions", "checkpoint_variables", "grid_tables", "recompu
 def run_spectra(run_path: str | os.PathLike, epoch: int) -> dict[str, Spectrum] | None:
     """The spectra a run recorded at a checkpoint.
 
-    Arguments:
+    Args:
       run_path: the run folder.
       epoch: the checkpoint's epoch.
 
@@ -42,26 +42,26 @@ def run_spectra(run_path: str | os.PathLike, epoch: int) -> dict[str, Spectrum] 
 def checkpoint_variables(run_path: str | os.PathLike, epoch: int) -> dict:
     """The model variables a run saved at ``epoch``.
 
-    Arguments:
+    Args:
       run_path: the run folder.
       epoch: the checkpoint's epoch.
 
     Returns:
       The Flax variables of its ``checkpoints/epoch_XXXXXX.msgpack`` (see
-      :mod:`ntkgrid.training`) as NumPy arrays. Raises :class:`ntkgrid.sweep.SweepError`
+      :mod:`ntkgrid.training`) as NumPy arrays. Raises :class:`~ntkgrid.training.runfolder.RunFolderError`
       naming the file when it is missing or unreadable.
     """
     try:
         return runfolder.load_checkpoint(run_path, epoch)
     except (FileNotFoundError, ValueError) as err:
-        raise SweepError(str(err)) from err
+        raise RunFolderError(str(err)) from err
 
 
 def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int, *, out_dim: int = 3,
                       groups: bool | str = False, solve: Sequence[str] | None = None, scale_mlp: float | None = None):
     """Float64 NTK of a run's checkpoint at ``epoch`` on the run's own spectrum points.
 
-    Arguments:
+    Args:
       cfg: the run's config.
       run_path: the run folder (its ``spectra/ntk_x.npy`` holds the ``(N, d)`` points).
       epoch: the checkpoint's epoch.
@@ -73,18 +73,18 @@ def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int,
 
     Returns:
       ``(Spectrum, (N, N) float64 kernel (traced over outputs))`` or, with ``groups``,
-      ``({group: Spectrum}, {group: kernel})``. Raises :class:`ntkgrid.sweep.SweepError`
+      ``({group: Spectrum}, {group: kernel})``. Raises :class:`~ntkgrid.training.runfolder.RunFolderError`
       naming the file when the run recorded no points or has no such checkpoint.
     """
     from ntkgrid.spectrum import ntk_spectrum
 
     x_path = runfolder.ntk_points_path(run_path)
     if not x_path.exists():
-        raise SweepError(f"{x_path}: the run recorded no NTK points (ntk_points=0?)")
+        raise RunFolderError(f"{x_path}: the run recorded no NTK points (ntk_points=0?)")
     try:
         x = np.load(x_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise SweepError(f"{x_path}: unreadable NTK points file (garbage or truncated: {err})") from err
+        raise RunFolderError(f"{x_path}: unreadable NTK points file (garbage or truncated: {err})") from err
     variables = checkpoint_variables(run_path, epoch)
     if scale_mlp is not None:
         from ntkgrid.theory import scale_mlp as scale

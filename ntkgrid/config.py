@@ -390,7 +390,8 @@ class TrainConfig:
     curve_every: int | None = None  # full-data loss/PSNR every n epochs (training curve); None = ~30 points, 0 = off
     ntk_points: int | None = None  # NTK points: None = the training set (capped per backend), n = n-point window, 0 = none
     ntk_method: str = "structured"  # kernel method for spectra ("structured" or "jacobian")
-    ntk_group_spectra: str = "last"  # spectra of the mlp/no_grid/grid kernels: at "every" checkpoint or the "last"
+    ntk_group_spectra: str = "last"  # spectra of the mlp/no_grid/grid kernels: at "every" checkpoint, the "last", or "none"
+    ntk_spectra_at: str = "every"  # checkpoints that take NTK spectra: "every" one or only the "last"
     seed: int = 0  # PRNG seed: initialisation and minibatch order
     lr_fraction: float | None = None  # learning_rate = this x stability.critical_lr at init (None: set by hand)
 
@@ -402,8 +403,10 @@ class TrainConfig:
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError(f"need epochs >= 1, batch_size >= 1, learning_rate > 0; got {self}")
-        if self.ntk_group_spectra not in ("every", "last"):
-            raise ValueError(f"ntk_group_spectra must be 'every' or 'last', got {self.ntk_group_spectra!r}")
+        if self.ntk_group_spectra not in ("every", "last", "none"):
+            raise ValueError(f"ntk_group_spectra must be 'every', 'last' or 'none', got {self.ntk_group_spectra!r}")
+        if self.ntk_spectra_at not in ("every", "last"):
+            raise ValueError(f"ntk_spectra_at must be 'every' or 'last', got {self.ntk_spectra_at!r}")
         if self.curve_every is not None and self.curve_every < 0:
             raise ValueError(f"curve_every must be >= 0 or None, got {self.curve_every}")
         for name, value, allowed in (("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS),
@@ -424,6 +427,11 @@ class TrainConfig:
         if bad:
             raise ValueError(f"checkpoints {bad} outside 0..{self.epochs}")
         return tuple(sorted(set(cps)))
+
+    def takes_spectra(self, epoch: int) -> bool:
+        """Whether checkpoint ``epoch`` takes NTK spectra: every checkpoint, or with
+        ``ntk_spectra_at == "last"`` only the last one (``epoch == epochs``)."""
+        return self.ntk_spectra_at == "every" or epoch == self.epochs
 
     def curve_epochs(self) -> tuple[int, ...]:
         """Epochs (0..epochs) at which the full-data loss and PSNR are measured for the training

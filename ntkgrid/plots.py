@@ -326,8 +326,9 @@ def bar_figure(path: str | os.PathLike, values: Mapping[str, Mapping[str, float]
 
 
 def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[Mapping]) -> tuple[Path, Path | None]:
-    """Predicted (kernel regression from a checkpoint, dashed) against measured (solid)
-    full-data loss through training, and the residual's energy per eigenvalue band at the
+    """Predicted (the linearised network from a checkpoint: replayed through the run's
+    minibatches, dashed; SGD's expected step, dotted) against measured (solid) full-data loss
+    through training, and the residual's energy per eigenvalue band at the
     checkpoint, predicted and measured at the end. ``predictions``: dicts of
     :func:`ntkgrid.evidence.predicted_vs_measured`, one per starting checkpoint."""
     fig, axes = new_figure(1, 2, panel=(5.0, 3.8))
@@ -345,7 +346,12 @@ def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[
         pred = np.asarray(p["predicted"], np.float64)
         ok = np.isfinite(pred) & (pred > 0)
         ax.plot(np.asarray(p["epochs"])[ok], pred[ok], "--", color=_shade(color, 0.6 + 0.3 * k), marker="o", ms=3,
-                label=f"predicted from epoch {p['from_epoch']} (max rel. err. {p['max_relative_error']:.2f})")
+                label=f"replay from epoch {p['from_epoch']} (max rel. err. {p['max_relative_error']:.2f})")
+        if p.get("predicted_expected") is not None:
+            exp = np.asarray(p["predicted_expected"], np.float64)
+            ok = np.isfinite(exp) & (exp > 0)
+            ax.plot(np.asarray(p["epochs"])[ok], exp[ok], ":", color=_shade(color, 0.6 + 0.3 * k), marker="x",
+                    ms=3, label=f"expected step from epoch {p['from_epoch']}")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE")
@@ -357,7 +363,9 @@ def prediction_figure(path: str | os.PathLike, name: str, predictions: Sequence[
         edges = np.asarray(p["edges"], np.float64)
         centers = np.sqrt(np.maximum(edges[:-1], edges[1] / 10) * edges[1:])
         series = [(f"at epoch {p['from_epoch']}", p["bands_start"], "-", "o"),
-                  (f"predicted at epoch {p['end_epoch']}", p["bands_predicted_end"], "--", "s")]
+                  (f"expected step at epoch {p['end_epoch']}", p["bands_predicted_end"], "--", "s")]
+        if p.get("bands_replay_end") is not None:
+            series.append((f"replay at epoch {p['end_epoch']}", p["bands_replay_end"], "-.", "d"))
         if p.get("bands_measured_end") is not None:
             series.append((f"measured at epoch {p['end_epoch']}", p["bands_measured_end"], ":", "^"))
         top = 0.0

@@ -30,10 +30,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "SPECTRUM_LENGTH",
     "Spectrum",
     "baseline_below",
     "eigh",
     "eigvalsh",
+    "full_ntk",
     "kernel_change",
     "mean_spectrum",
     "ntk_spectrum",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 EPS64 = float(np.finfo(np.float64).eps)
+#: Resampled length of mean spectra (the paper scales every spectrum to 8000 values).
+SPECTRUM_LENGTH = 8000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +94,27 @@ class Spectrum:
     def from_dict(cls, d: Mapping) -> Spectrum:
         return cls(np.asarray(d["eigenvalues"], np.float64), float(d["floor"]), int(d["n_above_floor"]),
                    int(d["n_negative"]), float(d.get("asymmetry", 0.0)))
+
+    def to_arrays(self, name: str) -> dict[str, np.ndarray]:
+        """This spectrum as named arrays for an ``.npz`` (the one layout of spectrum files,
+        :func:`ntkgrid.training.runfolder.save_spectra`): ``eigenvalues/<name>`` ``(N,)``
+        float64, ``floor/<name>`` float64, ``n_above_floor/<name>`` int64,
+        ``n_negative/<name>`` int64 and ``asymmetry/<name>`` float64 (0-d)."""
+        return {
+            f"eigenvalues/{name}": np.asarray(self.eigenvalues, np.float64),
+            f"floor/{name}": np.float64(self.floor),
+            f"n_above_floor/{name}": np.int64(self.n_above_floor),
+            f"n_negative/{name}": np.int64(self.n_negative),
+            f"asymmetry/{name}": np.float64(self.asymmetry),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping, name: str) -> Spectrum:
+        """The spectrum ``name`` of named arrays written by :meth:`to_arrays` (e.g. an open
+        ``np.load`` of an ``.npz``)."""
+        return cls(np.asarray(arrays[f"eigenvalues/{name}"], np.float64), float(arrays[f"floor/{name}"]),
+                   int(arrays[f"n_above_floor/{name}"]), int(arrays[f"n_negative/{name}"]),
+                   float(arrays[f"asymmetry/{name}"]))
 
 
 def _solver_backend(backend: str | None) -> str:
@@ -226,6 +251,25 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
         source = alias.get(name)
         spectra[name] = spectra[source] if source in spectra else spectrum_from_kernel(k[name], backend)
     return spectra, k
+
+
+def full_ntk(model, variables: Mapping, x, *, method: str = "structured", block_size: int = 1024) -> np.ndarray:
+    """Float64 full output-block NTK ``(N O, N O)`` of ``model`` at ``variables`` on ``x``
+    ``(N, d)``: row/column ``n O + o`` is output ``o`` at point ``n`` (every output pair, not
+    the trace over outputs). Needs ``8 (N O)^2`` bytes."""
+    import jax
+    import jax.numpy as jnp
+
+    from ntkgrid.ntk import empirical_ntk
+
+    with jax.enable_x64(True):
+        v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, dict(variables))
+        x64 = jnp.asarray(np.asarray(x), jnp.float64)
+        k = np.asarray(empirical_ntk(_float64_model(model), v64, x64, method=method, trace=False,
+                                     block_size=block_size), np.float64)
+    n, _, o, _ = k.shape
+    k = k.transpose(0, 2, 1, 3).reshape(n * o, n * o)
+    return 0.5 * (k + k.T)
 
 
 def _float64_model(model):

@@ -18,7 +18,20 @@ output pairs, not traced). The step contracts every eigen-direction iff
     lr < lr_crit = B O / (s * lambda_max(Theta_B)).
 
 So the mean reduction's critical step is ``B O / lambda_max``, the sum over channels'
-``B / lambda_max`` and the sum's ``1 / lambda_max``. Under every parameterisation of
+``B / lambda_max`` and the sum's ``1 / lambda_max``.
+
+**The one definition.** Writing ``g = 2 s / (B O)`` (``dL_B / df_o(x_b) = g r_bo``,
+:func:`ntkgrid.theory.loss_gradient_scale`), one step is ``r' = (I - lr g Theta_step) r``
+and :func:`critical_step` is ``lr_crit = 2 / (g lambda_max(Theta_step))``, always on the
+full output-block kernel (every output pair, not the trace over outputs): ``Theta_step =
+Theta_B`` for a minibatch (what :func:`critical_lr` measures, at initialisation or at any
+checkpoint's ``variables``), or ``(B / N) Theta_N`` for the expected step over ``N``
+points (``ntkgrid.theory.predict_training``). The library's every ``eta_crit``
+(:mod:`ntkgrid.evidence`, the experiments' reports) is :func:`critical_lr`'s. The traced
+kernel ``K = Theta / O`` summed over ``o = p`` assumes the outputs independent
+(``Theta[n, m, o, p] = delta_op K[n, m]``); on a trained baseline the off-diagonal output
+blocks carry ~5% of ``||Theta||_F^2`` and the full kernel's ``lambda_max`` is ~25% above the
+traced model's, so an ``eta_crit`` from ``K`` is too permissive. Under every parameterisation of
 :mod:`ntkgrid.models` the kernel's top eigenvector is close to the constant mode, so
 ``lambda_max`` grows about linearly with ``B`` and the mean reduction's ``lr_crit`` is
 nearly independent of the batch size, while the sum's shrinks as ``1/B``. Above
@@ -39,7 +52,8 @@ import numpy as np
 from ntkgrid.config import TrainConfig, loss_scale
 from ntkgrid.models import build_model
 
-__all__ = ["CATAPULT_NOTE", "StepPrediction", "batch_lambda_max", "critical_lr", "lr_rule_note", "with_critical_lr"]
+__all__ = ["CATAPULT_NOTE", "StepPrediction", "batch_lambda_max", "critical_lr", "critical_step", "lr_rule_note",
+           "with_critical_lr"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +80,30 @@ class StepPrediction:
         return bool(lr < self.lr_crit_median)
 
 
+def critical_step(lambda_max, gradient_scale: float):
+    """``lr_crit = 2 / (g lambda_max)``: the step at which ``|1 - lr g lambda_max| = 1``.
+
+    Args:
+      lambda_max: top eigenvalue(s) of the full output-block kernel one SGD step applies
+        (``Theta_B``, or ``(B / N) Theta_N`` in expectation); float or array.
+      gradient_scale: ``g`` (``2 s / (B O)`` for the squared error; module docstring).
+
+    Returns:
+      ``lr_crit``, the shape of ``lambda_max`` (inf where ``lambda_max <= 0``).
+    """
+    lam = np.asarray(lambda_max, np.float64)
+    with np.errstate(divide="ignore"):
+        out = np.where(lam > 0, 2.0 / (gradient_scale * np.where(lam > 0, lam, 1.0)), np.inf)
+    return float(out) if out.ndim == 0 else out
+
+
 def batch_lambda_max(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int | None = None,
-                     n_batches: int = 4, seed: int = 0) -> np.ndarray:
+                     n_batches: int = 4, seed: int = 0, variables=None) -> np.ndarray:
     """``(n_batches,)`` top eigenvalues of the full minibatch NTK ``Theta_B`` (``(B O) x
-    (B O)``, float64 eigensolver) of ``cfg.model`` initialised as :func:`ntkgrid.training.fit`
-    does (``cfg.seed``), on ``n_batches`` minibatches of ``batch_size`` (default
-    ``cfg.batch_size``) points of ``coords`` ``(N, d)`` drawn without replacement
-    (``numpy`` generator ``seed``)."""
+    (B O)``, float64 eigensolver) of ``cfg.model`` with ``variables`` (default: initialised
+    as :func:`ntkgrid.training.fit` does, ``cfg.seed``), on ``n_batches`` minibatches of
+    ``batch_size`` (default ``cfg.batch_size``) points of ``coords`` ``(N, d)`` drawn
+    without replacement (``numpy`` generator ``seed``)."""
     from ntkgrid.ntk import empirical_ntk
 
     x = np.asarray(coords, np.float32)
@@ -80,8 +111,9 @@ def batch_lambda_max(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int 
     if x.ndim != 2 or not 1 <= b <= x.shape[0]:
         raise ValueError(f"coords must be (N, d) with N >= batch size {b}, got {x.shape}")
     model = build_model(cfg, x.shape[1], out_dim)
-    init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    variables = model.init(init_key, jnp.asarray(x[:1]))
+    if variables is None:
+        init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
+        variables = model.init(init_key, jnp.asarray(x[:1]))
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_batches):
@@ -93,13 +125,14 @@ def batch_lambda_max(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int 
 
 
 def critical_lr(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int | None = None,
-                n_batches: int = 4, seed: int = 0) -> StepPrediction:
-    """The largest stable SGD step ``B O / (s lambda_max(Theta_B))`` (module docstring) for
-    ``cfg``'s loss reduction, on minibatches of ``coords`` ``(N, d)``."""
+                n_batches: int = 4, seed: int = 0, variables=None) -> StepPrediction:
+    """The largest stable SGD step ``B O / (s lambda_max(Theta_B))`` (:func:`critical_step`
+    with ``g = 2 s / (B O)``; module docstring) for ``cfg``'s loss reduction, on minibatches
+    of ``coords`` ``(N, d)``, at initialisation or at a checkpoint's ``variables``."""
     b = int(batch_size or cfg.batch_size)
-    lam = batch_lambda_max(cfg, coords, out_dim, batch_size=b, n_batches=n_batches, seed=seed)
+    lam = batch_lambda_max(cfg, coords, out_dim, batch_size=b, n_batches=n_batches, seed=seed, variables=variables)
     s = loss_scale(cfg.loss_reduction, b, out_dim)
-    lr = b * out_dim / (s * lam)
+    lr = np.asarray(critical_step(lam, 2.0 * s / (b * out_dim)), np.float64).reshape(lam.shape)
     return StepPrediction(lambda_max=lam, lr_crit=lr, lr_crit_median=float(np.median(lr)), batch_size=b,
                           out_dim=out_dim, scale=s)
 

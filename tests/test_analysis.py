@@ -4,6 +4,7 @@ no pixel touches, and ReLU activation regions against a brute-force count. Tiny 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ntkgrid import analysis, presets
 from ntkgrid.config import TrainConfig
@@ -55,3 +56,12 @@ def test_activation_regions_match_a_brute_force_count():
         first.setdefault(p, len(first))
         assert ar["ids"][i] == first[p]
     assert ar["per_layer"] == [len({tuple(f[i]) for i in range(len(x))}) for f in feats]
+
+
+def test_run_folder_problems_raise_run_folder_error(tmp_path):
+    from ntkgrid.training.runfolder import RunFolderError
+
+    with pytest.raises(RunFolderError, match="epoch_000003"):
+        analysis.checkpoint_variables(tmp_path, 3)
+    with pytest.raises(RunFolderError, match=r"ntk_x\.npy: the run recorded no NTK points"):
+        analysis.recompute_kernels(TrainConfig(), tmp_path, 3)

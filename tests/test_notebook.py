@@ -35,7 +35,11 @@ def test_quickstart_notebook_runs_offline_and_reports_its_figures(tmp_path, monk
 
     text = _outputs(nb)
     assert "(576, 2) (576, 3)" in text
-    assert "grid kernel off-diagonal share" in text and "MPE >= baseline at" in text
+    assert "grid kernel off-diagonal share" in text and "stated: MPE >= other at" in text
+    verdicts = {line.split(":")[0]: line.rsplit(": ", 1)[-1] for line in text.splitlines() if "MPE >= other at" in line}
+    assert verdicts["fan_in_matched"] == "holds"  # the positive control, at initialisation
+    assert verdicts["own_no_grid"] == "holds (true by construction)"
+    assert "fan-in-matched top eigenvalues" in text
     assert "PSNR" in text and "dB" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the spectra at initialisation; the regressed image with the spectra

@@ -324,6 +324,46 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
         cli.main(["--encodings", "nerf"])
 
 
+def _old_layout_cache(path, key, epoch, spectra):
+    """An ``ntk/epoch_*.npz`` as checkpoint_spectra wrote it before runfolder.save_spectra
+    (no ``groups``; ``eigenvalues/<output>/<group>``, ...; ``ntk_hash``)."""
+    arrays = {"ntk_hash": np.array(key), "epoch": np.array(int(epoch))}
+    for o, groups in spectra.items():
+        for g, sp in groups.items():
+            arrays[f"eigenvalues/{o}/{g}"] = sp.eigenvalues
+            for f in ("floor", "n_above_floor", "n_negative", "asymmetry"):
+                arrays[f"{f}/{o}/{g}"] = np.asarray(getattr(sp, f))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def test_checkpoint_spectra_reads_an_old_layout_cache(tmp_path):
+    import hashlib
+
+    from ntkgrid.config import TrainConfig
+    from ntkgrid.spectrum import Spectrum
+    from ntkgrid.training.runfolder import read_spectra
+
+    cfg = TrainConfig(hidden=(8,), loss="bce", epochs=2, batch_size=32)
+    ntk_x = np.random.default_rng(0).random((4, 3)).astype(np.float32)
+    key = hashlib.sha256(ntk_x.tobytes() + str(ntk_x.shape).encode()).hexdigest()[:16] + cfg.ntk_method
+    spec = {o: {"total": Spectrum(np.array([3.0, 2.0, 1.0 + i, 0.5]), 1e-12, 4, 0, 1e-9 * (i + 1))}
+            for i, o in enumerate(occ.NTK_OUTPUTS)}
+    _old_layout_cache(tmp_path / "run" / "ntk" / "epoch_000002.npz", key, 2, spec)
+    # no checkpoint in the folder: the spectra can only come from the cache
+    got = occ.checkpoint_spectra(cfg, tmp_path / "run", [2], ntk_x)
+    for o in occ.NTK_OUTPUTS:
+        assert set(got[o][2]) == {"total"}
+        s, want = got[o][2]["total"], spec[o]["total"]
+        np.testing.assert_array_equal(s.eigenvalues, want.eigenvalues)
+        assert (s.floor, s.n_above_floor, s.n_negative, s.asymmetry) == \
+            (want.floor, want.n_above_floor, want.n_negative, want.asymmetry)
+    assert occ.checkpoint_spectra(cfg, tmp_path / "run", [2], ntk_x[:3]) == {o: {} for o in occ.NTK_OUTPUTS}
+    spectra, extra = read_spectra(tmp_path / "run" / "ntk" / "epoch_000002.npz")
+    assert sorted(spectra) == sorted(f"{o}/total" for o in occ.NTK_OUTPUTS)
+    assert str(extra["ntk_hash"]) == key and int(extra["epoch"]) == 2
+
+
 # ----------------------------------------------------------------------------- reruns, folders, bad input
 
 MICRO = ["--epochs", "1", "--pool-size", "300", "--eval-size", "50", "--resolution", "8", "--render-steps", "8",

@@ -132,3 +132,15 @@ def test_paper_tables_train_under_their_readings_and_quick_under_the_literal_one
     assert P.IMAGENET["baseline"].parameterization == "ntk"
     for cfg in (*P.SCALING_QUICK.values(), *P.IMAGENET_QUICK.values()):
         assert cfg == P.reading(cfg, "literal")
+
+
+def test_quick_imagenet_takes_spectra_at_the_end_only_and_the_paper_preset_everywhere():
+    """The quick sweep's time: one total-kernel eigvalsh per run, at the end (issue 24);
+    the paper preset keeps spectra at every checkpoint and the group spectra at the last."""
+    for name, cfg in P.IMAGENET_QUICK.items():
+        assert (cfg.ntk_spectra_at, cfg.ntk_group_spectra) == ("last", "none"), name
+        assert [e for e in cfg.checkpoint_epochs() if cfg.takes_spectra(e)] == [cfg.epochs]
+        assert len(cfg.checkpoint_epochs()) == 2  # the middle is still measured (PSNR, MS-SSIM)
+    for cfg in (*P.IMAGENET.values(), *P.SCALING.values(), *P.SCALING_QUICK.values()):
+        assert (cfg.ntk_spectra_at, cfg.ntk_group_spectra) == ("every", "last")
+        assert all(cfg.takes_spectra(e) for e in cfg.checkpoint_epochs())

@@ -188,3 +188,16 @@ def test_strided_subset_hides_grid_sharing_that_the_full_image_shows():
         frac[name] = offdiag_fraction(k["grid"])
     assert frac["strided"] == 0.0
     assert frac["full"] > 0.5 and frac["window"] > 0.5
+
+
+def test_spectrum_to_arrays_from_arrays_round_trip():
+    s = Spectrum(np.array([4.0, 1.0, -1e-18]), 2.5e-15, 2, 1, 3e-9)
+    arrays = s.to_arrays("grid")
+    assert sorted(arrays) == sorted(f"{f}/grid" for f in
+                                    ("eigenvalues", "floor", "n_above_floor", "n_negative", "asymmetry"))
+    assert arrays["n_above_floor/grid"].dtype == np.int64 and arrays["floor/grid"].dtype == np.float64
+    back = Spectrum.from_arrays(arrays, "grid")
+    np.testing.assert_array_equal(back.eigenvalues, s.eigenvalues)
+    assert (back.floor, back.n_above_floor, back.n_negative, back.asymmetry) == (2.5e-15, 2, 1, 3e-9)
+    with pytest.raises(KeyError):
+        Spectrum.from_arrays(arrays, "total")

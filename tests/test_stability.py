@@ -95,3 +95,16 @@ def test_with_critical_lr_sets_the_fraction_and_records_it():
     assert lr_rule_note(1.0) == lr_rule_note(3.0) == CATAPULT_NOTE
     with pytest.raises(ValueError, match="> 0"):
         with_critical_lr(CFG, 0.0, X, 3)
+
+
+def test_critical_step_is_the_one_definition_and_takes_checkpoint_variables():
+    """critical_lr is critical_step(lambda_max(Theta_B), g = 2 s / (B O)), also at given variables."""
+    from ntkgrid.stability import critical_step
+    from ntkgrid.theory import scale_mlp
+
+    model, v, k = _jacobian_kernel(CFG)
+    pred = critical_lr(CFG, X, 3, batch_size=6, n_batches=1)
+    assert pred.lr_crit_median == pytest.approx(critical_step(pred.lambda_max[0], 2.0 / 18), rel=1e-12)
+    assert critical_step(np.array([0.0, 4.0]), 0.5).tolist() == [np.inf, 1.0]
+    small = critical_lr(CFG, X, 3, batch_size=6, n_batches=1, variables=scale_mlp(v, 0.5))
+    assert small.lambda_max[0] < 0.6 * pred.lambda_max[0] and small.lr_crit_median > pred.lr_crit_median / 0.6

@@ -7,6 +7,7 @@ import pytest
 
 from ntkgrid import CoordinateMLP, Identity, MultiGrid
 from ntkgrid.data.images import image_to_dataset
+from ntkgrid.models import build_model
 from ntkgrid.spectrum import Spectrum, eigh, ntk_spectrum, spectrum_from_kernel, weyl_bound
 from ntkgrid.theory import (
     band_edges,
@@ -16,9 +17,11 @@ from ntkgrid.theory import (
     fan_in_matched_baseline,
     loss_gradient_scale,
     predict_training,
+    replay_training,
     scale_mlp,
     theorem1_comparisons,
 )
+from ntkgrid.training import epoch_batches
 
 
 def _spec(values, floor=1e-12):
@@ -173,3 +176,115 @@ def test_gradient_scale_and_band_edges():
     assert edges[0] == 0 and edges[-1] > 5e2 and np.all(np.diff(edges) > 0)
     s = spectrum_from_kernel(np.diag([5e2, 3.0, 1e-3]))
     assert s.lambda_max == 5e2
+
+
+def _reshuffled_sgd(phi, y, lr, batches):
+    """Brute-force SGD on ``f(x_n) = phi[n] @ theta`` (``phi`` ``(N, O, P)``: the outputs
+    share parameters, so the kernel has off-diagonal output blocks) with the mean squared
+    error over the minibatch and channels, through the given epochs of minibatches (the
+    training's reshuffled order). Returns the residual ``(N, O)`` after every epoch."""
+    n, o, p = phi.shape
+    theta, out = np.zeros(p), []
+    for epoch in batches:
+        for idx in epoch:
+            r = phi[idx] @ theta - y[idx]  # (B, O)
+            theta -= lr * (2.0 / (len(idx) * o)) * np.einsum("bop,bo->p", phi[idx], r)
+        out.append(phi @ theta - y)
+    return np.array(out)
+
+
+def test_replay_is_sgd_for_a_model_linear_in_its_parameters():
+    """Replay mode through the training's own reshuffled minibatches (B does not divide N, so
+    the last batch wraps around) equals brute-force SGD to 1e-10 on the full output-block
+    kernel; the traced kernel (independent outputs) and the expected step do not."""
+    rng = np.random.default_rng(3)
+    n, o, p, b = 30, 3, 40, 8
+    phi, y = rng.normal(size=(n, o, p)) / np.sqrt(p), rng.normal(size=(n, o))
+    full = np.einsum("nop,mqp->nomq", phi, phi).reshape(n * o, n * o)
+    batches = [epoch_batches(7, e, n, b) for e in range(4)]
+    assert batches[0].shape == (4, 8) and sorted(np.unique(batches[1])) == list(range(n))
+    g = loss_gradient_scale("mse", b, o)
+    sgd = _reshuffled_sgd(phi, y, 2.0, batches)
+    rep = replay_training(full, -y, learning_rate=2.0, gradient_scale=g, batches=batches, epochs=[0, 1, 2, 4])
+    assert rep["kernel"] == "full"
+    np.testing.assert_allclose(rep["residuals"][1:], sgd[[0, 1, 3]], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rep["loss"][0], np.mean(y**2), rtol=1e-12)
+    traced = full.reshape(n, o, n, o).trace(axis1=1, axis2=3) / o
+    rep_t = replay_training(traced, -y, learning_rate=2.0, gradient_scale=g, batches=batches, epochs=[4])
+    assert rep_t["kernel"] == "traced" and abs(rep_t["loss"][0] / rep["loss"][-1] - 1) > 1e-3
+    lam, q = eigh(full)
+    exp = predict_training(lam, q, -y, learning_rate=2.0, gradient_scale=g, batch_size=b, epoch_size=n, epochs=[4])
+    assert exp["kernel"] == "full" and abs(exp["loss"][0] / rep["loss"][-1] - 1) > 1e-3
+
+
+def test_replay_follows_the_training_step_batch_order():
+    """The training epoch itself (float32) on a network linear in its parameters (no hidden
+    layer) against the replay with its exact full kernel: the same minibatch order."""
+    import jax.numpy as jnp
+    import optax
+
+    from ntkgrid.config import TrainConfig
+    from ntkgrid.ntk import empirical_ntk
+    from ntkgrid.training import make_epoch_fn
+
+    rng = np.random.default_rng(4)
+    n, b, o = 20, 6, 3
+    cfg = TrainConfig(hidden=(), batch_size=b, beta=1.0, seed=5, learning_rate=0.5)
+    x, y = rng.random((n, 2)).astype(np.float32), rng.random((n, o)).astype(np.float32)
+    model = build_model(cfg, 2, o)
+    v = model.init(jax.random.split(jax.random.PRNGKey(cfg.seed))[0], jnp.asarray(x[:1]))
+    k = np.asarray(empirical_ntk(model, v, jnp.asarray(x), trace=False), np.float64)
+    k = k.transpose(0, 2, 1, 3).reshape(n * o, n * o)
+    r0 = np.asarray(model.apply(v, x), np.float64) - y
+    step = make_epoch_fn(model, "mse", b, n)
+    state, data_key = optax.sgd(1.0).init(v["params"]), jax.random.split(jax.random.PRNGKey(cfg.seed))[1]
+    vv = jax.tree.map(jnp.array, v)
+    for e in range(3):
+        vv, state, _ = step(vv, state, data_key, np.int32(e), np.float32(cfg.learning_rate), jnp.asarray(x),
+                            jnp.asarray(y))
+    measured = np.asarray(model.apply(vv, x), np.float64) - y
+    rep = replay_training(k, r0, learning_rate=cfg.learning_rate, gradient_scale=loss_gradient_scale("mse", b, o),
+                          batches=[epoch_batches(cfg.seed, e, n, b) for e in range(3)], epochs=[3])
+    np.testing.assert_allclose(rep["residuals"][0], measured, rtol=1e-4, atol=1e-5)
+    other = replay_training(k, r0, learning_rate=cfg.learning_rate, gradient_scale=loss_gradient_scale("mse", b, o),
+                            batches=[epoch_batches(cfg.seed + 1, e, n, b) for e in range(3)], epochs=[3])
+    assert np.abs(other["residuals"][0] - measured).max() > 1e-3
+
+
+def test_expected_step_against_reshuffled_epochs_on_a_diagonal_kernel():
+    """The expected step is an approximation: on a diagonal kernel (N = 64, B = 16, r = 1) every point is visited
+    once per reshuffled epoch (its residual times 1 - eta g d per epoch), which the i.i.d.
+    model does not see; above eta g d = 2 the epochs diverge while the model says stable."""
+    n, b, o = 64, 16, 1
+    g = loss_gradient_scale("mse", b, o)
+    k = np.eye(n)
+    batches = [epoch_batches(0, e, n, b) for e in range(15)]
+    r0 = np.ones((n, o))
+    for eta_g_d, expected_loss, replay_loss in ((0.31, (1 - 0.31 / 4) ** 40, 0.69**10), (2.5, None, 1.5**30)):
+        lr = eta_g_d / g
+        rep = replay_training(k, r0, learning_rate=lr, gradient_scale=g, batches=batches, epochs=[5, 15])
+        pred = predict_training(np.ones(n), np.eye(n), r0, learning_rate=lr, gradient_scale=g, batch_size=b,
+                                epoch_size=n, epochs=[5])
+        if expected_loss is not None:
+            assert rep["loss"][0] == pytest.approx(replay_loss, rel=1e-12)
+            assert pred["loss"][0] == pytest.approx(expected_loss, rel=1e-12)  # 0.0397 against 0.0245
+        else:
+            assert pred["stable"] and rep["loss"][1] == pytest.approx(replay_loss, rel=1e-12) and rep["loss"][1] > 1e5
+
+
+def test_stable_ignores_eigenvalues_below_the_floor():
+    """A kernel with one eigenvalue at -floor (rounding noise): stable at a step below the
+    critical one; only a resolved eigenvalue can make the prediction unstable."""
+    lam = np.array([2.0, 1.0, -1.1e-12])
+    floor = 1.1e-12
+    q = np.eye(3)
+    g = loss_gradient_scale("mse", 3, 1)
+    lr = 0.5 * 2.0 / (g * 2.0)
+    pred = predict_training(lam, q, np.ones((3, 1)), learning_rate=lr, gradient_scale=g, batch_size=3,
+                            epoch_size=3, epochs=[0, 1], floor=floor)
+    assert pred["stable"] and pred["rate"][2] == 1.0
+    assert abs(1 - lr * g * lam[2]) > 1  # the raw check |rate| <= 1 that this eigenvalue used to fail
+    assert pred["loss"][1] == pytest.approx((0.0**2 + 0.5**2 + 1.0**2) / 3, rel=1e-12)  # rates 0, 0.5, 1
+    unstable = predict_training(lam, q, np.ones((3, 1)), learning_rate=1.01 * 2 * lr, gradient_scale=g,
+                                batch_size=3, epoch_size=3, epochs=[1], floor=floor)
+    assert unstable["stable"] is False  # a resolved eigenvalue past the critical step still flips it

@@ -214,3 +214,24 @@ def test_epoch_data_trains_each_epoch_on_its_own_points_and_resumes_exactly(tmp_
         fit(cfg, meas_x, meas_y, epoch_data=fresh, epoch_size=10)
     with pytest.raises(ValueError, match=r"epoch_data\(0\) must give"):
         fit(cfg, meas_x, meas_y, epoch_data=lambda e: (meas_x[:, :2], meas_y))
+
+
+def test_spectra_only_at_the_last_checkpoint_and_only_of_the_total_kernel(tmp_path):
+    """ntk_spectra_at="last" + ntk_group_spectra="none" (the quick ImageNet preset): the earlier
+    checkpoints record metrics without spectra, the last one the total kernel's spectrum only,
+    and training is unchanged, bit for bit (the spectra never feed back)."""
+    x, y = astronaut(16)
+    base = SMALL.replace(encoding=MULTIGRID, ntk_points=32, epochs=4, checkpoints=(2, 4))
+    full = fit(base, x, y, image_shape=(16, 16), progress=False)
+    lean = fit(base.replace(ntk_spectra_at="last", ntk_group_spectra="none"), x, y, image_shape=(16, 16),
+               out_dir=tmp_path, progress=False)
+    assert [h["epoch"] for h in lean.history] == [2, 4]
+    assert lean.history[0]["spectrum"] is None and lean.history[0]["psnr"] == full.history[0]["psnr"]
+    assert set(lean.history[1]["spectra"]) == {"total"} and 0.0 < lean.history[1]["grid_offdiag_fraction"] < 1.0
+    np.testing.assert_array_equal(lean.history[1]["spectrum"].eigenvalues, full.history[1]["spectrum"].eigenvalues)
+    np.testing.assert_array_equal(lean.losses, full.losses)
+    assert tree_equal(lean.params, full.params)
+    back = load_run(tmp_path)
+    assert back.history[0]["spectrum"] is None and back.history[1]["spectrum"] is not None
+    with pytest.raises(ValueError, match="ntk_spectra_at"):
+        base.replace(ntk_spectra_at="middle")

@@ -106,6 +106,26 @@ def test_resume_skips_a_metrics_line_whose_checkpoint_is_unreadable(tmp_path):
     assert [h["epoch"] for h in again.history] == [2, 4] and tree_equal(again.params, ref.params)
 
 
+def test_save_and_read_spectra_file_round_trip_with_extra_arrays(tmp_path):
+    from ntkgrid.spectrum import Spectrum
+    from ntkgrid.training.runfolder import load_spectra, read_spectra, save_spectra
+
+    spectra = {"total": Spectrum(np.array([2.0, 1.0, 1e-20]), 1e-15, 2, 0, 1e-8),
+               "grid/level_0": Spectrum(np.array([1.5, 0.25, -1e-19]), 1e-16, 2, 1, 0.0)}
+    path = tmp_path / "spectra" / "epoch_000007.npz"
+    save_spectra(path, 7, spectra, extra={"ntk_hash": np.array("abc")})
+    with np.load(path) as z:  # the layout old readers expect
+        assert list(z["groups"]) == ["total", "grid/level_0"] and int(z["epoch"]) == 7
+        assert z["eigenvalues/grid/level_0"].dtype == np.float64 and z["n_negative/grid/level_0"].dtype == np.int64
+    back, extra = read_spectra(path)
+    assert list(back) == list(spectra) and set(extra) == {"epoch", "ntk_hash"} and str(extra["ntk_hash"]) == "abc"
+    for g, s in spectra.items():
+        np.testing.assert_array_equal(back[g].eigenvalues, s.eigenvalues)
+        assert (back[g].floor, back[g].n_above_floor, back[g].n_negative, back[g].asymmetry) == \
+            (s.floor, s.n_above_floor, s.n_negative, s.asymmetry)
+    assert list(load_spectra(path)) == ["total", "grid/level_0"]
+
+
 def test_an_unreadable_summary_resumes_from_the_checkpoints_and_unreadable_metadata_is_refused(tmp_path):
     """A damaged summary.json: the run.json and the checkpoints still tell the run, which
     finishes again with the same numbers; with run.json damaged too the folder is refused,

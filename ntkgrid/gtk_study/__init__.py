@@ -7,7 +7,7 @@ Modules: :mod:`~ntkgrid.gtk_study.setup` (:class:`GTKSetup`, the models, their e
 :func:`ntkgrid.training.fit`), :mod:`~ntkgrid.gtk_study.figures` (the PNG figures) and
 :mod:`~ntkgrid.gtk_study.report` (:func:`run_study`, ``results.json``, ``results.md``).
 The kernels themselves are :mod:`ntkgrid.gtk`; the presets are
-:data:`ntkgrid.presets.GTK_QUICK` and :data:`ntkgrid.presets.GTK_PAPER`.
+:data:`ntkgrid.gtk_study.setup.GTK_QUICK` and :data:`ntkgrid.gtk_study.setup.GTK_PAPER`.
 
 Importing this package is cheap (NumPy only): JAX, Flax and matplotlib are imported by the
 functions that use them.
@@ -16,9 +16,11 @@ functions that use them.
 from ntkgrid.gtk_study.fits import fit_image, fit_occupancy, train_config
 from ntkgrid.gtk_study.kernels import panel_bounds, panel_spectrum, run_checks
 from ntkgrid.gtk_study.report import markdown, public, run_study
-from ntkgrid.gtk_study.setup import MODELS, GTKSetup, fit_encoding, grid_encodings
+from ntkgrid.gtk_study.setup import GTK_PAPER, GTK_QUICK, MODELS, GTKSetup, fit_encoding, grid_encodings
 
 __all__ = [
+    "GTK_PAPER",
+    "GTK_QUICK",
     "MODELS",
     "GTKSetup",
     "fit_encoding",

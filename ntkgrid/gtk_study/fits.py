@@ -43,7 +43,7 @@ def _n_params(v) -> int:
 def fit_image(setup: GTKSetup, seed: int, log: Callable[[str], None] = print) -> dict:
     """2D image fits: PSNR, MS-SSIM, error maps.
 
-    Arguments:
+    Args:
       setup: ``image`` (bundled photo) at ``image_size`` px, ``image_epochs`` passes of
         ``image_batch``-pixel SGD steps at ``image_lrs[model]``, for each of ``models``.
       seed: initialisation, minibatch order and MulFAGrid filters.
@@ -84,7 +84,7 @@ def fit_image(setup: GTKSetup, seed: int, log: Callable[[str], None] = print) ->
 def fit_occupancy(setup: GTKSetup, seed: int, cache: Path, log: Callable[[str], None] = print) -> dict:
     """3D occupancy fits on the default procedural shape: IoU on held-out pools, a slice.
 
-    Arguments:
+    Args:
       setup: ``occ_pool`` training points (half near the surface), ``occ_eval`` held-out
         points per pool, ``occ_epochs`` epochs of ``occ_steps`` steps of ``occ_batch``
         points at ``occ_lrs[model]``, a ``occ_slice``-pixel slice at ``z = 0.5``.

@@ -24,7 +24,7 @@ def check_model(enc, setup: GTKSetup, seed: int, xd, y: np.ndarray) -> dict:
     """Results 1 and 2 on one grid encoding (its model linear in the grid), in float64 (call under
     ``jax.enable_x64``).
 
-    Arguments:
+    Args:
       enc: the grid encoding (a Flax module, float64 parameters).
       setup: ``check_steps`` and ``check_lr`` (see :func:`run_checks`).
       seed: the initialisation.
@@ -67,7 +67,7 @@ def check_contrasts(encs: dict, setup: GTKSetup, seed: int, xd, y: np.ndarray) -
     linear in their grid parameters: a coordinate MLP on the dense grid, and MulFAGrid with learnt
     filters (float64; call under ``jax.enable_x64``).
 
-    Arguments:
+    Args:
       encs: ``{"dense", "mulfagrid": encoding}``; setup, seed, xd (N, 2), y (N, 1): as :func:`check_model`.
 
     Returns:
@@ -97,7 +97,7 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
     """Results 1 and 2 measured on 2D grid models (float64): GTK vs neural-tangents,
     gradient descent vs the GTK ODE, stationarity; and two non-linear contrasts.
 
-    Arguments:
+    Args:
       setup: ``check_points`` random points in ``[0, 1]^2``, ``check_steps`` gradient-descent
         steps of size ``check_lr / lambda_max(G)``, ``check_models``, ``check_contrast``.
       seed: points, initialisation and MulFAGrid filters.
@@ -147,7 +147,7 @@ def _energy_summary(s: np.ndarray, freqs: np.ndarray, nyquist: float) -> dict:
 def panel_spectrum(setup: GTKSetup, seed: int, out: Path) -> dict:
     """(a) GTK energy per Fourier mode and eigenvalues, 1D and 2D, dense grid vs MulFAGrid.
 
-    Arguments:
+    Args:
       setup: ``spectrum_points`` points on ``[0, 1]`` and a ``spectrum_res``-node grid (1D);
         a ``lattice x lattice`` point lattice and ``lattice_res`` nodes per axis (2D).
       seed: initialisation and MulFAGrid filters.
@@ -198,7 +198,7 @@ def panel_spectrum(setup: GTKSetup, seed: int, out: Path) -> dict:
 def panel_bounds(setup: GTKSetup, seed: int, out: Path) -> dict:
     """(b) Generalisation bound of a two-point dataset over (Y1, Y2), dense vs MulFAGrid.
 
-    Arguments:
+    Args:
       setup: ``bound_pair`` (two points in ``[0, 1]^2``), ``bound_labels`` values of each
         label in ``[-1, 1]``, ``bound_random_pairs`` pairs within one cell, ``bound_res``
         nodes per axis, ``bound_ridge``.

@@ -1,6 +1,6 @@
 """Settings of the grid-tangent-kernel study (Zhao et al., CVPR 2024): :class:`GTKSetup`,
-the models it compares, and the encodings it builds (its presets are
-:data:`ntkgrid.presets.GTK_QUICK` and :data:`ntkgrid.presets.GTK_PAPER`)."""
+the models it compares, the encodings it builds, and its presets :data:`GTK_QUICK` and
+:data:`GTK_PAPER` (here rather than in :mod:`ntkgrid.presets`, so that presets import no study)."""
 
 from __future__ import annotations
 
@@ -92,3 +92,18 @@ def fit_encoding(name: str, setup: GTKSetup, dim: int, seed: int) -> MultiGridCo
     if name == "mulfagrid_learnt":
         return MulFAGridConfig(filter_seed=seed, learn_filters=True, **common)
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+# ----------------------------------------------------------------------------- presets
+# ``python -m experiments.gtk --preset quick|paper``.
+
+#: ``--preset quick``: the whole run in minutes on a 2-core CPU (measured in GTK.md).
+GTK_QUICK = GTKSetup()
+
+#: ``--preset paper``: larger images, grids and budgets (our choice; the poster gives none).
+GTK_PAPER = GTKSetup(
+    spectrum_points=1024, lattice=48, check_points=128, bound_random_pairs=1024,
+    image_size=256, image_res=(16, 64), image_epochs=300, hidden=(128, 128), hash_log2_size=11,
+    occ_res=(16, 64), occ_pool=400_000, occ_eval=100_000, occ_epochs=200, occ_steps=10, occ_batch=4096,
+    occ_hash_log2_size=17, occ_slice=256,
+)

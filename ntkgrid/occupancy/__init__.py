@@ -36,10 +36,18 @@ pictures. :mod:`experiments.occupancy` is the command line around :func:`run_mes
   the mean spectra across meshes (Fig. 5b), one figure per kernel.
 """
 
-from ntkgrid.occupancy.data import OccupancyData, iou, make_eval_fn, occupancy_metrics, prepare_data, region_bounds
+from ntkgrid.occupancy.data import (
+    MeshResult,
+    OccupancyData,
+    iou,
+    make_eval_fn,
+    occupancy_metrics,
+    prepare_data,
+    region_bounds,
+)
 from ntkgrid.occupancy.report import KERNEL_CAPTION, plot_iou_curves, plot_mean_spectra, results_table, write_results
 from ntkgrid.occupancy.results import finished_result, legacy_folder, load_mesh_result, merge_results, mesh_folder_name
-from ntkgrid.occupancy.run import MeshResult, run_mesh
+from ntkgrid.occupancy.run import run_mesh
 from ntkgrid.occupancy.setup import (
     ENCODINGS,
     EVAL_SEED_OFFSET,

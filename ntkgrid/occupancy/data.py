@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ntkgrid.data import DataError
+from ntkgrid.files import to_jsonable
 from ntkgrid.occupancy.setup import EVAL_SEED_OFFSET, NTK_SEED_OFFSET, REGIONS, OccupancySetup
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
+
+    from ntkgrid.spectrum import Spectrum
 
 
 def iou(pred, target) -> float:
@@ -152,3 +155,35 @@ def make_eval_fn(data: OccupancyData) -> Callable[[Callable, Any], dict[str, flo
 
     return eval_fn
 
+
+@dataclasses.dataclass
+class MeshResult:
+    """Everything measured for one mesh.
+
+    ``runs[encoding]`` holds ``config`` (dict), ``history`` (list of ``{epoch, loss,
+    accuracy, iou_uniform, accuracy_uniform, iou_surface, accuracy_surface, seconds}``),
+    ``final`` (the last of those), ``diverged``, ``diverged_epoch`` (1-based, or None), ``seconds`` (``train``, ``surface``,
+    ``render``), ``surface`` (path of the ``.ply``, or None), ``surface_faces``,
+    ``surface_watertight``; ``spectra[encoding][epoch]`` the total NTK :class:`Spectrum`
+    of the setup's ``ntk_output`` at the spectra epochs, ``spectra_by_output[output]`` the
+    same for both outputs (not written to JSON: the run directories hold the ``.npz``).
+    """
+
+    name: str
+    source: str
+    preset_key: str
+    preset_matched: bool
+    info: dict
+    data_seconds: float
+    runs: dict[str, dict]
+    spectra: dict[str, dict[int, Spectrum]]
+    render: str | None
+    gt_render_seconds: float
+    load_seconds: float = 0.0  # wall time the caller spent loading/generating the mesh
+    spectra_by_output: dict[str, dict[str, dict[int, Spectrum]]] = dataclasses.field(default_factory=dict)
+    settings: dict | None = None  # {"setup": OccupancySetup as a dict, "seed": int}: what a rerun must match to reuse
+
+    def to_json(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name not in ("spectra", "spectra_by_output")}
+        return to_jsonable(d)

@@ -14,7 +14,7 @@ from ntkgrid.files import fmt, write_json, write_text
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ntkgrid.occupancy.run import MeshResult
+    from ntkgrid.occupancy.data import MeshResult
 
 
 def plot_iou_curves(runs: Mapping[str, dict], path: str | os.PathLike, *, title: str = "") -> None:
@@ -134,7 +134,7 @@ def write_results(results: Sequence[MeshResult], errors: Sequence[dict], out_dir
     ``report.md`` (one table row per mesh and encoding, the figures, the failures) in
     ``out_dir``.
 
-    Arguments:
+    Args:
       results: the meshes that ran.
       errors: ``{"mesh", "source", "error"}`` of the meshes that failed.
       out_dir: the run folder.

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ntkgrid.files import safe_name
-from ntkgrid.occupancy.run import MeshResult
+from ntkgrid.occupancy.data import MeshResult
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
 
 #: Hex digits of the content hash in a mesh file's folder name.

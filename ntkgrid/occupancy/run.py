@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ntkgrid.config import TrainConfig
 from ntkgrid.files import to_jsonable, write_json
-from ntkgrid.occupancy.data import OccupancyData, make_eval_fn, prepare_data
+from ntkgrid.occupancy.data import MeshResult, OccupancyData, make_eval_fn, prepare_data  # MeshResult re-exported
 from ntkgrid.occupancy.report import na, plot_iou_curves
 from ntkgrid.occupancy.setup import NTK_OUTPUTS, OccupancySetup, mesh_preset_key
 from ntkgrid.occupancy.spectra import checkpoint_spectra
@@ -21,40 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import trimesh
 
     from ntkgrid.spectrum import Spectrum
-
-
-@dataclasses.dataclass
-class MeshResult:
-    """Everything measured for one mesh.
-
-    ``runs[encoding]`` holds ``config`` (dict), ``history`` (list of ``{epoch, loss,
-    accuracy, iou_uniform, accuracy_uniform, iou_surface, accuracy_surface, seconds}``),
-    ``final`` (the last of those), ``diverged``, ``diverged_epoch`` (1-based, or None), ``seconds`` (``train``, ``surface``,
-    ``render``), ``surface`` (path of the ``.ply``, or None), ``surface_faces``,
-    ``surface_watertight``; ``spectra[encoding][epoch]`` the total NTK :class:`Spectrum`
-    of the setup's ``ntk_output`` at the spectra epochs, ``spectra_by_output[output]`` the
-    same for both outputs (not written to JSON: the run directories hold the ``.npz``).
-    """
-
-    name: str
-    source: str
-    preset_key: str
-    preset_matched: bool
-    info: dict
-    data_seconds: float
-    runs: dict[str, dict]
-    spectra: dict[str, dict[int, Spectrum]]
-    render: str | None
-    gt_render_seconds: float
-    load_seconds: float = 0.0  # wall time the caller spent loading/generating the mesh
-    spectra_by_output: dict[str, dict[str, dict[int, Spectrum]]] = dataclasses.field(default_factory=dict)
-    settings: dict | None = None  # {"setup": OccupancySetup as a dict, "seed": int}: what a rerun must match to reuse
-
-    def to_json(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-             if f.name not in ("spectra", "spectra_by_output")}
-        return to_jsonable(d)
-
 
 
 def run_settings(setup: OccupancySetup, seed: int) -> dict:
@@ -79,7 +45,7 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     beside each encoding, one camera), ``iou_curve.png`` (held-out IoU against epochs),
     ``metrics.json`` (:meth:`MeshResult.to_json`). A rerun reuses finished runs.
 
-    Arguments:
+    Args:
       mesh: the normalised mesh (longest side spanning ``[0, 1]``).
       name: the mesh's name (folder-safe); picks its Table 4 row (:func:`mesh_preset_key`).
       configs: ``{encoding: TrainConfig}`` (:func:`configs_for`), trained in this order.

@@ -4,17 +4,15 @@ output, cached per checkpoint next to the run."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ntkgrid.config import TrainConfig
 from ntkgrid.data import DataError
-from ntkgrid.files import write_bytes
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,9 +29,9 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     :func:`ntkgrid.spectrum.ntk_spectrum` (groups ``total``, ``grid``, ``no_grid`` for
     multigrid). ``sigmoid``: the kernel of ``sigmoid(logit)``, the output the loss sees,
     ``D K D`` with ``D = diag(s (1 - s))``, ``s = sigmoid(logit(ntk_x))`` (chain rule;
-    computed in float64 from the same ``K``). Stored as ``<run_dir>/ntk/epoch_XXXXXX.npz``
-    (``eigenvalues/<output>/<group>``, ``floor/...``, ``n_above_floor/...``,
-    ``n_negative/...``, ``asymmetry/...``, ``ntk_hash``) and reused when the points match.
+    computed in float64 from the same ``K``). Stored as ``<run_dir>/ntk/epoch_XXXXXX.npz`` by
+    :func:`ntkgrid.training.runfolder.save_spectra` (groups ``<output>/<group>``, plus
+    ``ntk_hash``) and reused when the points match.
     """
     import jax
     import jax.numpy as jnp
@@ -41,13 +39,13 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     from ntkgrid.models import build_model
     from ntkgrid.spectrum import ntk_spectrum, spectrum_from_kernel
     from ntkgrid.training import checkpoint_path, load_checkpoint
+    from ntkgrid.training.runfolder import save_spectra
 
     run_dir = Path(run_dir)
     ntk_x = np.ascontiguousarray(ntk_x, np.float32)
     key = hashlib.sha256(ntk_x.tobytes() + str(ntk_x.shape).encode()).hexdigest()[:16] + cfg.ntk_method
     model = build_model(cfg, 3, 1)
     out: dict[str, dict[int, dict[str, Spectrum]]] = {o: {} for o in NTK_OUTPUTS}
-    fields = ("floor", "n_above_floor", "n_negative", "asymmetry")
     for epoch in epochs:
         cache = run_dir / "ntk" / f"epoch_{int(epoch):06d}.npz"
         if cache.exists():
@@ -74,15 +72,8 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
         out["logit"][epoch] = dict(specs)
         out["sigmoid"][epoch] = {g: spectrum_from_kernel(d[:, None] * np.asarray(k, np.float64) * d[None, :])
                                  for g, k in kernels.items()}
-        arrays: dict[str, Any] = {"ntk_hash": np.array(key), "epoch": np.array(int(epoch))}
-        for o in NTK_OUTPUTS:
-            for g, sp in out[o][epoch].items():
-                arrays[f"eigenvalues/{o}/{g}"] = sp.eigenvalues
-                for f in fields:
-                    arrays[f"{f}/{o}/{g}"] = np.asarray(getattr(sp, f))
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        write_bytes(cache, buf.getvalue())
+        save_spectra(cache, epoch, {f"{o}/{g}": sp for o in NTK_OUTPUTS for g, sp in out[o][epoch].items()},
+                     extra={"ntk_hash": np.array(key)})
     return out
 
 
@@ -110,29 +101,22 @@ def _spectra_hash(path: Path) -> str:
 
 
 def read_spectra_file(path: str | os.PathLike) -> tuple[int, dict[str, dict[str, Spectrum]]]:
-    """One ``ntk/epoch_XXXXXX.npz`` written by :func:`checkpoint_spectra`:
+    """One ``ntk/epoch_XXXXXX.npz`` written by :func:`checkpoint_spectra` (through
+    :func:`ntkgrid.training.runfolder.read_spectra`, old files without ``groups`` too):
     ``(epoch, {output: {group: Spectrum}})``.
 
     Raises :class:`ntkgrid.data.DataError` naming the file when it is missing, not an
     ``.npz`` archive, truncated, or lacks the arrays a spectra file holds."""
-    import zipfile
-
-    from ntkgrid.spectrum import Spectrum
+    from ntkgrid.training.runfolder import read_spectra
 
     path = Path(path)
-    with _open_npz(path) as z:
-        try:
-            epoch = int(z["epoch"]) if "epoch" in z.files else int(path.stem.split("_")[-1])
-            out: dict[str, dict[str, Spectrum]] = {}
-            for o in NTK_OUTPUTS:
-                groups = [k.split("/", 2)[2] for k in z.files if k.startswith(f"eigenvalues/{o}/")]
-                out[o] = {g: Spectrum(np.asarray(z[f"eigenvalues/{o}/{g}"]), float(z[f"floor/{o}/{g}"]),
-                                      int(z[f"n_above_floor/{o}/{g}"]), int(z[f"n_negative/{o}/{g}"]),
-                                      float(z[f"asymmetry/{o}/{g}"])) for g in groups}
-        except KeyError as exc:
-            raise DataError(path, f"not a spectra file (no array {exc})") from exc
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(path, f"damaged .npz spectra file (truncated or corrupt: {exc})") from exc
+    spectra, extra = read_spectra(path)
+    try:
+        epoch = int(extra["epoch"]) if "epoch" in extra else int(path.stem.split("_")[-1])
+    except (TypeError, ValueError) as exc:
+        raise DataError(path, f"damaged .npz spectra file (unreadable epoch: {exc})") from exc
+    out = {o: {name.split("/", 1)[1]: s for name, s in spectra.items() if name.startswith(f"{o}/")}
+           for o in NTK_OUTPUTS}
     if not any(out.values()):
         raise DataError(path, "not a spectra file (no eigenvalues/<output>/<group> arrays)")
     return epoch, out

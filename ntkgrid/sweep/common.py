@@ -8,13 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ntkgrid import files
+from ntkgrid.spectrum import SPECTRUM_LENGTH  # re-exported: its home is ntkgrid.spectrum
 
 __all__ = ["FORMAT", "SPECTRUM_LENGTH", "Log", "SweepError", "read_json"]
 
 #: Format number written into ``manifest.json`` and every ``results/<image_id>.json``.
 FORMAT = 1
-#: Resampled length of mean spectra (the paper scales every spectrum to 8000 values).
-SPECTRUM_LENGTH = 8000
 
 #: Where progress lines go (``print`` by default).
 Log = Callable[[str], None]

@@ -166,7 +166,8 @@ def _fit_chunk(cfg: TrainConfig, chunk: list, name: str, *, log: Log, progress: 
 
 def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfig], runs_root: str | os.PathLike,
               *, log: Log = print, progress: bool = True, tags: Mapping[str, str] | None = None,
-              matmul_precision: str | None = None, sizes: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
+              matmul_precision: str | None = None, sizes: Mapping[str, int] | None = None
+              ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
     """Fit every config on every image, the images of one config in ONE program
     (:func:`ntkgrid.training.fit_batch`), or in programs of ``sizes[name]`` images;
     ``runs_root/<image_id>/<name>`` holds each run (resumable, :mod:`ntkgrid.training`'s
@@ -182,8 +183,9 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
       sizes: ``{name: images per program}`` (default: all in one).
 
     Returns:
-      ``{image_id: {name: RunResult}}`` as :func:`run_configs` (a run that raises is left
-      out and its error is under ``"_errors"``). A run that cannot start (e.g. its folder
+      ``(results, errors)``: ``{image_id: {name: RunResult}}`` (every image, a run that
+      raises left out) and ``{image_id: {name: message}}`` (only images with a failed run;
+      a message is ``"<ExceptionType>: <text>"``). A run that cannot start (e.g. its folder
       holds another run) fails alone; if the batched program itself fails, each image of
       it is retried on its own with :func:`ntkgrid.training.fit`, so one bad image loses only itself.
     """
@@ -193,6 +195,7 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
     tags = dict(tags or {})
     data = {k: image_to_dataset(img) for k, img in images.items()}
     out: dict[str, dict[str, Any]] = {k: {} for k in images}
+    errors: dict[str, dict[str, str]] = {}
     ids = list(images)
     for name, cfg in configs.items():
         if not ids:
@@ -209,12 +212,12 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
         for k, res in zip(ids, results, strict=False):
             if isinstance(res, BaseException):
                 msg = f"{type(res).__name__}: {res}"
-                out[k].setdefault("_errors", {})[name] = msg
+                errors.setdefault(k, {})[name] = msg
                 log(f"{tags.get(k, k)} {name}: FAILED ({msg})")
                 continue
             _log_run(log, f"{tags.get(k, k)} {name}", res, None)
             out[k][name] = res
-    return out
+    return out, errors
 
 
 def _pending(out: Path, mine: Sequence[ImageSource], configs: Mapping[str, TrainConfig],
@@ -270,14 +273,15 @@ def _load_group(todo: Sequence[tuple[int, ImageSource]], n: int, size: int, skip
     return images
 
 
-def _write_results(out: Path, images: Mapping[str, tuple], runs: Mapping[str, dict]) -> tuple[list[str], list[dict]]:
-    """Write ``results/<image_id>.json`` of every image whose runs all finished; returns
-    ``([image ids written], [failure records {"image_id", "source", "errors"}])``."""
+def _write_results(out: Path, images: Mapping[str, tuple], runs: Mapping[str, dict],
+                   errors: Mapping[str, dict[str, str]]) -> tuple[list[str], list[dict]]:
+    """Write ``results/<image_id>.json`` of every image whose runs all finished (``runs``,
+    ``errors``: as :func:`run_group` returns them); returns ``([image ids written],
+    [failure records {"image_id", "source", "errors"}])``."""
     ran, failed = [], []
     for iid, (_, src, image) in images.items():
-        errors = runs[iid].pop("_errors", {})
-        if errors:
-            failed.append({"image_id": iid, "source": src.source, "errors": errors})
+        if errors.get(iid):
+            failed.append({"image_id": iid, "source": src.source, "errors": dict(errors[iid])})
             continue
         record = {"format": FORMAT, "image_id": iid, "source": src.source, "synset": src.synset,
                   "size": list(image.shape[:2]),
@@ -342,10 +346,10 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
     for g in range(0, len(todo), group):
         images = _load_group(todo[g:g + group], len(mine), size, skipped, out / "skipped.json", log)
         _check_run_folders(out / "runs", list(images), configs, log)
-        runs = run_group({k: img for k, (_, _, img) in images.items()}, configs, out / "runs", log=log,
-                         progress=progress, tags={k: t for k, (t, _, _) in images.items()},
-                         matmul_precision=matmul_precision, sizes=sizes)
-        done, bad = _write_results(out, images, runs)
+        runs, errors = run_group({k: img for k, (_, _, img) in images.items()}, configs, out / "runs", log=log,
+                                 progress=progress, tags={k: t for k, (t, _, _) in images.items()},
+                                 matmul_precision=matmul_precision, sizes=sizes)
+        done, bad = _write_results(out, images, runs, errors)
         ran += done
         failed += bad
     write_json(out / "skipped.json", skipped)

@@ -21,9 +21,10 @@ from ntkgrid.training.runfolder import (
     ntk_points_path,
     spectra_path,
 )
-from ntkgrid.training.step import TRACE_COUNTS, make_batch_epoch_fn, make_epoch_fn
+from ntkgrid.training.step import TRACE_COUNTS, epoch_batches, make_batch_epoch_fn, make_epoch_fn
 
-__all__ = ["FORMAT", "HISTORY_KEYS", "TRACE_COUNTS", "BatchRun", "RunResult", "checkpoint_path", "fit", "fit_batch",
+__all__ = ["FORMAT", "HISTORY_KEYS", "TRACE_COUNTS", "BatchRun", "RunResult", "checkpoint_path", "epoch_batches", "fit",
+           "fit_batch",
            "kernel_points", "load_checkpoint", "load_run", "load_spectra", "make_batch_epoch_fn", "make_epoch_fn",
            "ntk_points_cap", "ntk_points_path", "precision_scope", "predict", "runs_per_program", "spectra_path",
            "training_set_points"]

@@ -201,7 +201,7 @@ def fit_batch(cfg: TrainConfig, runs: Sequence[BatchRun], *, resume: bool = True
     runs]`` (same history, losses, files, resume and divergence rules; see the module
     docstring), but the epochs of all runs are one ``vmap``-ed, jitted call.
 
-    Arguments:
+    Args:
       cfg: the shared config (``seed``/``learning_rate`` per run via :class:`BatchRun`).
       runs: the runs; data of equal shapes.
       resume: as :func:`~ntkgrid.training.fit` (per run).

@@ -67,7 +67,7 @@ def fit(
 ) -> RunResult:
     """Train ``build_model(cfg, d, O)`` by SGD on ``(coords, targets)``; see the module docstring.
 
-    Arguments:
+    Args:
       cfg: what to build and how to train it.
       coords: ``(N, d)`` points in ``[0, 1]^d`` (float32); the pool for ``epoch_size``.
       targets: ``(N, O)`` values: RGB in ``[0, 1]`` (``mse``) or labels in ``[0, 1]`` (``bce``).

@@ -50,7 +50,7 @@ def _out_dim(variables: Mapping) -> int:
 def predict(cfg_or_model: TrainConfig | nn.Module, variables: Mapping, coords, batch: int = 65536) -> np.ndarray:
     """Model output at ``coords``, computed by a jitted apply in batches.
 
-    Arguments:
+    Args:
       cfg_or_model: a :class:`TrainConfig` (the output width is read from ``variables``) or a Flax module.
       variables: the model variables (``{"params": ...}``).
       coords: ``(N, d)`` points.
@@ -146,7 +146,7 @@ def measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, nt
             ntk_window=None, last: bool = True) -> dict:
     """A history entry (without epoch/train_loss/seconds) for ``variables``.
 
-    Arguments:
+    Args:
       cfg, model: the run's config and its Flax module.
       variables: host copies of the model variables.
       coords, targets: ``(N, d)`` and ``(N, O)`` float32, the full data set measured.
@@ -155,7 +155,7 @@ def measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, nt
       eval_fn: ``eval_fn(apply, variables) -> {name: value}`` or None.
       ntk_window: ``(h, w)`` of ``ntk_x`` when it is a window of the image (the out-of-memory fallback).
       last: the run's final epoch: every group's spectrum is solved (else only the total's,
-        unless ``cfg.ntk_group_spectra == "every"``).
+        unless ``cfg.ntk_group_spectra == "every"``; never with ``"none"``).
 
     Returns:
       ``{key: value}`` for :data:`HISTORY_KEYS` plus ``eval_fn``'s extras; nothing beyond the
@@ -174,7 +174,7 @@ def measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, nt
     if cfg.loss == "mse":
         entry.update(_image_metrics(pred, y, image_shape))
     if ntk_x is not None:
-        all_groups = last or cfg.ntk_group_spectra == "every"
+        all_groups = cfg.ntk_group_spectra == "every" or (last and cfg.ntk_group_spectra == "last")
         spectra, kernels = _spectra_with_fallback(cfg, model, variables, ntk_x, ntk_window, all_groups)
         entry["spectra"], entry["spectrum"] = spectra, spectra["total"]
         entry["ntk_points"] = int(spectra["total"].eigenvalues.size)
@@ -229,7 +229,7 @@ def ntk_points_cap(backend: str | None = None) -> int:
 def kernel_points(x: np.ndarray, ntk_x, n: int | None, image_shape=None) -> tuple[np.ndarray | None, dict]:
     """The NTK points of a run and how they were chosen.
 
-    Arguments:
+    Args:
       x: ``(N, d)`` training points.
       ntk_x: ``(M, d)`` points given by the caller (checked; "all" when it is the training
         image itself), or None: :func:`training_set_points` of ``x`` with ``n``.

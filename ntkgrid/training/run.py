@@ -128,7 +128,8 @@ class RunState:
         """Measure ``epoch`` (``host``: NumPy copies of its variables) and save it with
         ``opt_state``; False (and diverged) if its loss is non-finite."""
         t0 = time.perf_counter()
-        entry = measure(self.cfg, self.model, host, self.x, self.y, self.shape, self.ntk_x, self.eval_fn,
+        ntk_x = self.ntk_x if self.cfg.takes_spectra(epoch) else None
+        entry = measure(self.cfg, self.model, host, self.x, self.y, self.shape, ntk_x, self.eval_fn,
                         self.ntk_window, last=epoch == self.cfg.epochs)
         self.measure_seconds += time.perf_counter() - t0
         if not self._add_curve_point(epoch, entry):

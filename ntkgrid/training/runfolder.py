@@ -48,11 +48,16 @@ from ntkgrid.files import diff, read_json, read_jsonl, to_jsonable, write_bytes,
 from ntkgrid.spectrum import Spectrum
 from ntkgrid.training.result import RunResult
 
-__all__ = ["FORMAT", "Restored", "RunFolder", "checkpoint_path", "checkpoint_state", "load_checkpoint", "load_run",
-           "load_spectra", "ntk_points_path", "spectra_path"]
+__all__ = ["FORMAT", "Restored", "RunFolder", "RunFolderError", "checkpoint_path", "checkpoint_state", "load_checkpoint", "load_run",
+           "load_spectra", "ntk_points_path", "read_spectra", "save_spectra", "spectra_path"]
 
 #: Version of the run-folder format written in ``run.json`` and ``summary.json``.
 FORMAT = 1
+
+
+class RunFolderError(RuntimeError):
+    """A finished run folder lacks what an analysis reads (no such checkpoint, no recorded
+    NTK points) or holds it unreadable. The message names the file and the problem."""
 
 
 def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
@@ -102,8 +107,26 @@ def load_checkpoint(run_dir: str | os.PathLike, epoch: int, template=None) -> di
     return variables if template is None else flax.serialization.from_state_dict(template, variables)
 
 
-def load_spectra(path: str | os.PathLike) -> dict[str, Spectrum]:
-    """``{group: Spectrum}`` from a ``spectra/epoch_XXXXXX.npz`` file.
+def save_spectra(path: str | os.PathLike, epoch: int, spectra: Mapping[str, Spectrum],
+                 extra: Mapping[str, np.ndarray] | None = None) -> None:
+    """Write ``spectra`` (``{group: Spectrum}``; a group may hold ``/``) to the ``.npz``
+    ``path`` atomically: ``groups`` (names, in order), ``epoch``, each spectrum's
+    :meth:`~ntkgrid.spectrum.Spectrum.to_arrays` and the named arrays of ``extra`` (e.g. a
+    cache key)."""
+    arrays: dict[str, np.ndarray] = {"groups": np.array(list(spectra)), "epoch": np.int64(epoch)}
+    for g, s in spectra.items():
+        arrays.update(s.to_arrays(g))
+    arrays.update(extra or {})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+def read_spectra(path: str | os.PathLike) -> tuple[dict[str, Spectrum], dict[str, np.ndarray]]:
+    """``({group: Spectrum}, {name: array})`` of a :func:`save_spectra` file: the spectra,
+    and every other array (``epoch``, ``extra``). A file without ``groups`` (an occupancy
+    ``ntk/epoch_XXXXXX.npz`` written before :func:`save_spectra`) names its groups by its
+    ``eigenvalues/<group>`` arrays.
 
     Raises :class:`ntkgrid.data.DataError` (a ``ValueError``) naming the file when it is
     missing, not an ``.npz`` archive, truncated, or lacks a spectra file's arrays."""
@@ -113,14 +136,28 @@ def load_spectra(path: str | os.PathLike) -> dict[str, Spectrum]:
 
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {str(g): Spectrum(z[f"eigenvalues/{g}"], float(z[f"floor/{g}"]), int(z[f"n_above_floor/{g}"]),
-                                     int(z[f"n_negative/{g}"]), float(z[f"asymmetry/{g}"])) for g in z["groups"]}
+            names = z.files
+            prefix = "eigenvalues/"
+            groups = ([str(g) for g in z["groups"]] if "groups" in names
+                      else [k[len(prefix):] for k in names if k.startswith(prefix)])
+            spectra = {g: Spectrum.from_arrays(z, g) for g in groups}
+            layout = {k for g in groups for k in spectra[g].to_arrays(g)} | {"groups"}
+            extra = {k: z[k] for k in names if k not in layout}
     except FileNotFoundError as err:
         raise DataError(path, "no such spectra file") from err
     except KeyError as err:
         raise DataError(path, f"not a spectra file (no array {err})") from err
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(path, f"damaged .npz spectra file (garbage or truncated: {err})") from err
+    if not spectra:
+        raise DataError(path, "not a spectra file (no array 'groups')")
+    return spectra, extra
+
+
+def load_spectra(path: str | os.PathLike) -> dict[str, Spectrum]:
+    """``{group: Spectrum}`` from a ``spectra/epoch_XXXXXX.npz`` file (:func:`read_spectra`;
+    raises :class:`ntkgrid.data.DataError` naming the file when it cannot be used)."""
+    return read_spectra(path)[0]
 
 
 @dataclasses.dataclass
@@ -241,7 +278,7 @@ class RunFolder:
         """Write a measured epoch: its spectra (if any), its checkpoint and its metrics line."""
         spec_file = None
         if entry.get("spectra") is not None:
-            _save_spectra(spectra_path(self.root, epoch), epoch, entry["spectra"])
+            save_spectra(spectra_path(self.root, epoch), epoch, entry["spectra"])
             spec_file = str(spectra_path(self.root, epoch).relative_to(self.root))
         ckpt = self.save_state(epoch, state)
         self.lines[epoch] = _line(entry, spec_file, str(ckpt.relative_to(self.root)))
@@ -311,19 +348,6 @@ def _line(entry: Mapping, spectrum_file: str | None, checkpoint_file: str | None
     line["spectrum"] = _spectrum_summary(entry.get("spectra"))
     line["spectrum_file"], line["checkpoint_file"] = spectrum_file, checkpoint_file
     return to_jsonable(line)
-
-
-def _save_spectra(path: Path, epoch: int, spectra: Mapping[str, Spectrum]) -> None:
-    arrays: dict[str, np.ndarray] = {"groups": np.array(list(spectra)), "epoch": np.int64(epoch)}
-    for g, s in spectra.items():
-        arrays[f"eigenvalues/{g}"] = s.eigenvalues
-        arrays[f"floor/{g}"] = np.float64(s.floor)
-        arrays[f"n_above_floor/{g}"] = np.int64(s.n_above_floor)
-        arrays[f"n_negative/{g}"] = np.int64(s.n_negative)
-        arrays[f"asymmetry/{g}"] = np.float64(s.asymmetry)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_bytes(path, buf.getvalue())
 
 
 def _read_history(out: Path, upto: int | None = None) -> list[dict]:

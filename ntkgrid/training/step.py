@@ -25,7 +25,7 @@ import optax
 
 from ntkgrid.config import loss_scale
 
-__all__ = ["TRACE_COUNTS", "host_copy", "jit_apply", "jit_init", "make_batch_epoch_fn", "make_epoch_fn"]
+__all__ = ["TRACE_COUNTS", "epoch_batches", "host_copy", "jit_apply", "jit_init", "make_batch_epoch_fn", "make_epoch_fn"]
 
 #: How many times each jitted function was traced (``"epoch"``, ``"batch_epoch"``,
 #: ``"predict"``); a Python side effect inside the traced bodies, for tests and profiling.
@@ -46,6 +46,30 @@ def _loss_fn(loss: str, reduction: str = "mean") -> Callable[[jnp.ndarray, jnp.n
     if loss == "bce":
         return lambda out, y: jnp.mean(optax.sigmoid_binary_cross_entropy(out, y))
     raise ValueError(f"loss must be 'mse' or 'bce', got {loss!r}")
+
+
+def epoch_batches(seed: int, epoch_index: int, n_points: int, batch_size: int, epoch_size: int | None = None
+                  ) -> np.ndarray:
+    """The minibatches of one training epoch, as :func:`make_epoch_fn` draws them.
+
+    Args:
+      seed: the run's ``cfg.seed`` (its data key is ``split(PRNGKey(seed))[1]``, as
+        :mod:`ntkgrid.training.run`).
+      epoch_index: 0-based epoch (the epoch from checkpoint ``e`` to ``e + 1`` is ``e``).
+      n_points: ``N``, the pool size; epoch_size: ``E`` (default ``N``).
+      batch_size: ``B``.
+
+    Returns:
+      ``(ceil(E / B), B)`` int64 point indices: the epoch's steps in order (the last one
+      padded by wrapping around, as in training).
+    """
+    e = int(n_points if epoch_size is None else epoch_size)
+    steps = -(-e // batch_size)
+    _, data_key = jax.random.split(jax.random.PRNGKey(seed))
+    order = jax.random.permutation(jax.random.fold_in(data_key, np.int32(epoch_index)), n_points)
+    if e < n_points:
+        order = order[:e]
+    return np.asarray(jnp.resize(order, (steps, batch_size)), np.int64)
 
 
 @functools.lru_cache(maxsize=32)
