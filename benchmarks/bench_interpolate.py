@@ -12,8 +12,17 @@ Both see the same points, the same grid values (each in its native layout: ours
 ``(prod(res), k)`` axis 0 fastest, torch ``(1, k, r_{d-1}, ..., r_0)``) and the same
 cotangent; the outputs and gradients are checked against each other before timing.
 
+``--kernels linear cubic`` adds a row per case for ntkgrid's cubic kernel (the uniform cubic
+B-spline, ``4**d`` taps, :mod:`ntkgrid.interpolate`) beside ``grid_sample(mode="bicubic")``
+(2D only: torch has no tricubic). The two cubic kernels differ (torch's is Keys' cubic
+convolution, a = -0.75, interpolating), so these rows compare the cost of 16-tap
+interpolation, not values: no agreement check; their torch ratio is ``bicubic_ratio`` (the
+``ratio`` key, what ``python -m benchmarks`` summarises, stays the linear rows' only), and
+``cubic_over_linear`` is our cubic points/s over our linear points/s on the same points.
+
     python -m benchmarks.bench_interpolate [--points 262144 1048576] [--cases 2d-512-k2 ...]
                                            [--grad-points] [--block N] [--threads N] [--json OUT]
+                                           [--kernels linear cubic]
 
 Threads: both libraries get the same CPU cores. The process is pinned to ``--threads``
 cores (default: every core it may use; both cores on a 2-core machine) with
@@ -73,6 +82,9 @@ def parse_args(argv=None):
                    help="numbers of points (default 2^18 2^20)")
     p.add_argument("--cases", nargs="+", default=["2d-512-k2", "2d-512-k4", "3d-128-k2"], choices=sorted(CASES))
     p.add_argument("--grad-points", action="store_true", help="also time the gradient w.r.t. the points")
+    p.add_argument("--kernels", nargs="+", default=["linear"], choices=["linear", "cubic"],
+                   help="interpolation kernels: linear (vs grid_sample bilinear) and/or cubic (vs bicubic, 2D); "
+                        "default: %(default)s")
     p.add_argument("--repeats", type=int, default=9, help="timed repetitions per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (after compilation)")
     p.add_argument("--block", type=int, default=5,
@@ -100,9 +112,11 @@ def pin_threads(threads: int | None) -> int:
     return threads
 
 
-def bytes_moved(n: int, d: int, k: int, table_rows: int, grad_points: bool, itemsize: int = 4) -> int:
-    """Lower bound on memory traffic of one forward + backward (see the module docstring)."""
-    corners = 2**d
+def bytes_moved(n: int, d: int, k: int, table_rows: int, grad_points: bool, itemsize: int = 4,
+                taps: int | None = None) -> int:
+    """Lower bound on memory traffic of one forward + backward (see the module docstring);
+    ``taps`` rows read per point (default ``2**d``, the linear corners)."""
+    corners = 2**d if taps is None else taps
     fwd = n * d * itemsize + n * corners * k * itemsize + n * k * itemsize  # points, corner rows, output
     bwd = n * k * itemsize + 2 * n * corners * k * itemsize + table_rows * k * itemsize  # cotangent, RMW, zeros
     if grad_points:
@@ -113,13 +127,17 @@ def bytes_moved(n: int, d: int, k: int, table_rows: int, grad_points: bool, item
 class Ours:
     """jit(vjp(interpolate_dense)) with a fixed cotangent."""
 
-    def __init__(self, table, x, cot, res, grad_points, impl="ntkgrid.interpolate:interpolate_dense"):
+    def __init__(self, table, x, cot, res, grad_points, impl="ntkgrid.interpolate:interpolate_dense",
+                 kernel="linear"):
+        import functools
         import importlib
 
         import jax
 
         module, name = impl.split(":")
         interpolate_dense = getattr(importlib.import_module(module), name)
+        if kernel != "linear":
+            interpolate_dense = functools.partial(interpolate_dense, interpolation=kernel)
 
         if grad_points:
             def fb(t, p, c):
@@ -149,10 +167,11 @@ class Ours:
 class Torch:
     """grid_sample(align_corners=True) forward + backward with the same cotangent."""
 
-    def __init__(self, table, x, cot, res, grad_points, device):
+    def __init__(self, table, x, cot, res, grad_points, device, mode="bilinear"):
         import torch
 
         self.torch = torch
+        self.mode = mode
         d, k, n = len(res), table.shape[1], x.shape[0]
         layout = np.ascontiguousarray(table.T.reshape((1, k) + tuple(res[::-1])))  # (1, k, r_{d-1}, ..., r_0)
         self.inp = torch.tensor(layout, device=device, requires_grad=True)
@@ -164,7 +183,7 @@ class Torch:
     def __call__(self):
         self.inp.grad = None
         self.grid.grad = None
-        out = self.torch.nn.functional.grid_sample(self.inp, self.grid, mode="bilinear", align_corners=True)
+        out = self.torch.nn.functional.grid_sample(self.inp, self.grid, mode=self.mode, align_corners=True)
         out.backward(self.cot)
         self.sync()
         return out
@@ -252,7 +271,11 @@ def main(argv=None) -> int:
 
     rows = []
     rng = np.random.default_rng(args.seed)
-    header = f"{'case':<22}{'ours pts/s':>14}{'torch pts/s':>14}{'ours/torch':>12}"
+    width = 28 if "cubic" in args.kernels else 22  # the first column fits "<case> cubic n=<points>"
+    header = f"{'case':<{width}}{'ours pts/s':>14}{'torch pts/s':>14}{'ours/torch':>12}"
+    if "cubic" in args.kernels:
+        print("cubic rows: ours = uniform cubic B-spline, torch = grid_sample bicubic (Keys, a = -0.75; 2D only); "
+              "speed only, the kernels differ")
     if backend == "gpu":
         header += f"{'ours GB/s':>11}"
     print(header)
@@ -263,33 +286,50 @@ def main(argv=None) -> int:
         for n in args.points:
             x = rng.random((n, d), dtype=np.float32)
             cot = rng.normal(size=(n, k)).astype(np.float32)
-            fns = {"ours": Ours(table, x, cot, res, args.grad_points, args.impl)}
-            agreement = None
-            if torch is not None:
-                fns["torch"] = Torch(table, x, cot, res, args.grad_points, device)
-                agreement = check_agreement(fns["ours"].results(), fns["torch"].results(), x, res)
-            times = time_interleaved(fns, args.repeats, args.warmup, args.block)
-            med = {name: statistics.median(t) for name, t in times.items()}
-            row = {
-                "case": case, "resolution": r, "dim": d, "features": k, "points": n,
-                "grad_points": args.grad_points, "threads": threads, "backend": backend, "keep_freed_memory": keep,
-                "ours_s": med["ours"], "ours_pts_per_s": n / med["ours"], "ours_times_s": times["ours"],
-            }
-            line = f"{case + ' n=' + str(n):<22}{n / med['ours']:>14.3e}"
-            if "torch" in med:
-                ratio = med["torch"] / med["ours"]
-                row.update(torch_s=med["torch"], torch_pts_per_s=n / med["torch"], torch_times_s=times["torch"],
-                           ratio=ratio, max_rel_diff=agreement)
-                line += f"{n / med['torch']:>14.3e}{ratio:>11.2f}x"
-            else:
-                line += f"{'-':>14}{'-':>12}"
-            if backend == "gpu":
-                gbs = bytes_moved(n, d, k, r**d, args.grad_points) / med["ours"] / 1e9
-                row["ours_bytes_per_s"] = gbs * 1e9
-                line += f"{gbs:>11.1f}"
-            print(line, flush=True)
-            rows.append(row)
-            del fns
+            linear_s = None
+            for kernel in args.kernels:
+                fns = {"ours": Ours(table, x, cot, res, args.grad_points, args.impl, kernel)}
+                agreement = None
+                if torch is not None and (kernel == "linear" or d == 2):
+                    fns["torch"] = Torch(table, x, cot, res, args.grad_points, device,
+                                         "bilinear" if kernel == "linear" else "bicubic")
+                    if kernel == "linear":
+                        agreement = check_agreement(fns["ours"].results(), fns["torch"].results(), x, res)
+                    elif not np.all(np.isfinite(fns["torch"].results()["out"])):
+                        raise AssertionError("torch bicubic returned non-finite values")
+                times = time_interleaved(fns, args.repeats, args.warmup, args.block)
+                med = {name: statistics.median(t) for name, t in times.items()}
+                row = {
+                    "case": case, "kernel": kernel, "resolution": r, "dim": d, "features": k, "points": n,
+                    "grad_points": args.grad_points, "threads": threads, "backend": backend,
+                    "keep_freed_memory": keep,
+                    "ours_s": med["ours"], "ours_pts_per_s": n / med["ours"], "ours_times_s": times["ours"],
+                }
+                label = case if kernel == "linear" else f"{case} cubic"
+                line = f"{label + ' n=' + str(n):<{width}}{n / med['ours']:>14.3e}"
+                if "torch" in med:
+                    ratio = med["torch"] / med["ours"]
+                    row.update(torch_s=med["torch"], torch_pts_per_s=n / med["torch"], torch_times_s=times["torch"])
+                    if kernel == "linear":
+                        row.update(ratio=ratio, max_rel_diff=agreement)
+                    else:
+                        row.update(torch_mode="bicubic", bicubic_ratio=ratio)
+                    line += f"{n / med['torch']:>14.3e}{ratio:>11.2f}x"
+                else:
+                    line += f"{'-':>14}{'-':>12}"
+                if kernel == "linear":
+                    linear_s = med["ours"]
+                elif linear_s is not None:
+                    row["cubic_over_linear"] = linear_s / med["ours"]
+                    line += f"  ({linear_s / med['ours']:.2f}x linear)"
+                if backend == "gpu":
+                    taps = 2**d if kernel == "linear" else 4**d
+                    gbs = bytes_moved(n, d, k, r**d, args.grad_points, taps=taps) / med["ours"] / 1e9
+                    row["ours_bytes_per_s"] = gbs * 1e9
+                    line += f"{gbs:>11.1f}"
+                print(line, flush=True)
+                rows.append(row)
+                del fns
 
     if args.json:
         from ntkgrid.files import write_json  # here, not at the top: ntkgrid imports JAX

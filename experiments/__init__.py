@@ -12,6 +12,8 @@
 * ``recipe`` - which reading of the paper's training recipe reproduces its tables.
 * ``activations`` - beyond the paper: ReLU / tanh / Gaussian / sine (SIREN) networks with and
   without encodings, each at a fraction of its own critical step (issue 22).
+* ``interpolation`` - beyond the paper: Table 3's coarse and fine multigrids with each interpolation
+  kernel (nearest, linear, smoothstep, cubic B-spline) at an equal number of nodes (issue 22).
 
 Every program ends in ``sys.exit(main())``; the exit statuses are those of :func:`fail`.
 

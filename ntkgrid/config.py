@@ -200,7 +200,7 @@ class MultiGridConfig(_DenseGridConfig):
     module: ClassVar[str] = "MultiGrid"
 
     include_input: bool = True  # append raw x after the levels (the paper does)
-    interpolation: str = "linear"  # "linear" (bi/trilinear) or "smoothstep"
+    interpolation: str = "linear"  # "nearest", "linear" (bi/trilinear), "smoothstep" or "cubic" (B-spline, 4^d taps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +215,7 @@ class HashGridConfig(EncodingConfig):
     log2_table_size: int = 19  # log2 of the most rows T of a level's table (tcnn: log2_hashmap_size)
     min_res: int = 16  # N_min, vertices per axis of level 0 (tcnn: base_resolution)
     per_level_scale: float = 2.0  # b, growth factor of the scale between levels (tcnn: per_level_scale)
-    interpolation: str = "linear"  # "linear", "smoothstep" or "nearest"
+    interpolation: str = "linear"  # "linear", "smoothstep" or "nearest" (tcnn's kernels; no cubic)
     init_scale: float = 1e-4  # tables start uniform in [-init_scale, init_scale] (tcnn: 1e-4)
     include_input: bool = False  # append raw x after the levels (tcnn: no)
 

@@ -1,4 +1,28 @@
-"""Multilinear interpolation on dense and hashed grids, written as flat gathers.
+"""Interpolation on dense and hashed grids, written as flat gathers.
+
+Kernels (:data:`INTERPOLATIONS`), each a tensor product of one-dimensional weights:
+
+* ``"nearest"``: one tap, the node nearest to ``x`` (ties round up: node
+  ``floor(pos + 0.5)``, the rule of tiny-cuda-nn's ``Nearest``); piecewise constant, so the
+  derivative in ``x`` is zero.
+* ``"linear"`` (the default): the ``2**d`` corners of the cell, weights ``1 - t`` and ``t``
+  (bi/trilinear). C0.
+* ``"smoothstep"``: the same corners, with ``t`` first mapped through ``t^2 (3 - 2t)``
+  (tiny-cuda-nn's ``Smoothstep``). C1 in ``x`` but with zero derivative at every node plane.
+* ``"cubic"``: the uniform cubic B-spline, ``4**d`` taps (nodes ``i - 1 .. i + 2`` of the
+  cell ``[i, i + 1]`` on each axis), weights ``(1-t)^3/6``, ``(4 - 6t^2 + 3t^3)/6``,
+  ``(4 - 6(1-t)^2 + 3(1-t)^3)/6``, ``t^3/6``. **Why the B-spline, not Catmull-Rom:** the
+  B-spline is C2, a partition of unity and non-negative. Non-negative weights make every
+  entry of the grid kernel ``G[n, m] = sum w_nc w_mc' [idx_nc == idx_mc']`` non-negative,
+  as for linear interpolation, so a smoother kernel only *adds* positive coupling between
+  neighbouring points; Catmull-Rom's negative lobes (weights down to -1/16 per axis)
+  would make the grid kernel couple some neighbours negatively and is only C1. The
+  B-spline does not interpolate (at a node the value is ``(v_{i-1} + 4 v_i + v_{i+1}) / 6``
+  per axis), which does not matter for a learned table: the nodes are free parameters,
+  not samples that must be reproduced. Boundary: taps outside the grid are **clamped** to
+  the edge node (edge replication, like ``scipy.ndimage.map_coordinates(...,
+  mode="nearest")`` or ``grid_sample(padding_mode="border")``), so an edge node can appear
+  in several taps of one point; the weights still sum to one.
 
 Conventions (shared by every grid encoding and by the structured NTK):
 
@@ -81,15 +105,25 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 __all__ = [
+    "INTERPOLATIONS",
+    "bspline_weights",
+    "check_interpolation",
     "corner_bits",
     "corner_weights",
     "dense_cells",
     "dense_corners",
     "dense_offsets",
     "dense_strides",
+    "dense_taps",
     "gather_interpolate",
     "interpolate_dense",
+    "taps_per_point",
 ]
+
+#: Interpolation kernels of dense grids (:func:`interpolate_dense`, :func:`dense_taps`).
+INTERPOLATIONS = ("nearest", "linear", "smoothstep", "cubic")
+# Kernels whose taps are the 2**d corners of the cell (the fast dense path below).
+_CORNER_KERNELS = ("linear", "smoothstep")
 
 # Up to this many features per node the weight tangent is unrolled feature by feature;
 # beyond, it broadcasts (fewer ops to compile; a reduction over the features in reverse).
@@ -181,6 +215,76 @@ def dense_corners(
 def dense_offsets(res: Sequence[int]) -> tuple[int, ...]:
     """Flat-index offset of each of the ``2**d`` corners from its cell's lower corner."""
     return tuple(int(o) for o in corner_bits(len(res)) @ dense_strides(res))
+
+
+def check_interpolation(interpolation: str, allowed: Sequence[str] = INTERPOLATIONS, where: str = "interpolation") -> None:
+    """Raise a one-line ``ValueError`` naming ``where`` unless ``interpolation`` is in ``allowed``."""
+    if interpolation not in allowed:
+        raise ValueError(f"{where} must be one of {tuple(allowed)}, got {interpolation!r}")
+
+
+def taps_per_point(d: int, interpolation: str) -> int:
+    """Table rows each point reads: 1 (nearest), ``2**d`` (linear, smoothstep), ``4**d`` (cubic)."""
+    check_interpolation(interpolation)
+    return {"nearest": 1, "cubic": 4**d}.get(interpolation, 2**d)
+
+
+def bspline_weights(t: jnp.ndarray) -> list[jnp.ndarray]:
+    """The uniform cubic B-spline's four weights of nodes ``i - 1 .. i + 2`` at fraction ``t``.
+
+    Args:
+      t: ``(...)`` position inside the cell ``[i, i + 1]``, in ``[0, 1]``.
+
+    Returns:
+      Four ``(...)`` arrays, non-negative and summing to one; C2 across cells (each is
+      ``B(t - j)`` for the cubic B-spline ``B`` centred on node ``i + j``).
+    """
+    s = 1.0 - t
+    t2, s2 = t * t, s * s
+    return [s2 * s / 6.0, (4.0 - 6.0 * t2 + 3.0 * t2 * t) / 6.0, (4.0 - 6.0 * s2 + 3.0 * s2 * s) / 6.0, t2 * t / 6.0]
+
+
+def dense_taps(x: jnp.ndarray, res: Sequence[int], interpolation: str = "linear") -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Flat node indices and weights of every tap of any kernel (module docstring).
+
+    Args:
+      x: ``(..., d)`` coordinates in ``[0, 1]`` (clamped).
+      res: nodes per axis (length ``d``), each at least 2.
+      interpolation: one of :data:`INTERPOLATIONS`.
+
+    Returns:
+      ``(idx, w)``: ``(..., C)`` int32 indices into a ``(prod(res), k)`` table and ``(..., C)``
+      weights (dtype of ``x``), ``C = taps_per_point(d, interpolation)``. Linear and
+      smoothstep give :func:`dense_corners`; cubic taps are ordered with axis 0's offset
+      (``-1 .. 2``) fastest, and taps past the grid's edge are clamped to the edge node.
+    """
+    check_interpolation(interpolation)
+    if interpolation in _CORNER_KERNELS:
+        return dense_corners(x, res, interpolation)
+    d = x.shape[-1]
+    if len(res) != d:
+        raise ValueError(f"grid has {len(res)} axes but points have d={d}")
+    base, frac = dense_cells(x, res)
+    strides = dense_strides(res)
+    if interpolation == "nearest":  # node floor(pos + 0.5) = base + (frac >= 0.5), ties up
+        node = base + (frac >= 0.5).astype(jnp.int32)
+        flat = node[..., 0]
+        for a in range(1, d):
+            flat = flat + node[..., a] * strides[a]
+        return flat[..., None], jnp.ones(x.shape[:-1] + (1,), x.dtype)
+    # cubic: tensor product built axis by axis, the new axis outermost (so axis 0 is fastest);
+    # broadcast outer products, a few ops per axis whatever the number of taps.
+    offsets = jnp.arange(-1, 3, dtype=jnp.int32)
+    idx, w = None, None
+    for a, r in enumerate(res):
+        ia = jnp.clip(base[..., a, None] + offsets, 0, r - 1) * strides[a]  # (..., 4)
+        wa = jnp.stack(bspline_weights(frac[..., a]), axis=-1)
+        if idx is None:
+            idx, w = ia, wa
+        else:
+            idx = (ia[..., :, None] + idx[..., None, :]).reshape(*ia.shape[:-1], -1)
+            w = (wa[..., :, None] * w[..., None, :]).reshape(*wa.shape[:-1], -1)
+    return idx, w.astype(x.dtype)
 
 
 def _dense_base_weights(
@@ -435,16 +539,18 @@ def interpolate_dense(
     *,
     chunk: int | None = None,
 ) -> jnp.ndarray:
-    """Linear / bilinear / trilinear interpolation of a dense node table.
+    """Interpolation of a dense node table (linear by default; see the module docstring).
 
     Args:
       table: ``(prod(res), k)`` node values, axis 0 fastest (see module docstring).
       x: ``(..., d)`` coordinates in ``[0, 1]`` (clamped).
       res: nodes per axis.
-      interpolation: ``"linear"`` or ``"smoothstep"``.
+      interpolation: one of :data:`INTERPOLATIONS`: ``"linear"`` (multilinear),
+        ``"smoothstep"``, ``"nearest"`` or ``"cubic"`` (uniform cubic B-spline, ``4**d``
+        taps, clamped at the edges).
       chunk: points per chunk of the table-gradient scan (default on CPU: sized to keep
-        the backward pass's scratch memory near 24 MiB; elsewhere one chunk). Affects speed
-        and memory only, never the result.
+        the backward pass's scratch memory near 24 MiB; elsewhere one chunk); linear and
+        smoothstep only. Affects speed and memory only, never the result.
 
     Returns:
       ``(..., k)`` values, in ``table``'s dtype.
@@ -460,6 +566,11 @@ def interpolate_dense(
         raise ValueError(f"table has {table.shape[0]} rows, grid {res} needs {int(np.prod(res))}")
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be a positive number of points, got {chunk}")
+    check_interpolation(interpolation)
+    if interpolation not in _CORNER_KERNELS:
+        # nearest and cubic: the generic gather of their taps (clamped cubic taps have no
+        # fixed offsets from the cell, which the corner-stacked fast path relies on).
+        return gather_interpolate(table, *dense_taps(x, res, interpolation))
     # The grid, dimension and interpolation are checked where they are used (dense_cells,
     # _dense_base_weights, corner_weights), while the custom JVP traces its function.
     out = _interpolate_dense(table, x.reshape(-1, x.shape[-1]), res, interpolation, chunk)

@@ -119,6 +119,11 @@ def _rows(a: jnp.ndarray, i: int, b: int) -> jnp.ndarray:
     return jax.lax.dynamic_slice_in_dim(a, i, b, axis=a.ndim - 2 if a.ndim == 3 else 0)
 
 
+# Sparse ops with at most this many taps per point (linear and smoothstep grids up to d = 3)
+# build their Gram pair of taps by pair; more taps (cubic) take a loop over one side's taps.
+_UNROLLED_TAPS = 8
+
+
 def _input_gram(s: dict, i: int, j: int, b: int) -> jnp.ndarray:
     """``(b, b)`` (or ``(k, b, b)`` for per-feature sparse weights) Gram of an op's inputs."""
     if s["kind"] == "dense":
@@ -129,6 +134,14 @@ def _input_gram(s: dict, i: int, j: int, b: int) -> jnp.ndarray:
     ii, ij = jax.lax.dynamic_slice_in_dim(idx, i, b, 0), jax.lax.dynamic_slice_in_dim(idx, j, b, 0)
     wi, wj = jax.lax.dynamic_slice_in_dim(w, i, b, 0), jax.lax.dynamic_slice_in_dim(w, j, b, 0)
     per_feature = w.ndim == idx.ndim + 1
+    if not per_feature and idx.shape[1] > _UNROLLED_TAPS:
+        # Many taps (cubic: 4**d): one step per tap of the row points, vectorised over the
+        # column points' taps, so the program has C steps instead of C**2.
+        g = 0.0
+        for c in range(idx.shape[1]):
+            same = (ii[:, c, None, None] == ij[None, :, :]).astype(w.dtype)  # (b, b, C)
+            g = g + wi[:, c, None] * jnp.sum(same * wj[None, :, :], axis=-1)
+        return g
     g = 0.0
     for c in range(idx.shape[1]):
         for c2 in range(idx.shape[1]):

@@ -299,3 +299,29 @@ ACTIVATION_STUDY = {
                                                                           ntk_group_spectra="every")
                           for k, v in ACTIVATION_ENCODINGS.items()}},
 }
+
+
+# ----------------------------------------------------------------------------- interpolation study (issue 22)
+# ``python -m experiments.interpolation`` (ntkgrid.studies.interpolation).
+
+#: The study's grids: Table 3's coarse (one 100-node-per-side grid at 128 px) and fine (200) multigrids, k = 2,
+#: keyed by the names the study uses. Every kernel trains on the same grids: an equal number of nodes.
+INTERPOLATION_GRIDS = {"coarse": "multigrid_coarse", "fine": "multigrid_fine"}
+#: The kernels compared (MultiGrid's, ntkgrid.interpolate.INTERPOLATIONS), the paper's linear first: the other
+#: kernels' spectra are compared index by index with it.
+INTERPOLATION_KERNELS = ("linear", "nearest", "smoothstep", "cubic")
+#: Each network trains at this fraction of its own critical SGD step at initialisation, as the activation study.
+INTERPOLATION_LR_FRACTION = ACTIVATION_LR_FRACTION
+
+# Paper: Table 3's settings (128 px, 300 epochs, batch 32, 2x512), spectra on every pixel at epochs 0, 150, 300
+# with the group split at each. Quick (our choice, for the 2-core CPU): 32 px (grids scaled to 25 and 50 nodes per
+# side: still coarser and finer than the image), 40 epochs, spectra at 0, 20, 40 on all 1024 pixels.
+INTERPOLATION_STUDY = {
+    "paper": {"size": IMAGE_SIZE, "lr_fraction": INTERPOLATION_LR_FRACTION,
+              "configs": {k: _SCALING_LITERAL[v].replace(checkpoints=(0, 150, 300), ntk_group_spectra="every")
+                          for k, v in INTERPOLATION_GRIDS.items()}},
+    "quick": {"size": 32, "lr_fraction": INTERPOLATION_LR_FRACTION,
+              "configs": {k: scaled_grid(_SCALING_LITERAL[v], 32).replace(epochs=40, checkpoints=(0, 20, 40),
+                                                                          ntk_group_spectra="every")
+                          for k, v in INTERPOLATION_GRIDS.items()}},
+}

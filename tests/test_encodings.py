@@ -53,6 +53,8 @@ CASES = [
     Case("multigrid-2d-log", 2, 3 * 4 + 2, lambda dt: MultiGrid(2, 3, 4, 3, 12, "log", param_dtype=dt)),
     Case("multigrid-2d-linear-smoothstep", 2, 2 * 2 + 2,
          lambda dt: MultiGrid(2, 2, 2, 5, 9, interpolation="smoothstep", param_dtype=dt)),
+    Case("multigrid-2d-cubic", 2, 2 * 2 + 2, lambda dt: MultiGrid(2, 2, 2, 4, 7, interpolation="cubic", param_dtype=dt)),
+    Case("multigrid-3d-nearest", 3, 1 * 2 + 3, lambda dt: MultiGrid(3, 1, 2, 4, 4, interpolation="nearest", param_dtype=dt)),
     Case("multigrid-3d-log-noinput", 3, 3 * 1, lambda dt: MultiGrid(3, 3, 1, 2, 8, "log", include_input=False, param_dtype=dt)),
     Case("hashgrid-2d", 2, 4 * 2, lambda dt: HashGrid(2, 4, 2, log2_table_size=6, min_res=3, param_dtype=dt)),
     Case("hashgrid-3d-input", 3, 2 * 2 + 3, lambda dt: HashGrid(3, 2, 2, 7, 3, 2.0, include_input=True, param_dtype=dt)),
@@ -271,3 +273,31 @@ def test_coordinate_mlp_by_hand(parameterization):
             if i < 2:
                 h = np.maximum(h, 0.0)
         np.testing.assert_allclose(np.asarray(out), h, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["nearest", "linear", "smoothstep", "cubic"])
+def test_multigrid_kernels_match_interpolate_dense(kernel):
+    """Each level of MultiGrid(interpolation=k) is interpolate_dense(..., k) of its table."""
+    from ntkgrid.interpolate import interpolate_dense
+
+    m = MultiGrid(2, 2, 3, 4, 6, interpolation=kernel, include_input=False)
+    x = points((11,), 2, jnp.float32, seed=3)
+    v = random_variables(m, x)
+    out = m.apply(v, x)
+    want = jnp.concatenate([interpolate_dense(v["params"][f"level_{i}"], x, (r, r), kernel)
+                            for i, r in enumerate(m.resolutions())], -1)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(want))
+
+
+def test_interpolation_kernel_errors_and_config_default():
+    from ntkgrid.config import MultiGridConfig, TrainConfig
+
+    with pytest.raises(ValueError, match="MultiGrid interpolation must be one of .*'cubic'.*got 'bicubic'"):
+        MultiGrid(2, interpolation="bicubic").init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+    with pytest.raises(ValueError, match="HashGrid interpolation 'cubic' is not supported: tiny-cuda-nn"):
+        HashGrid(2, 2, interpolation="cubic").init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+    cfg = TrainConfig(encoding=MultiGridConfig(interpolation="cubic"))
+    assert TrainConfig.from_dict(cfg.to_dict()).encoding.interpolation == "cubic"
+    old = cfg.to_dict()
+    del old["encoding"]["interpolation"]  # a run.json written before the field: linear, as then
+    assert TrainConfig.from_dict(old).encoding == MultiGridConfig()

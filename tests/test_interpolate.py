@@ -1,7 +1,10 @@
 """ntkgrid.interpolate against independent references.
 
 * A brute-force NumPy interpolant written from the formula (one Python loop per point,
-  per axis and per corner); it shares no code with :mod:`ntkgrid.interpolate`.
+  per axis and per tap; the cubic B-spline as a function of the distance to each node);
+  it shares no code with :mod:`ntkgrid.interpolate`.
+* ``scipy.ndimage.map_coordinates(order=3, prefilter=False, mode="nearest")`` for the cubic
+  B-spline with clamped (edge-replicated) taps.
 * ``torch.nn.functional.grid_sample(..., align_corners=True)`` for values and gradients.
 * ``jax.test_util.check_grads`` (finite differences, forward and reverse mode).
 """
@@ -19,20 +22,27 @@ from jax.test_util import check_grads
 
 import ntkgrid.interpolate as interp
 from ntkgrid.interpolate import (
+    INTERPOLATIONS as ALL_KERNELS,
+)
+from ntkgrid.interpolate import (
+    bspline_weights,
     corner_bits,
     corner_weights,
     dense_cells,
     dense_corners,
     dense_offsets,
     dense_strides,
+    dense_taps,
     gather_interpolate,
     interpolate_dense,
+    taps_per_point,
 )
 
 # One table of tolerances (relative to the scale of the values compared) per dtype.
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 DTYPES = [np.float32, np.float64]
-INTERPOLATIONS = ["linear", "smoothstep"]
+INTERPOLATIONS = ["linear", "smoothstep"]  # the 2**d-corner kernels (the chunked fast path)
+KERNELS = ["nearest", "linear", "smoothstep", "cubic"]  # every kernel of a dense grid
 # Dense grids: 1D, 2D, 3D, square and non-square.
 RESOLUTIONS = [(2,), (9,), (2, 2), (5, 3), (4, 7), (3, 3, 3), (4, 2, 5)]
 
@@ -40,11 +50,51 @@ RESOLUTIONS = [(2,), (9,), (2, 2), (5, 3), (4, 7), (3, 3, 3), (4, 2, 5)]
 # ----------------------------------------------------------------------------- reference
 
 
+def ref_bspline(u):
+    """The uniform cubic B-spline as a function of the distance ``u`` (in nodes) to its centre."""
+    u = abs(u)
+    if u < 1.0:
+        return 2.0 / 3.0 - u * u + u**3 / 2.0
+    if u < 2.0:
+        return (2.0 - u) ** 3 / 6.0
+    return 0.0
+
+
+def ref_taps(x, res, interpolation):
+    """Per point: the list of (flat node, weight) taps, written from the definitions."""
+    taps = []
+    for point in np.asarray(x, np.float64).reshape(-1, len(res)):
+        pos = [min(max(v, 0.0), 1.0) * (r - 1) for v, r in zip(point, res)]
+        if interpolation == "nearest":  # nearest node, ties up
+            axes = [[(min(int(math.floor(p + 0.5)), r - 1), 1.0)] for p, r in zip(pos, res)]
+        else:  # cubic: nodes i-1 .. i+2 around the cell [i, i+1], each clamped into the grid
+            axes = []
+            for p, r in zip(pos, res):
+                i = min(int(math.floor(p)), r - 2)
+                axes.append([(min(max(j, 0), r - 1), ref_bspline(p - j)) for j in range(i - 1, i + 3)])
+        point_taps = []
+        for combo in itertools.product(*axes):
+            flat, stride, weight = 0, 1, 1.0
+            for (node, wa), r in zip(combo, res):
+                flat += node * stride
+                stride *= r
+                weight *= wa
+            point_taps.append((flat, weight))
+        taps.append(point_taps)
+    return taps
+
+
 def ref_interpolate(table, x, res, interpolation):
-    """Brute force: clamp, find the cell, weight its 2**d corners by the tensor-product formula."""
+    """Brute force: clamp, find the cell, weight its 2**d corners by the tensor-product formula
+    (nearest and cubic: the taps of :func:`ref_taps`)."""
     table = np.asarray(table, np.float64)
     x = np.asarray(x, np.float64).reshape(-1, len(res))
     out = np.zeros((x.shape[0], table.shape[1]))
+    if interpolation in ("nearest", "cubic"):
+        for p, point_taps in enumerate(ref_taps(x, res, interpolation)):
+            for flat, weight in point_taps:
+                out[p] += weight * table[flat]
+        return out
     for p in range(x.shape[0]):
         lower, frac = [], []
         for a, r in enumerate(res):
@@ -93,7 +143,7 @@ def assert_close(actual, expected, dtype, scale=None):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: t.__name__)
-@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("interpolation", KERNELS)
 @pytest.mark.parametrize("res", RESOLUTIONS, ids=str)
 def test_matches_bruteforce(res, interpolation, dtype):
     with jax.enable_x64(dtype == np.float64):
@@ -164,6 +214,105 @@ def test_corner_weights_formula(interpolation):
             np.testing.assert_allclose(w[:, c], expect, rtol=TOL[np.float64])
 
 
+def test_kernel_list_and_taps_per_point():
+    assert KERNELS == list(ALL_KERNELS)
+    assert [taps_per_point(2, k) for k in KERNELS] == [1, 4, 4, 16]
+    assert [taps_per_point(3, k) for k in KERNELS] == [1, 8, 8, 64]
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        taps_per_point(2, "lanczos")
+
+
+@pytest.mark.parametrize("interpolation", KERNELS)
+@pytest.mark.parametrize("res", [(9,), (5, 3), (2, 2), (4, 2, 5)], ids=str)
+def test_taps_match_reference_and_weight_properties(res, interpolation):
+    """dense_taps equals the brute-force taps (as a weight matrix); every kernel's weights are
+    non-negative and a partition of unity, on random points, node planes and outside points."""
+    with jax.enable_x64(True):
+        x = make_points(res, 30, seed=len(res))
+        idx, w = dense_taps(jnp.asarray(x), res, interpolation)
+        idx, w = np.asarray(idx), np.asarray(w)
+        assert idx.shape == w.shape == (x.shape[0], taps_per_point(len(res), interpolation))
+        assert idx.min() >= 0 and idx.max() < np.prod(res)
+        assert w.min() >= 0.0  # all four kernels are non-negative (Catmull-Rom would not be)
+        np.testing.assert_allclose(w.sum(-1), 1.0, rtol=0, atol=1e-14)
+        ours = np.zeros((x.shape[0], int(np.prod(res))))
+        ref = np.zeros_like(ours)
+        for p, point_taps in enumerate(ref_taps(x, res, interpolation) if interpolation in ("nearest", "cubic")
+                                       else [list(zip(i, v)) for i, v in zip(idx, w)]):
+            np.add.at(ours[p], idx[p], w[p])
+            for flat, weight in point_taps:
+                ref[p, flat] += weight
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-14)
+
+
+def test_bspline_weights_formula_and_smoothness():
+    """The four weights are B(t + 1), B(t), B(t - 1), B(t - 2) of the distance-based B-spline;
+    across a node plane the interpolant is C2 (value, slope and curvature continuous), and at
+    a node it does not interpolate: the value is (v_{i-1} + 4 v_i + v_{i+1}) / 6."""
+    with jax.enable_x64(True):
+        t = np.linspace(0.0, 1.0, 11)
+        w = np.stack([np.asarray(v) for v in bspline_weights(jnp.asarray(t))], -1)
+        expect = np.array([[ref_bspline(ti + 1 - j) for j in range(4)] for ti in t])
+        np.testing.assert_allclose(w, expect, rtol=0, atol=1e-15)
+        res = (9,)
+        table = jnp.asarray(np.random.default_rng(4).normal(size=(9, 1)))
+        f = lambda p: interpolate_dense(table, p.reshape(1, 1), res, "cubic")[0, 0]  # noqa: E731
+        node = 4 / 8  # an interior node plane: cell 3 ends, cell 4 starts
+        eps = 1e-7
+        for deriv in (f, jax.grad(f), jax.grad(jax.grad(f))):
+            left, right = float(deriv(jnp.array(node - eps))), float(deriv(jnp.array(node + eps)))
+            assert abs(left - right) <= 1e-4 * max(1.0, abs(left)), (left, right)
+        v = np.asarray(table)[:, 0]
+        np.testing.assert_allclose(float(f(jnp.array(node))), (v[3] + 4 * v[4] + v[5]) / 6, rtol=1e-13)
+        # The derivative in x is continuous too for smoothstep, but not for linear.
+        g = lambda p, k: jax.grad(lambda q: interpolate_dense(table, q.reshape(1, 1), res, k)[0, 0])(p)  # noqa: E731
+        assert abs(float(g(jnp.array(node - eps), "smoothstep")) - float(g(jnp.array(node + eps), "smoothstep"))) < 1e-3
+        assert abs(float(g(jnp.array(node - eps), "linear")) - float(g(jnp.array(node + eps), "linear"))) > 1e-3
+
+
+def test_cubic_matches_scipy_map_coordinates():
+    """Independent oracle: SciPy's order-3 spline without prefiltering is the uniform cubic
+    B-spline of the raw table; mode="nearest" replicates the edge, i.e. clamps the taps."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    with jax.enable_x64(True):
+        for res in [(7,), (5, 6), (4, 3, 5)]:
+            rng = np.random.default_rng(sum(res))
+            table = rng.normal(size=(int(np.prod(res)), 1))
+            x = make_points(res, 40, seed=3)
+            grid = table[:, 0].reshape(res[::-1])  # axis 0 fastest: numpy axes (r_{d-1}, ..., r_0)
+            coords = (np.clip(x, 0, 1) * (np.asarray(res) - 1)).T[::-1]  # numpy axis order
+            want = ndimage.map_coordinates(grid, coords, order=3, prefilter=False, mode="nearest")
+            got = interpolate_dense(jnp.asarray(table), jnp.asarray(x), res, "cubic")[:, 0]
+            np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-12)
+
+
+def test_nearest_rounds_half_up_and_has_zero_point_gradient():
+    with jax.enable_x64(True):
+        res = (5,)  # nodes at 0, .25, .5, .75, 1
+        table = jnp.arange(5.0).reshape(5, 1)
+        x = jnp.array([[0.0], [0.12], [0.125], [0.13], [0.874], [0.875], [1.0], [-1.0], [2.0]])
+        out = interpolate_dense(table, x, res, "nearest")[:, 0]
+        np.testing.assert_array_equal(np.asarray(out), [0, 0, 1, 1, 3, 4, 4, 0, 4])
+        gx = jax.grad(lambda p: interpolate_dense(table, p, res, "nearest").sum())(x)
+        assert not np.any(np.asarray(gx))
+        gt = jax.grad(lambda t: interpolate_dense(t, x, res, "nearest").sum())(table)
+        np.testing.assert_array_equal(np.asarray(gt)[:, 0], [3, 2, 0, 1, 3])
+
+
+@pytest.mark.parametrize("res", [(6,), (4, 5), (3, 3, 3)], ids=str)
+def test_cubic_check_grads(res):
+    """Table and point derivatives of the cubic kernel (forward and reverse) against finite
+    differences, at interior points and at points whose taps are clamped at the edges."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(30)
+        table = jnp.asarray(rng.normal(size=(int(np.prod(res)), 2)))
+        r = np.asarray(res)
+        edge = (np.array([[0.3], [0.6]]) * np.ones(len(res))) / (r - 1)  # inside the first cell
+        x = jnp.asarray(np.concatenate([interior_points(res, 2, 31), edge, 1.0 - edge]))
+        check_grads(lambda t, p: interpolate_dense(t, p, res, "cubic"), (table, x), order=1, modes=("fwd", "rev"),
+                    eps=1e-5)
+
+
 def test_gather_interpolate_generic_indices_and_clip():
     """Arbitrary (e.g. hashed) indices: a weighted sum of rows; out-of-range indices are clipped."""
     table = jnp.asarray(np.random.default_rng(2).normal(size=(7, 2)), jnp.float32)
@@ -189,7 +338,9 @@ def test_errors():
     with pytest.raises(ValueError, match="grid has 2 axes but points have d=3"):
         interpolate_dense(table, jnp.zeros((1, 3)), (3, 2))
     with pytest.raises(ValueError, match="interpolation must be"):
-        interpolate_dense(table, jnp.zeros((1, 2)), (3, 2), "cubic")
+        interpolate_dense(table, jnp.zeros((1, 2)), (3, 2), "quadratic")
+    with pytest.raises(ValueError, match=r"interpolation must be one of \('nearest', 'linear', 'smoothstep', 'cubic'\)"):
+        dense_taps(jnp.zeros((1, 2)), (3, 2), "bicubic")
 
 
 # ----------------------------------------------------------------------------- derivatives

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid._taps import tap
-from ntkgrid.interpolate import dense_corners, gather_interpolate
+from ntkgrid.interpolate import dense_taps, gather_interpolate
 
 __all__ = ["Identity", "check_dim", "dense_structure", "grid_level", "level_resolutions", "sparse_structure"]
 
@@ -101,6 +101,7 @@ def sparse_structure(table: jnp.ndarray, idx: jnp.ndarray, w: jnp.ndarray) -> di
 
 
 def dense_structure(table: jnp.ndarray, x: jnp.ndarray, res: tuple[int, ...], interpolation: str) -> dict:
-    """The tap structure of a dense level: :func:`sparse_structure` of the ``2**d`` corners of
-    ``x`` on the ``res`` grid (found only when the structured NTK records them)."""
-    return sparse_structure(table, *dense_corners(x, res, interpolation))
+    """The tap structure of a dense level: :func:`sparse_structure` of the taps of ``x`` on the
+    ``res`` grid (1, ``2**d`` or ``4**d`` per point, :func:`~ntkgrid.interpolate.dense_taps`;
+    found only when the structured NTK records them)."""
+    return sparse_structure(table, *dense_taps(x, res, interpolation))

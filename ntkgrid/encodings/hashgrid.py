@@ -47,7 +47,18 @@ _MAX_PARAMS = 0xFFFFFFFF // 2
 # be undefined; 2**31 - 256 is exact in float32 and float64 and below 2**31.
 _INT32_LO, _INT32_HI = -(2.0**31), 2.0**31 - 256.0
 
+# tcnn's InterpolationType (encodings/grid.h): Nearest, Linear, Smoothstep. It has no cubic.
 _INTERPOLATIONS = ("nearest", "linear", "smoothstep")
+
+
+def _check_hash_interpolation(interpolation: str) -> None:
+    """One-line ``ValueError`` for a kernel tiny-cuda-nn's hash grid lacks (cubic included)."""
+    if interpolation == "cubic":
+        raise ValueError("HashGrid interpolation 'cubic' is not supported: tiny-cuda-nn's hash grid has only "
+                         f"{_INTERPOLATIONS} (cubic is MultiGrid's)")
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"HashGrid interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +167,7 @@ def hash_corners(x: jnp.ndarray, level: HashLevel, interpolation: str = "linear"
       ``C = 2**d`` corners in :mod:`ntkgrid.interpolate`'s order, or ``C = 1`` for
       ``"nearest"``.
     """
-    if interpolation not in _INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}")
+    _check_hash_interpolation(interpolation)
     pos = x * jnp.asarray(level.scale, x.dtype) + jnp.asarray(0.5, x.dtype)
     floor = jnp.floor(pos)
     frac = pos - floor
@@ -236,7 +246,7 @@ class HashGrid(nn.Module):
     log2_table_size: int = 19  # T = 2**log2_table_size, most rows a level's table may have (tcnn: log2_hashmap_size)
     min_res: int = 16  # N_min: level 0 has scale N_min - 1 and N_min vertices per axis (tcnn: base_resolution)
     per_level_scale: float = 2.0  # b: growth of the scale between levels (tcnn default 2.0)
-    interpolation: str = "linear"  # "linear", "smoothstep" or "nearest", as tcnn's interpolation
+    interpolation: str = "linear"  # "linear", "smoothstep" or "nearest", as tcnn's interpolation (no cubic)
     init_scale: float = 1e-4  # tables start uniform in [-init_scale, init_scale] (tcnn: 1e-4)
     include_input: bool = False  # append the raw coordinates after the levels (tcnn: no)
     param_dtype: jnp.dtype = jnp.float32  # dtype of the tables
@@ -272,8 +282,7 @@ class HashGrid(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         """``x: (..., d) -> (..., L F [+ d])``."""
         check_dim(self, x, self.dim)
-        if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}")
+        _check_hash_interpolation(self.interpolation)
         dtype = jnp.result_type(x.dtype, self.param_dtype)
         x = x.astype(dtype)
         x_pos = x.astype(jnp.promote_types(dtype, jnp.float32))  # tcnn: float32 positions

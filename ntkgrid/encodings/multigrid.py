@@ -11,7 +11,7 @@ import numpy as np
 
 from ntkgrid._taps import tap
 from ntkgrid.encodings.base import check_dim, dense_structure, level_resolutions
-from ntkgrid.interpolate import interpolate_dense
+from ntkgrid.interpolate import check_interpolation, interpolate_dense
 
 __all__ = ["MultiGrid"]
 
@@ -21,8 +21,17 @@ class MultiGrid(nn.Module):
 
     ``L`` dense grids whose resolutions run from ``min_res`` to ``max_res`` nodes per axis;
     every node holds ``k`` learnable scalars. A point is encoded by interpolating each
-    level (linear, bilinear or trilinear for d = 1, 2, 3) and concatenating all levels
-    with the raw input: ``[g^(0)(x), ..., g^(L-1)(x), x]``, ``L k + d`` features.
+    level (by default linear, bilinear or trilinear for d = 1, 2, 3) and concatenating all
+    levels with the raw input: ``[g^(0)(x), ..., g^(L-1)(x), x]``, ``L k + d`` features.
+
+    ``interpolation`` picks the kernel (:data:`ntkgrid.interpolate.INTERPOLATIONS`; the
+    definitions are in :mod:`ntkgrid.interpolate`): ``"nearest"`` (1 tap per point, ties
+    round up), ``"linear"`` (the paper's, ``2**d`` taps), ``"smoothstep"`` (the same taps,
+    tiny-cuda-nn's ``t^2 (3 - 2t)`` fraction) or ``"cubic"``: the uniform cubic B-spline,
+    ``4**d`` taps, chosen over Catmull-Rom because it is C2, a partition of unity and
+    non-negative (so the grid's NTK has no negative couplings); it does not interpolate
+    the nodes, which a learned table does not need. Cubic taps past the grid's edge are
+    clamped to the edge node.
 
     Node values are initialised from ``N(0, init_std^2)``. The paper writes N(0, 0.01)
     after Hadadan et al. (2021), whose PyTorch code calls ``normal_(std=0.01)``; we read
@@ -44,7 +53,7 @@ class MultiGrid(nn.Module):
     spacing: str = "linear"  # how resolutions are spaced between levels: "linear" or "log"
     init_std: float = 0.01  # standard deviation of the N(0, init_std^2) node initialisation
     include_input: bool = True  # concatenate the raw coordinates, as the paper does
-    interpolation: str = "linear"  # "linear" (bi/trilinear) or "smoothstep"
+    interpolation: str = "linear"  # kernel: "nearest", "linear" (bi/trilinear), "smoothstep" or "cubic" (B-spline)
     param_dtype: jnp.dtype = jnp.float32  # dtype of the node tables
 
     def resolutions(self) -> list[int]:
@@ -56,6 +65,7 @@ class MultiGrid(nn.Module):
         """``x: (..., d) -> (..., L k [+ d])``."""
         if self.dim not in (1, 2, 3):
             raise ValueError(f"MultiGrid supports dim 1, 2 or 3, got {self.dim}")
+        check_interpolation(self.interpolation, where="MultiGrid interpolation")
         check_dim(self, x, self.dim)
         dtype = jnp.result_type(x.dtype, self.param_dtype)
         x = x.astype(dtype)
