@@ -119,9 +119,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "ntk", "benchmarks.bench_ntk",
         "structured NTK vs neural-tangents jacobian contraction; full-image kernel, group split, eigvalsh",
         {"full": (),
-         "quick": ("--sizes", "256", "--jacobian-sizes", "256", "--repeats", "1", "--full-image-sides", "64"),
+         "quick": ("--sizes", "256", "--jacobian-sizes", "256", "--repeats", "1", "--full-image-sides", "64",
+                   "--activation-n", "256"),
          "gpu": ("--sizes", "1024", "--jacobian-sizes", "1024", "--repeats", "2", "--full-image-sides", "128"),
-         "tiny": ("--sizes", "16", "--jacobian-sizes", "16", "--repeats", "1", "--full-image-sides", "8")},
+         "tiny": ("--sizes", "16", "--jacobian-sizes", "16", "--repeats", "1", "--full-image-sides", "8",
+                  "--activation-n", "16")},
         {"full": 3600, "quick": 300, "gpu": 140, "tiny": 120}, _head_ntk),
     Benchmark(
         "interpolate", "benchmarks.bench_interpolate",

@@ -47,12 +47,17 @@ def test_bench_ntk_tiny(tmp_path, monkeypatch):
         return run
 
     monkeypatch.setattr(bench_ntk, "run_full_image", inline(bench_ntk._full_image_child))
-    monkeypatch.setattr(bench_ntk, "run_jacobian", inline(bench_ntk._jacobian_child))
+    def run_jacobian(n, mem_gb, activation=None):
+        q = queue.Queue()
+        bench_ntk._jacobian_child(n, mem_gb, q, activation)
+        return q.get_nowait()
+
+    monkeypatch.setattr(bench_ntk, "run_jacobian", run_jacobian)
     monkeypatch.setattr(presets, "IMAGENET", _small(presets.IMAGENET))
     setup = bench_ntk._setup
 
-    def small_setup(n):
-        model, v, x = setup(n)
+    def small_setup(n, activation=None):
+        model, v, x = setup(n, activation)
         model = model.clone(hidden=(32, 32))
         import jax
 
@@ -61,11 +66,14 @@ def test_bench_ntk_tiny(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_ntk, "_setup", small_setup)
     out = tmp_path / "ntk.json"
     assert bench_ntk.main(["--sizes", "16", "--jacobian-sizes", "16", "--repeats", "1", "--full-image-sides", "8",
+                           "--activations", "relu", "sine", "--activation-n", "16",
                            "--json", str(out)]) == 0
     doc = _read(out)
     row, full = doc["rows"][0], doc["full_image"][0]
     assert row["jacobian_status"] == "ok" and row["rel_err"] < 1e-10 and row["speedup"] > 0
     assert "error" not in full and full["n"] == 64 and full["groups_rel_err"] < 1e-10
+    assert [r["activation"] for r in doc["activations"]] == ["relu", "sine"]
+    assert all(r["jacobian_status"] == "ok" and r["rel_err"] < 1e-10 for r in doc["activations"])
     head = suite.headline("ntk", doc)
     assert head["ratio"] == row["speedup"] and head["full_image_n"] == 64
 
