@@ -54,7 +54,8 @@ t1=$SECONDS
 if "$py" -c "import xdist" 2>/dev/null; then
     par=(-n "$WORKERS")
 else
-    par=()
+    # pyproject's addopts ask for "-n auto", which needs xdist: override them here.
+    par=(-o "addopts=-ra --strict-markers --strict-config")
     echo "pytest-xdist is not installed: the tests run in one process (pip install pytest-xdist for -n)" \
         >> "$out/pytest.log"
 fi
