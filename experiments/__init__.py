@@ -194,3 +194,30 @@ def log(message: str) -> None:
     from ntkgrid.files import printable
 
     print(printable(message), flush=True)
+
+
+def run_study_cli(study, args, **choices) -> int:
+    """Shared ``main`` of the study CLIs (experiments.activations, experiments.interpolation):
+    checks the common options of ``args``, runs ``study`` (a ``ntkgrid.studies`` entry point) with
+    them and ``choices`` (the study's own options), and maps the outcome to the exit status: 0 on
+    success, 1 if a run failed, 2 for bad arguments or input."""
+    from ntkgrid.config import LrRule
+    from ntkgrid.data import DataError
+    from ntkgrid.studies import StudyError
+
+    for opt, val, low in (("--size", args.size, 11), ("--epochs", args.epochs, 1), ("--ntk-points", args.ntk_points, 1),
+                          ("--hidden", min(args.hidden) if args.hidden else None, 1)):
+        if val is not None and val < low:
+            return fail(f"{opt} must be >= {low}, got {val}")
+    rule = isinstance(args.lr, LrRule)
+    try:
+        result = study(
+            preset=args.preset, image=args.image, seed=args.seed, out=args.out, **choices,
+            size=args.size, epochs=args.epochs, lr=None if rule else args.lr,
+            lr_fraction=args.lr.fraction if rule else None, ntk_points=args.ntk_points, hidden=args.hidden,
+            progress=not args.no_progress, log=log)
+    except (ValueError, DataError, StudyError) as err:
+        return fail(str(err).strip("'\""))
+    if not result.records:
+        return fail("every run failed: " + "; ".join(f"{k}: {v}" for k, v in result.errors.items()), 1)
+    return 1 if result.errors else 0

@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import fail, log, lr_arg
+from experiments import lr_arg, run_study_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,27 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the study; 0 on success, 1 if a run failed, 2 for bad arguments or input."""
     args = build_parser().parse_args(argv)
-    from ntkgrid.config import LrRule
-    from ntkgrid.data import DataError
-    from ntkgrid.studies import StudyError
     from ntkgrid.studies.activations import run_activation_study
 
-    for opt, val, low in (("--size", args.size, 11), ("--epochs", args.epochs, 1), ("--ntk-points", args.ntk_points, 1),
-                          ("--hidden", min(args.hidden) if args.hidden else None, 1)):
-        if val is not None and val < low:
-            return fail(f"{opt} must be >= {low}, got {val}")
-    rule = isinstance(args.lr, LrRule)
-    try:
-        result = run_activation_study(
-            preset=args.preset, image=args.image, seed=args.seed, out=args.out, activations=args.activations,
-            size=args.size, epochs=args.epochs, lr=None if rule else args.lr,
-            lr_fraction=args.lr.fraction if rule else None, ntk_points=args.ntk_points, hidden=args.hidden,
-            progress=not args.no_progress, log=log)
-    except (ValueError, DataError, StudyError) as err:
-        return fail(str(err).strip("'\""))
-    if not result.records:
-        return fail("every run failed: " + "; ".join(f"{k}: {v}" for k, v in result.errors.items()), 1)
-    return 1 if result.errors else 0
+    return run_study_cli(run_activation_study, args, activations=args.activations)
 
 
 if __name__ == "__main__":
