@@ -19,6 +19,8 @@ numbers are not the paper's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ntkgrid.config import ENCODING_KINDS, FourierConfig, MultiGridConfig, TrainConfig
 
 __all__ = [
@@ -290,15 +292,20 @@ ACTIVATION_LR_FRACTION = 0.5
 # Paper: Table 3's settings (128 px, 300 epochs, batch 32, 2x512), spectra on every pixel at epochs 0, 150,
 # 300 with the group split at each. Quick (our choice, for the 2-core CPU): 32 px images (the grid scaled to
 # 25 nodes per side, still coarser than the image), 40 epochs, spectra at 0, 20, 40 on all 1024 pixels.
-ACTIVATION_STUDY = {
-    "paper": {"size": IMAGE_SIZE, "lr_fraction": ACTIVATION_LR_FRACTION,
-              "configs": {k: _SCALING_LITERAL[v].replace(checkpoints=(0, 150, 300), ntk_group_spectra="every")
-                          for k, v in ACTIVATION_ENCODINGS.items()}},
-    "quick": {"size": 32, "lr_fraction": ACTIVATION_LR_FRACTION,
-              "configs": {k: scaled_grid(_SCALING_LITERAL[v], 32).replace(epochs=40, checkpoints=(0, 20, 40),
-                                                                          ntk_group_spectra="every")
-                          for k, v in ACTIVATION_ENCODINGS.items()}},
-}
+def _study_presets(networks: Mapping[str, str], lr_fraction: float) -> dict:
+    """The paper / quick presets of a study over ``networks`` (study name -> Table 3 config name)."""
+    return {
+        "paper": {"size": IMAGE_SIZE, "lr_fraction": lr_fraction,
+                  "configs": {k: _SCALING_LITERAL[v].replace(checkpoints=(0, 150, 300), ntk_group_spectra="every")
+                              for k, v in networks.items()}},
+        "quick": {"size": 32, "lr_fraction": lr_fraction,
+                  "configs": {k: scaled_grid(_SCALING_LITERAL[v], 32).replace(epochs=40, checkpoints=(0, 20, 40),
+                                                                              ntk_group_spectra="every")
+                              for k, v in networks.items()}},
+    }
+
+
+ACTIVATION_STUDY = _study_presets(ACTIVATION_ENCODINGS, ACTIVATION_LR_FRACTION)
 
 
 # ----------------------------------------------------------------------------- interpolation study (issue 22)
@@ -316,12 +323,4 @@ INTERPOLATION_LR_FRACTION = ACTIVATION_LR_FRACTION
 # Paper: Table 3's settings (128 px, 300 epochs, batch 32, 2x512), spectra on every pixel at epochs 0, 150, 300
 # with the group split at each. Quick (our choice, for the 2-core CPU): 32 px (grids scaled to 25 and 50 nodes per
 # side: still coarser and finer than the image), 40 epochs, spectra at 0, 20, 40 on all 1024 pixels.
-INTERPOLATION_STUDY = {
-    "paper": {"size": IMAGE_SIZE, "lr_fraction": INTERPOLATION_LR_FRACTION,
-              "configs": {k: _SCALING_LITERAL[v].replace(checkpoints=(0, 150, 300), ntk_group_spectra="every")
-                          for k, v in INTERPOLATION_GRIDS.items()}},
-    "quick": {"size": 32, "lr_fraction": INTERPOLATION_LR_FRACTION,
-              "configs": {k: scaled_grid(_SCALING_LITERAL[v], 32).replace(epochs=40, checkpoints=(0, 20, 40),
-                                                                          ntk_group_spectra="every")
-                          for k, v in INTERPOLATION_GRIDS.items()}},
-}
+INTERPOLATION_STUDY = _study_presets(INTERPOLATION_GRIDS, INTERPOLATION_LR_FRACTION)
