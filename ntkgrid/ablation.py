@@ -27,6 +27,7 @@ import numpy as np
 from ntkgrid import files
 from ntkgrid.presets import PAPER_ENCODINGS
 from ntkgrid.sweep.common import SPECTRUM_LENGTH, SweepError
+from ntkgrid.sweep.records import ImageRecord
 
 __all__ = ["CONTROL_SCALE", "analyse", "control_check", "image_checks", "multigrid_means", "summarise",
            "theorem1_comparisons", "theorem1_on_mean"]
@@ -71,14 +72,14 @@ def weyl_checks(kernels: Mapping[str, np.ndarray], epoch: int) -> dict:
             "lambda_min_grid": wb["lambda_min_grid"], "min_margin": float(np.min(wb["margin"]))}
 
 
-def _baseline_spectra(record: Mapping, checkpoint: str) -> dict | None:
+def _baseline_spectra(record: ImageRecord, checkpoint: str) -> dict | None:
     """The baseline run's ``{group: Spectrum}`` at ``checkpoint``, or None if it has none."""
     from ntkgrid.analysis import run_spectra
 
-    base = record["runs"].get("baseline")
-    if base is None or base.get("diverged") or base["checkpoints"].get(checkpoint) is None:
+    base = record.runs.get("baseline")
+    if base is None or base.diverged or base.checkpoints.get(checkpoint) is None:
         return None
-    return run_spectra(base["run_path"], base["checkpoints"][checkpoint])
+    return run_spectra(base.run_path, base.checkpoints[checkpoint])
 
 
 def control_check(mg_cfg, run_path: str, epoch: int, baseline) -> dict:
@@ -105,7 +106,7 @@ def control_check(mg_cfg, run_path: str, epoch: int, baseline) -> dict:
     return {"scale": CONTROL_SCALE, **_scalars(compare_spectra(ctl, baseline))}
 
 
-def checkpoint_checks(mg_cfg, record: Mapping, checkpoint: str, epoch: int, spectra: Mapping,
+def checkpoint_checks(mg_cfg, record: ImageRecord, checkpoint: str, epoch: int, spectra: Mapping,
                       kernels: Mapping, *, control: bool) -> dict:
     """One image at one checkpoint: :func:`weyl_checks`, then Theorem 1 of the multigrid network's
     total and no-grid spectra against the baseline's total (``theorem1_total``, ``theorem1_no_grid``),
@@ -113,7 +114,7 @@ def checkpoint_checks(mg_cfg, record: Mapping, checkpoint: str, epoch: int, spec
 
     Args:
       mg_cfg: the multigrid run's :class:`ntkgrid.config.TrainConfig`.
-      record: the image's sweep record (``{"image_id", "runs": {name: run}}``).
+      record: the image's sweep record (:class:`ntkgrid.sweep.records.ImageRecord`).
       checkpoint: ``"middle"`` or ``"end"``; ``epoch`` its epoch.
       spectra, kernels: the multigrid network's ``{group: Spectrum}`` and ``{group: (N, N) kernel}``.
 
@@ -130,11 +131,11 @@ def checkpoint_checks(mg_cfg, record: Mapping, checkpoint: str, epoch: int, spec
         for key in ("total", "no_grid"):
             res[f"theorem1_{key}"] = _scalars(compare_spectra(spectra[key], bspec["total"]))
         if control:
-            res["control"] = control_check(mg_cfg, record["runs"]["multigrid"]["run_path"], epoch, bspec["total"])
+            res["control"] = control_check(mg_cfg, record.runs["multigrid"].run_path, epoch, bspec["total"])
     return res
 
 
-def image_checks(records: Sequence[Mapping], mg_cfg, levels: Sequence[str], *,
+def image_checks(records: Sequence[ImageRecord], mg_cfg, levels: Sequence[str], *,
                  control: bool = True) -> tuple[list[dict], list[str], dict, dict]:
     """Recompute the multigrid network's group kernels for every image and checkpoint and check them.
 
@@ -157,14 +158,14 @@ def image_checks(records: Sequence[Mapping], mg_cfg, levels: Sequence[str], *,
     found: dict[str, dict[str, list]] = {}
     epochs: dict[str, set] = {cp: set() for cp in CHECKPOINTS}
     for i, r in enumerate(records):
-        mg = r["runs"]["multigrid"]
-        entry = {"image_id": r["image_id"], "checkpoints": {}}
+        mg = r.runs["multigrid"]
+        entry = {"image_id": r.image_id, "checkpoints": {}}
         for cp in CHECKPOINTS:
-            epoch = mg["checkpoints"].get(cp)
-            if epoch is None or mg.get("diverged"):
+            epoch = mg.checkpoints.get(cp)
+            if epoch is None or mg.diverged:
                 continue
             try:
-                spectra, kernels = recompute_kernels(mg_cfg, mg["run_path"], epoch, groups="ops",
+                spectra, kernels = recompute_kernels(mg_cfg, mg.run_path, epoch, groups="ops",
                                                      solve=("total", "mlp", "grid", *levels))
             except (SweepError, RunFolderError) as err:
                 failures.append(str(err))
@@ -323,7 +324,7 @@ def analyse(sweep_dir: Path, out: Path, *, control: bool = True) -> dict:
     from ntkgrid.config import TrainConfig
 
     data = sweep.load_sweep(sweep_dir)
-    records = [r for r in data["records"] if "multigrid" in r["runs"]]
+    records = [r for r in data["records"] if "multigrid" in r.runs]
     if not records:
         raise SweepError(f"{sweep_dir}: no image has a multigrid run to analyse")
     mg_cfg = TrainConfig.from_dict(data["manifest"]["configs"]["multigrid"])

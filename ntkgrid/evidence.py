@@ -47,27 +47,27 @@ def grid_configs(configs: Mapping[str, Mapping]) -> list[str]:
 THEOREM1_CHECKPOINTS = ("init", "middle", "end")
 
 
-def _epoch(run: Mapping, checkpoint: str) -> int | None:
-    """The run's epoch of ``checkpoint`` (``"init"`` is epoch 0)."""
+def _epoch(run, checkpoint: str) -> int | None:
+    """The run's (:class:`~ntkgrid.sweep.records.RunRecord`) epoch of ``checkpoint``
+    (``"init"`` is epoch 0)."""
     if checkpoint == "init":
         return 0
-    return (run.get("checkpoints") or {}).get(checkpoint)
+    return run.checkpoints.get(checkpoint)
 
 
-def _spectra(run: Mapping, checkpoint: str) -> dict[str, Spectrum] | None:
+def _spectra(run, checkpoint: str) -> dict[str, Spectrum] | None:
     """The spectra the run recorded at ``checkpoint`` (None if none)."""
     from ntkgrid.analysis import run_spectra
 
     epoch = _epoch(run, checkpoint)
-    if epoch is None or run.get("diverged") or "run_path" not in run:
+    if epoch is None or run.diverged or run.run_path is None:
         return None
-    return run_spectra(run["run_path"], epoch)
+    return run_spectra(run.run_path, epoch)
 
 
-def _offdiag(run: Mapping, checkpoint: str):
-    epoch = _epoch(run, checkpoint)
-    hist = run.get("grid_offdiag_history") or {}
-    return hist.get(str(epoch), hist.get(epoch))
+def _offdiag(run, checkpoint: str) -> float | None:
+    """The grid kernel's off-diagonal share the run recorded at ``checkpoint`` (None if none)."""
+    return run.grid_offdiag_history.get(_epoch(run, checkpoint))
 
 
 class _Kernels:
@@ -85,7 +85,7 @@ class _Kernels:
         return None if self.cache is None else self.cache / files.safe_name(str(image_id)) / name / \
             f"{checkpoint}_{kind}.npz"
 
-    def _variables(self, cfg, run: Mapping, checkpoint: str, x: np.ndarray):
+    def _variables(self, cfg, run, checkpoint: str, x: np.ndarray):
         """The run's variables at ``checkpoint`` (``"init"``: as :func:`ntkgrid.training.fit` initialises them)."""
         import jax
         import jax.numpy as jnp
@@ -94,15 +94,15 @@ class _Kernels:
         from ntkgrid.models import build_model
 
         if checkpoint != "init":
-            return checkpoint_variables(run["run_path"], _epoch(run, checkpoint))
-        epochs = sorted(int(e) for e in (run.get("checkpoints") or {}).values() if e is not None)
+            return checkpoint_variables(run.run_path, _epoch(run, checkpoint))
+        epochs = sorted(int(e) for e in run.checkpoints.values() if e is not None)
         if not epochs:
             raise ValueError("the run saved no checkpoint to read its output width from")
-        model = build_model(cfg, x.shape[1], _out_dim(checkpoint_variables(run["run_path"], epochs[-1])))
+        model = build_model(cfg, x.shape[1], _out_dim(checkpoint_variables(run.run_path, epochs[-1])))
         init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
         return jax.jit(model.init)(init_key, jnp.asarray(x[:1], jnp.float32))
 
-    def get(self, image_id: str, name: str, run: Mapping, checkpoint: str, kind: str) -> dict[str, Spectrum] | None:
+    def get(self, image_id: str, name: str, run, checkpoint: str, kind: str) -> dict[str, Spectrum] | None:
         """``{group: Spectrum}`` (``kind="groups"``: the network's own kernels by group) or
         ``{"total": Spectrum}`` (``kind="fan_in_matched"``), or None if it cannot be had."""
         from ntkgrid.config import TrainConfig
@@ -115,7 +115,7 @@ class _Kernels:
             grid_run = self.configs.get(name, {}).get("encoding", {}).get("kind") in config.GRID_KINDS
             if recorded is not None and (not grid_run or {"grid", "no_grid"} <= set(recorded)):
                 return recorded
-        if run.get("diverged") or "run_path" not in run or _epoch(run, checkpoint) is None:
+        if run.diverged or run.run_path is None or _epoch(run, checkpoint) is None:
             return None
         path = self._path(image_id, name, checkpoint, kind)
         if path is not None and path.exists():
@@ -127,7 +127,7 @@ class _Kernels:
             return None
         try:
             cfg = TrainConfig.from_dict(self.configs[name])
-            x = np.load(ntk_points_path(run["run_path"]))
+            x = np.load(ntk_points_path(run.run_path))
             variables = self._variables(cfg, run, checkpoint, x)
             model = build_model(cfg, x.shape[1], _out_dim(variables))
             if kind == "fan_in_matched":
@@ -162,7 +162,7 @@ def _top(s: Spectrum | None, k: int = 3) -> list[float] | None:
     return None if s is None else [float(v) for v in s.eigenvalues[:k]]
 
 
-def _compare_image(r: Mapping, baseline: str, mpe: Sequence[str], checkpoints: Sequence[str], length: int,
+def _compare_image(r, baseline: str, mpe: Sequence[str], checkpoints: Sequence[str], length: int,
                    kernels: _Kernels, matched_names: Sequence[str] = ()
                    ) -> tuple[list[dict], list[tuple[tuple, tuple]], list[dict]]:
     """One image's Theorem 1 rows, its spectra resampled to ``length`` for the means, and
@@ -173,15 +173,15 @@ def _compare_image(r: Mapping, baseline: str, mpe: Sequence[str], checkpoints: S
     from ntkgrid.theory import theorem1_comparisons
 
     rows, pooled, cause = [], [], []
-    base_run = r.get("runs", {}).get(baseline)
-    image_id = r["image_id"]
+    base_run = r.runs.get(baseline)
+    image_id = r.image_id
     for cp in checkpoints if base_run is not None else ():
         base = kernels.get(image_id, baseline, base_run, cp, "groups")
         if base is None:
             continue
         b = base["total"]
         for name in mpe:
-            run = r["runs"].get(name)
+            run = r.runs.get(name)
             spectra = None if run is None else kernels.get(image_id, name, run, cp, "groups")
             if spectra is None or spectra["total"].eigenvalues.size != b.eigenvalues.size:
                 continue  # no such checkpoint, or not the same points
@@ -225,14 +225,15 @@ def _fan_in(config: Mapping) -> dict | None:
         return None
 
 
-def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, baseline: str = "baseline",
+def theorem1(records: Sequence, configs: Mapping[str, Mapping], *, baseline: str = "baseline",
              checkpoints: Sequence[str] = THEOREM1_CHECKPOINTS, length: int = SPECTRUM_LENGTH,
              cache_dir: str | Path | None = None, compute: bool = True) -> dict:
     """Theorem 1's three comparisons (:data:`ntkgrid.theory.THEOREM1_COMPARISONS`) per image
     and on the mean, at every checkpoint.
 
     Args:
-      records: :func:`ntkgrid.sweep.load_sweep`'s records (run paths resolved).
+      records: :func:`ntkgrid.sweep.load_sweep`'s records
+        (:class:`ntkgrid.sweep.records.ImageRecord`, run paths resolved).
       configs: the manifest's ``{name: config dict}``.
       baseline: the baseline config's name.
       checkpoints: of :data:`THEOREM1_CHECKPOINTS`; ``"init"`` is recomputed from the run's
@@ -305,14 +306,14 @@ def ratio_curves(result: Mapping) -> list[dict]:
     return curves
 
 
-def training_curves(records: Sequence[Mapping], names: Sequence[str]) -> dict[str, dict]:
+def training_curves(records: Sequence, names: Sequence[str]) -> dict[str, dict]:
     """Mean full-image curves over images: ``{name: {"epoch": [...], "psnr": [...],
     "loss": [...], "images": n}}`` from each run's ``curve`` (epochs every image measured;
-    diverged runs left out)."""
+    diverged runs left out); ``records``: :class:`ntkgrid.sweep.records.ImageRecord`."""
     out = {}
     for n in names:
-        curves = [r["runs"][n].get("curve") for r in records
-                  if n in r.get("runs", {}) and not r["runs"][n].get("diverged") and r["runs"][n].get("curve")]
+        runs = [r.runs[n] for r in records if n in r.runs]
+        curves = [run.curve for run in runs if not run.diverged and run.curve]
         if not curves:
             continue
         common = sorted(set.intersection(*[{int(c["epoch"]) for c in cv} for cv in curves]))

@@ -5,6 +5,7 @@ curves and report; tests/test_experiments.py the pipeline on real runs)."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from ntkgrid import evidence
 from ntkgrid.config import FourierConfig, HashGridConfig, MultiGridConfig, TrainConfig
 from ntkgrid.spectrum import Spectrum
+from ntkgrid.sweep.records import ImageRecord, RunRecord
 from ntkgrid.training.runfolder import save_spectra, spectra_path
 
 
@@ -31,10 +33,11 @@ def _curve(*rows):
 
 def test_training_curves_mean_over_images_on_common_epochs():
     records = [
-        {"runs": {"a": {"curve": _curve((0, 10.0, 1.0), (5, 20.0, 0.5), (10, 30.0, 0.25))},
-                  "b": {"diverged": True, "curve": _curve((0, 1.0, 9.0))}}},
-        {"runs": {"a": {"curve": _curve((0, 12.0, 3.0), (10, None, 0.75))}, "b": {"curve": []}}},
-        {"runs": {}},
+        ImageRecord("i0", runs={"a": RunRecord("x", curve=_curve((0, 10.0, 1.0), (5, 20.0, 0.5), (10, 30.0, 0.25))),
+                                "b": RunRecord("x", diverged=True, curve=_curve((0, 1.0, 9.0)))}),
+        ImageRecord("i1", runs={"a": RunRecord("x", curve=_curve((0, 12.0, 3.0), (10, None, 0.75))),
+                                "b": RunRecord("x", curve=())}),
+        ImageRecord("i2", runs={}),
     ]
     out = evidence.training_curves(records, ["a", "b", "c"])
     assert list(out) == ["a"]  # b: diverged or no curve; c: no run
@@ -48,16 +51,18 @@ def _run_folder(tmp_path, epoch, top):
 
 
 def test_spectra_and_offdiag_of_a_recorded_checkpoint(tmp_path):
-    run = {"run_path": str(_run_folder(tmp_path, 4, 7.0)), "checkpoints": {"middle": 2, "end": 4},
-           "grid_offdiag_history": {"4": 0.125, 2: 0.5}}
+    # as read from results/<image_id>.json: the histories' epochs are strings there
+    run = RunRecord.from_json({"run_dir": "r", "checkpoints": {"middle": 2, "end": 4},
+                               "grid_offdiag_history": {"4": 0.125, "2": 0.5}})
+    run = dataclasses.replace(run, run_path=str(_run_folder(tmp_path, 4, 7.0)))
     assert evidence._spectra(run, "end")["total"].lambda_max == 7.0
     assert evidence._spectra(run, "middle") is None  # no file at epoch 2
-    assert evidence._spectra({**run, "diverged": True}, "end") is None
-    assert evidence._spectra({k: v for k, v in run.items() if k != "run_path"}, "end") is None
-    assert evidence._spectra({**run, "checkpoints": {}}, "end") is None
-    assert evidence._offdiag(run, "end") == 0.125  # JSON keys are strings
-    assert evidence._offdiag(run, "middle") == 0.5  # ...or ints before a round trip
-    assert evidence._offdiag({"checkpoints": {"end": 4}}, "end") is None
+    assert evidence._spectra(dataclasses.replace(run, diverged=True), "end") is None
+    assert evidence._spectra(dataclasses.replace(run, run_path=None), "end") is None
+    assert evidence._spectra(dataclasses.replace(run, checkpoints={}), "end") is None
+    assert evidence._offdiag(run, "end") == 0.125
+    assert evidence._offdiag(run, "middle") == 0.5
+    assert evidence._offdiag(RunRecord("r", checkpoints={"end": 4}), "end") is None
 
 
 def test_prediction_refuses_runs_it_cannot_predict(tmp_path):

@@ -6,17 +6,18 @@ from __future__ import annotations
 import csv
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.sweep.records import ImageRecord, RunRecord
 from ntkgrid.sweep.report import summary_markdown, sweep_report, write_csv
 from ntkgrid.sweep.stats import ordering, summary_rows
 
 
 def _run(psnr, diverged=False, seconds=10.0):
-    return {"psnr": psnr, "ms_ssim": 0.9, "diverged": diverged, "seconds": seconds, "n_above_floor": 5}
+    return RunRecord("x", psnr=psnr, ms_ssim=0.9, diverged=diverged, seconds=seconds, n_above_floor=5)
 
 
-RECORDS = [{"image_id": "img0", "source": "skimage.data.img0", "runs": {"baseline": _run(20.0), "multigrid": _run(30.0)}},
-           {"image_id": "img1", "source": "/data/img1.png",
-            "runs": {"baseline": _run(22.0), "multigrid": _run(float("nan"), diverged=True, seconds=5.0)}}]
+RECORDS = [ImageRecord("img0", "skimage.data.img0", runs={"baseline": _run(20.0), "multigrid": _run(30.0)}),
+           ImageRecord("img1", "/data/img1.png",
+                       runs={"baseline": _run(22.0), "multigrid": _run(float("nan"), diverged=True, seconds=5.0)})]
 NAMES = ["baseline", "multigrid"]
 PAPER = {"baseline": (21.0, 0.8), "multigrid": (31.0, 0.95)}
 

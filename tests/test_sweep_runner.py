@@ -14,6 +14,7 @@ from ntkgrid.config import TrainConfig
 from ntkgrid.spectrum import Spectrum
 from ntkgrid.sweep import runner
 from ntkgrid.sweep.common import SweepError
+from ntkgrid.sweep.records import read_image_record
 from ntkgrid.sweep.sources import ImageSource
 
 CFG = TrainConfig(hidden=(16,), epochs=4, batch_size=16)
@@ -28,21 +29,6 @@ def _result(label="r", psnr=20.0, diverged=False):
         final={"epoch": 4, "psnr": psnr, "ms_ssim": 0.5, "ms_ssim_scales": 2, "loss": 0.01, "spectrum": spec,
                "grid_offdiag_fraction": 0.25},
         curve=[{"epoch": 1, "loss": 0.1, "psnr": 10.0, "accuracy": None, "train_loss": 0.2}])
-
-
-def test_run_record_reads_the_result():
-    rec = runner.run_record(_result(psnr=21.5), "runs/img/baseline")
-    assert rec["run_dir"] == "runs/img/baseline" and rec["psnr"] == 21.5 and rec["ms_ssim"] == 0.5
-    assert rec["epochs_run"] == 4 and rec["final_epoch"] == 4 and rec["diverged"] is False
-    assert rec["checkpoints"] == {"start": 0, "middle": 2, "end": 4}
-    assert rec["psnr_history"] == {0: 5.0, 2: 12.0, 4: 21.5}
-    assert (rec["lambda_max"], rec["lambda_min"], rec["n_above_floor"], rec["ntk_points"]) == (3.0, 0.5, 3, 3)
-    assert rec["curve"] == [{"epoch": 1, "loss": 0.1, "psnr": 10.0}]  # only the sweep's keys
-    json.dumps(rec)  # JSON-ready
-    no_spec = _result()
-    no_spec.final = {**no_spec.final, "spectrum": None}
-    rec = runner.run_record(no_spec, "x")
-    assert rec["lambda_max"] is None and rec["ntk_points"] is None
 
 
 def test_group_sizes_fixed_automatic_and_invalid():
@@ -110,4 +96,6 @@ def test_write_results_writes_finished_images_and_records_failed_ones(tmp_path):
     rec = json.loads((tmp_path / "results" / "a.json").read_text())
     assert rec["image_id"] == "a" and rec["size"] == [8, 8] and rec["format"] == runner.FORMAT
     assert rec["runs"]["baseline"]["run_dir"] == "runs/a/baseline" and rec["runs"]["baseline"]["psnr"] == 20.0
+    back, reason = read_image_record(tmp_path / "results" / "a.json")
+    assert reason is None and back.runs["baseline"].psnr == 20.0 and back.runs["baseline"].label == "a baseline"
     assert not (tmp_path / "results" / "b.json").exists()

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from ntkgrid import presets, sweep
-from ntkgrid.sweep import ordering
+from ntkgrid.sweep import ImageRecord, RunRecord, ordering
 
 
 def _records(table):
     """[{name: (psnr, diverged) or None}] -> per-image records as run_sweep writes them."""
-    return [{"runs": {n: {"psnr": v[0], "diverged": v[1]} for n, v in row.items() if v is not None}} for row in table]
+    return [ImageRecord(f"img{i}", runs={n: RunRecord("x", psnr=v[0], diverged=v[1]) for n, v in row.items()
+                                         if v is not None}) for i, row in enumerate(table)]
 
 
 def _brute(table, exp):
@@ -68,7 +69,7 @@ def test_middle_and_end():
 
 
 def test_summary_rows_leave_diverged_runs_out():
-    recs = [{"runs": {"a": {"psnr": p, "ms_ssim": 0.5, "diverged": d, "seconds": 1.0}}}
+    recs = [ImageRecord(f"img{p}", runs={"a": RunRecord("x", psnr=p, ms_ssim=0.5, diverged=d, seconds=1.0)})
             for p, d in ((10.0, False), (20.0, False), (99.0, True))]
     (row,) = sweep.summary_rows(recs, ["a"], {"a": (1.0, 0.1)})
     assert (row["n"], row["n_diverged"], row["psnr_mean"], row["psnr_std"]) == (3, 1, 15.0, 5.0)

@@ -8,6 +8,7 @@ output folder ``out``::
     manifest.json                 what was selected and with which settings (see below)
     runs/<image_id>/<name>/       one ntkgrid.training.fit run (metrics, spectra, checkpoints)
     results/<image_id>.json       per-image results, written when all its runs are done
+                                  (ntkgrid.sweep.records: ImageRecord, RunRecord)
     skipped.json                  files that could not be used, each with the reason
     results.json, summary.csv, summary.md, spectra.png/.json, report.md   (summarize)
 
@@ -47,7 +48,8 @@ spectra resample every image's spectrum to ``length`` (8000, as the paper) value
 (:func:`ntkgrid.spectrum.mean_spectrum`).
 
 Modules: :mod:`~ntkgrid.sweep.sources` (images), :mod:`~ntkgrid.sweep.configs` (overrides,
-``--config-json``), :mod:`~ntkgrid.sweep.runner` (training, :func:`run_sweep`),
+``--config-json``), :mod:`~ntkgrid.sweep.records` (the per-image results files, typed),
+:mod:`~ntkgrid.sweep.runner` (training, :func:`run_sweep`),
 :mod:`~ntkgrid.sweep.folder` (manifest identity, :func:`load_sweep`),
 :mod:`~ntkgrid.sweep.shards` (shards, :func:`merge`), :mod:`~ntkgrid.sweep.stats`
 (statistics, the paper's ordering) and :mod:`~ntkgrid.sweep.report` (:func:`summarize`).
@@ -57,16 +59,19 @@ The analyses of finished runs are in :mod:`ntkgrid.analysis`.
 from ntkgrid.sweep.common import FORMAT, SPECTRUM_LENGTH, SweepError
 from ntkgrid.sweep.configs import apply_overrides, load_config_json
 from ntkgrid.sweep.folder import describe_machine, load_sweep
+from ntkgrid.sweep.records import ImageRecord, RunRecord, middle_and_end, read_image_record
 from ntkgrid.sweep.report import summarize, summary_markdown, sweep_report, write_csv
 from ntkgrid.sweep.runner import run_configs, run_group, run_sweep
 from ntkgrid.sweep.shards import merge, resolve_shard
 from ntkgrid.sweep.sources import ImageSource, load_source, resolve_image, select_sources
-from ntkgrid.sweep.stats import mean_spectra, middle_and_end, ordering, spectra_curves, summary_rows
+from ntkgrid.sweep.stats import mean_spectra, ordering, spectra_curves, summary_rows
 
 __all__ = [
     "FORMAT",
     "SPECTRUM_LENGTH",
+    "ImageRecord",
     "ImageSource",
+    "RunRecord",
     "SweepError",
     "apply_overrides",
     "describe_machine",
@@ -77,6 +82,7 @@ __all__ = [
     "merge",
     "middle_and_end",
     "ordering",
+    "read_image_record",
     "resolve_image",
     "resolve_shard",
     "run_configs",

@@ -4,6 +4,7 @@ a rerun or a merge must match, where the numbers were measured, and reading a sw
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from collections.abc import Collection, Mapping
@@ -12,9 +13,10 @@ from pathlib import Path
 from ntkgrid import files
 from ntkgrid.config import TrainConfig
 from ntkgrid.sweep.common import SweepError, read_json
+from ntkgrid.sweep.records import read_image_record
 
 __all__ = ["IDENTITY_KEYS", "check_manifest", "describe_machine", "identity_diff", "load_sweep", "read_list",
-           "read_record", "set_aside"]
+           "set_aside"]
 
 #: manifest.json keys that must match for a rerun or a merge to reuse results (the
 #: selection is compared by image id, so shards may see the data root at different paths).
@@ -88,29 +90,13 @@ def set_aside(path: Path) -> Path:
     return dest
 
 
-def read_record(path: Path) -> tuple[dict | None, str | None]:
-    """A ``results/<image_id>.json`` record and ``None``, or ``None`` and why it cannot be
-    used (unreadable JSON, not a record of that image, a run entry without its numbers)."""
-    try:
-        r = files.read_json(path)
-    except ValueError as err:
-        return None, str(err)
-    if not isinstance(r, dict) or r.get("image_id") != path.stem or not isinstance(r.get("runs"), dict):
-        return None, f"{path}: not the results of image {path.stem}"
-    for name, run in r["runs"].items():
-        if not isinstance(run, dict) or not isinstance(run.get("run_dir"), str) \
-                or not all(isinstance(run.get(k), (int, float, type(None))) for k in ("psnr", "ms_ssim", "seconds")):
-            return None, f"{path}: the entry of {name!r} is not a run's results"
-    return r, None
-
-
 def load_sweep(out: str | os.PathLike) -> dict:
     """Read a sweep (or merged) folder back.
 
     Returns:
-      ``{"manifest", "records" (per-image results, selection order, run dirs resolved to
-      absolute ``run_path``), "skipped", "failed", "corrupt" (``[{"image_id", "reason"}]``:
-      results files that cannot be used; a rerun of the sweep rebuilds them from their run
+      ``{"manifest", "records" (per-image :class:`~ntkgrid.sweep.records.ImageRecord`, in
+      selection order, each run's ``run_path`` its absolute folder), "skipped", "failed",
+      "corrupt" (``[{"image_id", "reason"}]``: results files that cannot be used; a rerun of the sweep rebuilds them from their run
       folders), "missing" (selected ids without usable results and not skipped)}``. Raises
       :class:`SweepError` when ``out`` is not a sweep folder.
     """
@@ -120,13 +106,12 @@ def load_sweep(out: str | os.PathLike) -> dict:
     manifest = read_json(out / "manifest.json")
     by_id, corrupt = {}, []
     for p in sorted((out / "results").glob("*.json")):
-        r, reason = read_record(p)
+        r, reason = read_image_record(p)
         if r is None:
             corrupt.append({"image_id": p.stem, "reason": reason})
             continue
-        for run in r["runs"].values():
-            run["run_path"] = str((out / run["run_dir"]).resolve())
-        by_id[r["image_id"]] = r
+        by_id[r.image_id] = r.with_runs(lambda run: dataclasses.replace(
+            run, run_path=str((out / run.run_dir).resolve())))
     order = [s["image_id"] for s in manifest.get("selection", [])]
     records = [by_id[i] for i in order if i in by_id] + [by_id[i] for i in sorted(by_id) if i not in order]
     skipped = read_list(out / "skipped.json")

@@ -16,6 +16,7 @@ from ntkgrid.config import TrainConfig
 from ntkgrid.files import markdown_table, write_json, write_text
 from ntkgrid.sweep.common import SPECTRUM_LENGTH, Log
 from ntkgrid.sweep.folder import load_sweep
+from ntkgrid.sweep.records import ImageRecord
 from ntkgrid.sweep.stats import mean_spectra, ordering, spectra_curves, summary_rows
 
 #: Sub-folder of a sweep (or merged) folder holding the spectra Theorem 1 recomputes (every
@@ -52,7 +53,7 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping]) -> Path:
     return write_text(path, buf.getvalue())
 
 
-def _figures(out: Path, records: Sequence[Mapping], manifest: Mapping, means: Mapping) -> tuple[dict, dict]:
+def _figures(out: Path, records: Sequence[ImageRecord], manifest: Mapping, means: Mapping) -> tuple[dict, dict]:
     """Write ``spectra``, ``theorem1_ratio`` and ``training_curves`` (``.png`` + ``.json``)
     where there is data; returns ``({name: png path}, Theorem 1 claims)``."""
     from ntkgrid import evidence, plots
@@ -114,7 +115,7 @@ def summarize(out: str | os.PathLike, *, log: Log = print, wall_seconds: float |
     rows = summary_rows(records, names, paper)
     order = ordering(records, names)
     write_json(out / "results.json", {"manifest": manifest, "summary": rows, "ordering": order,
-                                      "images": records, "skipped": sweep["skipped"], "failed": sweep["failed"],
+                                      "images": [r.to_json(with_paths=True) for r in records], "skipped": sweep["skipped"], "failed": sweep["failed"],
                                       "missing": sweep["missing"]})
     write_csv(out / "summary.csv", rows)
     write_text(out / "summary.md", summary_markdown(rows))
@@ -144,7 +145,7 @@ def _config_table(configs: Mapping[str, Mapping]) -> str:
     return markdown_table(["encoding", "parameters", "lr", "epochs", "batch", "MLP", "NTK points", "seed"], rows)
 
 
-def _header_lines(m: Mapping, records: Sequence[Mapping], sweep: Mapping, wall_seconds: float | None) -> list[str]:
+def _header_lines(m: Mapping, records: Sequence[ImageRecord], sweep: Mapping, wall_seconds: float | None) -> list[str]:
     """Title and the bullet list: images, preset, shard, machine, time."""
     src = m.get("data_root") or "scikit-image's bundled photos (no --data-root)"
     lines = [f"# {m.get('title', 'Sweep')}", ""]
@@ -158,7 +159,7 @@ def _header_lines(m: Mapping, records: Sequence[Mapping], sweep: Mapping, wall_s
     if mach:
         lines.append(f"- machine: {mach.get('cpu_count')} CPU cores, {mach.get('platform')}, "
                      f"JAX {mach.get('jax')} on {mach.get('backend')}")
-    run_s = sum(r["runs"][n].get("seconds") or 0.0 for r in records for n in r["runs"])
+    run_s = sum(run.seconds or 0.0 for r in records for run in r.runs.values())
     lines.append(f"- training + measurement time over all runs: {run_s:.0f} s"
                  + (f"; wall time of this invocation: {wall_seconds:.0f} s" if wall_seconds is not None else ""))
     return lines
@@ -175,19 +176,19 @@ def _ordering_lines(order: Mapping) -> list[str]:
             f"on {order['images_holding']} of {order['images_compared']}.", ""]
 
 
-def _spectra_row(name: str, cp: str, mm: Mapping, records: Sequence[Mapping]) -> list:
+def _spectra_row(name: str, cp: str, mm: Mapping, records: Sequence[ImageRecord]) -> list:
     """One row of the NTK spectra table: config ``name`` at checkpoint ``cp`` (mean ``mm``)."""
-    runs = [r["runs"][name] for r in records if name in r["runs"]]
-    above = [r["n_above_floor"] for r in runs if r.get("n_above_floor") is not None] if cp == "end" else []
-    pts = sorted({r.get("ntk_points") for r in runs if r.get("ntk_points")})
-    off = [r.get("grid_offdiag_fraction") for r in runs if r.get("grid_offdiag_fraction") is not None]
+    runs = [r.runs[name] for r in records if name in r.runs]
+    above = [r.n_above_floor for r in runs if r.n_above_floor is not None] if cp == "end" else []
+    pts = sorted({r.ntk_points for r in runs if r.ntk_points})
+    off = [r.grid_offdiag_fraction for r in runs if r.grid_offdiag_fraction is not None]
     return [name, cp, ",".join(map(str, mm["epochs"])), str(mm["count"]),
             ",".join(map(str, pts)) or "-", files.fmt(float(np.mean(off)), 4) if off else "-",
             float(mm["mean"][0]), float(mm["mean"][-1]), float(mm["floor"]),
             files.fmt(float(np.mean(above)), 1) if above else "-"]
 
 
-def _spectra_lines(names: Sequence[str], means: Mapping, records: Sequence[Mapping]) -> list[str]:
+def _spectra_lines(names: Sequence[str], means: Mapping, records: Sequence[ImageRecord]) -> list[str]:
     """The NTK spectra section (empty when no config has spectra)."""
     if not any(means.get(n, {}).get("total") for n in names):
         return []
@@ -208,13 +209,13 @@ def _spectra_lines(names: Sequence[str], means: Mapping, records: Sequence[Mappi
                         "eigenvalues above floor (end, mean)"], body)]
 
 
-def _tail_lines(m: Mapping, names: Sequence[str], records: Sequence[Mapping], sweep: Mapping) -> list[str]:
+def _tail_lines(m: Mapping, names: Sequence[str], records: Sequence[ImageRecord], sweep: Mapping) -> list[str]:
     """Per image PSNRs, skipped files, selection warnings, failed runs and images not run yet."""
     lines = []
     if records:
-        body = [[r["image_id"], r["source"]] + [
-            (files.fmt(r["runs"][n]["psnr"]) + (" (diverged)" if r["runs"][n].get("diverged") else ""))
-            if n in r["runs"] else "-" for n in names] for r in records]
+        body = [[r.image_id, r.source] + [
+            (files.fmt(r.runs[n].psnr) + (" (diverged)" if r.runs[n].diverged else ""))
+            if n in r.runs else "-" for n in names] for r in records]
         lines += ["## Per image", "", markdown_table(["image", "source"] + [f"{n} PSNR" for n in names], body)]
     if sweep["skipped"]:
         lines += ["## Skipped files", ""]
@@ -238,7 +239,7 @@ def _tail_lines(m: Mapping, names: Sequence[str], records: Sequence[Mapping], sw
     return lines
 
 
-def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, records: Sequence[Mapping],
+def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, records: Sequence[ImageRecord],
                  sweep: Mapping, means: Mapping, wall_seconds: float | None, *, claims: Mapping | None = None,
                  figures: Iterable[str] = ()) -> str:
     """The ``report.md`` of a sweep (Markdown).

@@ -1,7 +1,7 @@
 """Training a sweep: its runs one image at a time (:func:`run_configs`) or the images of a
-group in one compiled program per config (:func:`run_group`), the JSON-ready record of a
-finished run (:func:`run_record`), and :func:`run_sweep`, which trains the images of a
-shard into a sweep folder with resume (layout: see :mod:`ntkgrid.sweep`)."""
+group in one compiled program per config (:func:`run_group`), and :func:`run_sweep`, which
+trains the images of a shard into a sweep folder with resume (layout: see
+:mod:`ntkgrid.sweep`; the per-image results files: :mod:`ntkgrid.sweep.records`)."""
 
 from __future__ import annotations
 
@@ -18,45 +18,13 @@ from ntkgrid.config import TrainConfig
 from ntkgrid.data import DataError
 from ntkgrid.files import write_json
 from ntkgrid.sweep.common import FORMAT, Log, SweepError
-from ntkgrid.sweep.folder import check_manifest, describe_machine, read_list, read_record, set_aside
+from ntkgrid.sweep.folder import check_manifest, describe_machine, read_list, set_aside
+from ntkgrid.sweep.records import ImageRecord, RunRecord, read_image_record
 from ntkgrid.sweep.report import summarize
 from ntkgrid.sweep.shards import resolve_shard
 from ntkgrid.sweep.sources import ImageSource, load_source
-from ntkgrid.sweep.stats import middle_and_end
 
-__all__ = ["group_sizes", "run_configs", "run_group", "run_record", "run_sweep"]
-
-
-def run_record(result, run_dir: str) -> dict:
-    """The JSON-ready summary of one :class:`ntkgrid.training.RunResult` (``run_dir``: its
-    folder relative to the sweep's): final PSNR (dB), MS-SSIM, loss, divergence, seconds,
-    checkpoints (:func:`middle_and_end`), final spectrum scalars, histories and the curve."""
-    final = result.final
-    spec = final.get("spectrum")
-    return {
-        "run_dir": run_dir,
-        "label": result.label,
-        "psnr": final.get("psnr"),
-        "ms_ssim": final.get("ms_ssim"),
-        "ms_ssim_scales": final.get("ms_ssim_scales"),
-        "loss": final.get("loss"),
-        "final_epoch": final.get("epoch"),
-        "epochs_run": int(result.losses.size),
-        "diverged": bool(result.diverged),
-        "diverged_epoch": result.diverged_epoch,
-        "seconds": float(result.seconds),
-        "checkpoints": middle_and_end(result.history, result.config.epochs),
-        "psnr_history": {int(h["epoch"]): h.get("psnr") for h in result.history},
-        "lambda_max": None if spec is None else spec.lambda_max,
-        "lambda_min": None if spec is None else spec.lambda_min,
-        "floor": None if spec is None else spec.floor,
-        "n_above_floor": None if spec is None else spec.n_above_floor,
-        "ntk_points": None if spec is None else int(spec.eigenvalues.size),
-        "ntk_selection": result.options.get("ntk_selection"),
-        "grid_offdiag_fraction": final.get("grid_offdiag_fraction"),
-        "grid_offdiag_history": {int(h["epoch"]): h.get("grid_offdiag_fraction") for h in result.history},
-        "curve": [{k: c.get(k) for k in ("epoch", "loss", "psnr")} for c in result.curve],
-    }
+__all__ = ["group_sizes", "run_configs", "run_group", "run_sweep"]
 
 
 def _log_run(log: Log, label: str, res, seconds: float | None) -> None:
@@ -230,8 +198,8 @@ def _pending(out: Path, mine: Sequence[ImageSource], configs: Mapping[str, Train
     for i, src in enumerate(mine):
         path = out / "results" / f"{src.image_id}.json"
         if path.exists():
-            record, reason = read_record(path)
-            if record is not None and set(configs) <= set(record["runs"]):
+            record, reason = read_image_record(path)
+            if record is not None and set(configs) <= set(record.runs):
                 log(f"[{i + 1}/{len(mine)}] {src.image_id}: done before, skipped")
                 resumed.append(src.image_id)
                 continue
@@ -283,10 +251,9 @@ def _write_results(out: Path, images: Mapping[str, tuple], runs: Mapping[str, di
         if errors.get(iid):
             failed.append({"image_id": iid, "source": src.source, "errors": dict(errors[iid])})
             continue
-        record = {"format": FORMAT, "image_id": iid, "source": src.source, "synset": src.synset,
-                  "size": list(image.shape[:2]),
-                  "runs": {n: run_record(r, f"runs/{iid}/{n}") for n, r in runs[iid].items()}}
-        write_json(out / "results" / f"{iid}.json", record)
+        record = ImageRecord(image_id=iid, source=src.source, synset=src.synset, size=tuple(image.shape[:2]),
+                             runs={n: RunRecord.from_result(r, f"runs/{iid}/{n}") for n, r in runs[iid].items()})
+        write_json(out / "results" / f"{iid}.json", record.to_json())
         ran.append(iid)
     return ran, failed
 

@@ -3,13 +3,15 @@ folders into one (:func:`merge`), whose summary equals that of an unsharded run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from ntkgrid.files import write_json
 from ntkgrid.sweep.common import Log, SweepError, read_json
-from ntkgrid.sweep.folder import check_manifest, identity_diff, read_list, read_record, set_aside
+from ntkgrid.sweep.folder import check_manifest, identity_diff, read_list, set_aside
+from ntkgrid.sweep.records import ImageRecord, read_image_record
 from ntkgrid.sweep.report import summarize
 
 __all__ = ["merge", "resolve_shard"]
@@ -50,27 +52,27 @@ def _shard_manifests(out: Path, sources: Sequence[str | os.PathLike]) -> tuple[l
     return srcs, manifests
 
 
-def _numbers(record: dict) -> dict:
+def _numbers(record: ImageRecord) -> dict:
     """What must agree for two results of one image to be the same: final PSNR and MS-SSIM per run."""
-    return {n: (v.get("psnr"), v.get("ms_ssim")) for n, v in record["runs"].items()}
+    return {n: (v.psnr, v.ms_ssim) for n, v in record.runs.items()}
 
 
-def _collect_shards(out: Path, srcs: Sequence[Path]) -> tuple[dict[str, tuple[Path, dict]], dict[str, dict],
-                                                               dict[str, dict]]:
+def _collect_shards(out: Path, srcs: Sequence[Path]) -> tuple[dict[str, tuple[Path, ImageRecord]],
+                                                               dict[str, dict], dict[str, dict]]:
     """``(results, skipped, failed)`` by image id over the shards (``results``: ``{id: (file,
     record)}``), run folders made relative to ``out``; a duplicated image must have the same
     numbers in every shard. A shard's unreadable results file is an error naming it."""
-    results: dict[str, tuple[Path, dict]] = {}
+    results: dict[str, tuple[Path, ImageRecord]] = {}
     skipped: dict[str, dict] = {}
     failed: dict[str, dict] = {}
     for s in srcs:
         for p in sorted((s / "results").glob("*.json")):
-            r, reason = read_record(p)
+            r, reason = read_image_record(p)
             if r is None:
                 raise SweepError(f"{reason}; rerun that shard (it rebuilds the file from its run folders), then merge")
-            for run in r["runs"].values():
-                run["run_dir"] = os.path.relpath((s / run["run_dir"]).resolve(), out.resolve())
-            iid = r["image_id"]
+            r = r.with_runs(lambda run, s=s: dataclasses.replace(
+                run, run_dir=os.path.relpath((s / run.run_dir).resolve(), out.resolve())))
+            iid = r.image_id
             if iid in results:
                 if _numbers(results[iid][1]) != _numbers(r):
                     raise SweepError(f"{p}: image {iid} is in several shards with different results "
@@ -114,9 +116,9 @@ def merge(out: str | os.PathLike, sources: Sequence[str | os.PathLike] = (), *, 
                        "shards": [m.get("shard") for m in manifests]}
     check_manifest(out, merged_manifest)
     results, skipped, failed = _collect_shards(out, srcs)
-    have: dict[str, dict] = {}
+    have: dict[str, ImageRecord] = {}
     for p in sorted((out / "results").glob("*.json")):
-        r, _ = read_record(p)
+        r, _ = read_image_record(p)
         if r is not None:  # an unreadable one is replaced by a shard's (the old file is kept aside)
             have[p.stem] = r
     for iid, (p, r) in results.items():
@@ -132,7 +134,7 @@ def merge(out: str | os.PathLike, sources: Sequence[str | os.PathLike] = (), *, 
         if dest.exists():
             aside = set_aside(dest)
             log(f"{dest}: unreadable; kept as {aside.name}, replaced by the shard's results")
-        write_json(dest, r)
+        write_json(dest, r.to_json())
         added += 1
     done = set(have) | set(results)
     for f, store in (("skipped.json", skipped), ("failed.json", failed)):

@@ -1,10 +1,10 @@
 """Statistics over a sweep's per-image records (``results/<image_id>.json``): checkpoints
 ("middle", "end"), per-config summary rows, mean spectra and the paper's ordering.
 
-A record is ``{"image_id", "source", "synset", "size", "runs": {name: run}}`` where a run
-holds ``psnr``, ``ms_ssim``, ``diverged``, ``seconds``, ``lambda_min``, ``n_above_floor``,
-``checkpoints`` (:func:`middle_and_end`) and, once loaded by
-:func:`ntkgrid.sweep.load_sweep`, its absolute ``run_path``.
+A record is an :class:`ntkgrid.sweep.records.ImageRecord` (``records.runs[name]`` a
+:class:`~ntkgrid.sweep.records.RunRecord`: ``psnr``, ``ms_ssim``, ``diverged``,
+``seconds``, ``lambda_min``, ``n_above_floor``, ``checkpoints`` (:func:`middle_and_end`)
+and, once loaded by :func:`ntkgrid.sweep.load_sweep`, its absolute ``run_path``).
 """
 
 from __future__ import annotations
@@ -17,29 +17,10 @@ import numpy as np
 from ntkgrid import presets
 from ntkgrid.spectrum import Spectrum, mean_spectrum
 from ntkgrid.sweep.common import SPECTRUM_LENGTH
+from ntkgrid.sweep.records import ImageRecord, RunRecord, middle_and_end
 
+# middle_and_end is re-exported (its home is ntkgrid.sweep.records)
 __all__ = ["mean_spectra", "middle_and_end", "ordering", "spectra_curves", "summary_rows"]
-
-
-def middle_and_end(history: Sequence[Mapping], epochs: int) -> dict[str, int | None]:
-    """Epochs to call "start", "middle" and "end" among a run's measured ``history``.
-
-    Args:
-      history: the run's measurements, each with an ``"epoch"``.
-      epochs: the epochs the run was configured for.
-
-    Returns:
-      ``{"start", "middle", "end"}``: start is epoch 0 if measured; end the last measured
-      epoch; middle the measured epoch strictly between them nearest ``epochs / 2``
-      (``None`` when there is none).
-    """
-    measured = sorted(int(h["epoch"]) for h in history)
-    if not measured:
-        return {"start": None, "middle": None, "end": None}
-    end = measured[-1]
-    inner = [e for e in measured if 0 < e < end]
-    middle = min(inner, key=lambda e: (abs(e - epochs / 2), e)) if inner else None
-    return {"start": 0 if measured[0] == 0 else None, "middle": middle, "end": end}
 
 
 def _stats(values: Sequence[float | None]) -> dict:
@@ -51,7 +32,7 @@ def _stats(values: Sequence[float | None]) -> dict:
             "n": int(v.size)}
 
 
-def summary_rows(records: Sequence[Mapping], names: Sequence[str], paper: Mapping[str, tuple] | None = None
+def summary_rows(records: Sequence[ImageRecord], names: Sequence[str], paper: Mapping[str, tuple] | None = None
                  ) -> list[dict]:
     """One row per config name over the per-image ``records``.
 
@@ -68,22 +49,22 @@ def summary_rows(records: Sequence[Mapping], names: Sequence[str], paper: Mappin
     """
     rows = []
     for n in names:
-        runs = [r["runs"][n] for r in records if n in r.get("runs", {})]
-        ok = [r for r in runs if not r.get("diverged")]
-        ps, ms = _stats([r.get("psnr") for r in ok]), _stats([r.get("ms_ssim") for r in ok])
+        runs = [r.runs[n] for r in records if n in r.runs]
+        ok = [r for r in runs if not r.diverged]
+        ps, ms = _stats([r.psnr for r in ok]), _stats([r.ms_ssim for r in ok])
         row = {"encoding": n, "n": len(runs), "n_diverged": len(runs) - len(ok)}
         row.update({f"psnr_{k}": ps[k] for k in ("mean", "std", "min", "max")})
         row.update({f"ms_ssim_{k}": ms[k] for k in ("mean", "std", "min", "max")})
-        row["lambda_min_end_mean"] = _stats([r.get("lambda_min") for r in ok])["mean"]
-        row["n_above_floor_end_mean"] = _stats([r.get("n_above_floor") for r in ok])["mean"]
-        row["seconds_mean"] = _stats([r.get("seconds") for r in runs])["mean"]
+        row["lambda_min_end_mean"] = _stats([r.lambda_min for r in ok])["mean"]
+        row["n_above_floor_end_mean"] = _stats([r.n_above_floor for r in ok])["mean"]
+        row["seconds_mean"] = _stats([r.seconds for r in runs])["mean"]
         pp = (paper or {}).get(n)
         row["paper_psnr"], row["paper_ms_ssim"] = (pp if pp is not None else (None, None))
         rows.append(row)
     return rows
 
 
-def _collect_spectra(records: Sequence[Mapping], name: str, groups: Sequence[str], checkpoints: Sequence[str]
+def _collect_spectra(records: Sequence[ImageRecord], name: str, groups: Sequence[str], checkpoints: Sequence[str]
                      ) -> tuple[dict[str, dict[str, list[Spectrum]]], dict[str, set[int]]]:
     """The recorded spectra of config ``name`` over images (diverged runs left out):
     ``({group: {checkpoint: [Spectrum]}}, {checkpoint: {epochs}})``."""
@@ -92,12 +73,12 @@ def _collect_spectra(records: Sequence[Mapping], name: str, groups: Sequence[str
     found: dict[str, dict[str, list[Spectrum]]] = {}
     epochs: dict[str, set[int]] = {cp: set() for cp in checkpoints}
     for r in records:
-        run = r.get("runs", {}).get(name)
-        if run is None or run.get("diverged"):
+        run = r.runs.get(name)
+        if run is None or run.diverged:
             continue
         for cp in checkpoints:
-            epoch = run["checkpoints"].get(cp)
-            spectra = None if epoch is None else run_spectra(run["run_path"], epoch)
+            epoch = run.checkpoints.get(cp)
+            spectra = None if epoch is None else run_spectra(run.run_path, epoch)
             if spectra is None:
                 continue
             epochs[cp].add(int(epoch))
@@ -107,7 +88,7 @@ def _collect_spectra(records: Sequence[Mapping], name: str, groups: Sequence[str
     return found, epochs
 
 
-def mean_spectra(records: Sequence[Mapping], names: Sequence[str], *, groups: Sequence[str] = ("total",),
+def mean_spectra(records: Sequence[ImageRecord], names: Sequence[str], *, groups: Sequence[str] = ("total",),
                  checkpoints: Sequence[str] = ("middle", "end"), length: int = SPECTRUM_LENGTH) -> dict:
     """Mean spectra over images.
 
@@ -149,14 +130,14 @@ def spectra_curves(means: Mapping, names: Sequence[str], group: str = "total",
     return curves
 
 
-def _usable_psnr(run: Mapping | None) -> float | None:
+def _usable_psnr(run: RunRecord | None) -> float | None:
     """A run's PSNR (dB), ``None`` when it has none or diverged."""
-    if run is None or run.get("psnr") is None or run.get("diverged"):
+    if run is None or run.psnr is None or run.diverged:
         return None
-    return run["psnr"]
+    return run.psnr
 
 
-def ordering(records: Sequence[Mapping], names: Sequence[str],
+def ordering(records: Sequence[ImageRecord], names: Sequence[str],
              expected: Sequence[str] = presets.EXPECTED_ORDER) -> dict:
     """Does mean PSNR follow ``expected`` (best first; the paper's claim,
     :data:`ntkgrid.presets.EXPECTED_ORDER`), and on how many images?
@@ -172,14 +153,14 @@ def ordering(records: Sequence[Mapping], names: Sequence[str],
         return {"expected": exp, "holds_on_mean": None, "images_holding": None, "images_compared": 0}
     n_hold, n_cmp = 0, 0
     for r in records:
-        ps = [_usable_psnr(r["runs"].get(n)) for n in exp]
+        ps = [_usable_psnr(r.runs.get(n)) for n in exp]
         if None in ps:
             continue
         n_cmp += 1
         n_hold += all(a > b for a, b in zip(ps, ps[1:], strict=False))
     means = []
     for n in exp:
-        v = [p for p in (_usable_psnr(r["runs"].get(n)) for r in records) if p is not None]
+        v = [p for p in (_usable_psnr(r.runs.get(n)) for r in records) if p is not None]
         means.append(float(np.mean(v)) if v else None)
     holds = None if None in means else all(a > b for a, b in zip(means, means[1:], strict=False))
     return {"expected": exp, "mean_psnr": dict(zip(exp, means, strict=True)), "holds_on_mean": holds,
