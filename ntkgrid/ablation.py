@@ -24,10 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkgrid import files
+from ntkgrid import evidence, files, plots, sweep
+from ntkgrid.analysis import recompute_kernels, run_spectra
+from ntkgrid.config import TrainConfig
 from ntkgrid.presets import PAPER_ENCODINGS
+from ntkgrid.spectrum import mean_spectrum, offdiag_fraction, weyl_bound
+from ntkgrid.sweep import spectra_curves
 from ntkgrid.sweep.common import SPECTRUM_LENGTH, SweepError
 from ntkgrid.sweep.records import ImageRecord
+from ntkgrid.sweep.report import THEOREM1_KERNELS
+from ntkgrid.theory import compare_mean_spectra, compare_spectra
+from ntkgrid.training.runfolder import RunFolderError
 
 __all__ = ["CONTROL_SCALE", "analyse", "control_check", "image_checks", "multigrid_means", "summarise",
            "theorem1_comparisons", "theorem1_on_mean"]
@@ -63,8 +70,6 @@ def weyl_checks(kernels: Mapping[str, np.ndarray], epoch: int) -> dict:
       ``{"epoch", "ntk_points" (N), "grid_offdiag_fraction", "weyl_holds", "max_violation", "tolerance",
       "lambda_min_grid", "min_margin"}`` (eigenvalue units).
     """
-    from ntkgrid.spectrum import offdiag_fraction, weyl_bound
-
     wb = weyl_bound(kernels["no_grid"], kernels["grid"], kernels["total"])
     return {"epoch": epoch, "ntk_points": int(kernels["total"].shape[0]),
             "grid_offdiag_fraction": offdiag_fraction(kernels["grid"]),
@@ -74,8 +79,6 @@ def weyl_checks(kernels: Mapping[str, np.ndarray], epoch: int) -> dict:
 
 def _baseline_spectra(record: ImageRecord, checkpoint: str) -> dict | None:
     """The baseline run's ``{group: Spectrum}`` at ``checkpoint``, or None if it has none."""
-    from ntkgrid.analysis import run_spectra
-
     base = record.runs.get("baseline")
     if base is None or base.diverged or base.checkpoints.get(checkpoint) is None:
         return None
@@ -95,10 +98,6 @@ def control_check(mg_cfg, run_path: str, epoch: int, baseline) -> dict:
     Returns:
       ``{"scale", verdict scalars of compare_spectra}``. Raises :class:`ntkgrid.sweep.SweepError`.
     """
-    from ntkgrid.analysis import recompute_kernels
-    from ntkgrid.theory import compare_spectra
-    from ntkgrid.training.runfolder import RunFolderError
-
     try:
         ctl, _ = recompute_kernels(mg_cfg, run_path, epoch, scale_mlp=CONTROL_SCALE)
     except RunFolderError as err:
@@ -121,8 +120,6 @@ def checkpoint_checks(mg_cfg, record: ImageRecord, checkpoint: str, epoch: int, 
     Returns:
       the checkpoint's dict in ``theorem.json``'s ``images``.
     """
-    from ntkgrid.theory import compare_spectra
-
     res = weyl_checks(kernels, epoch)
     bspec = _baseline_spectra(record, checkpoint)
     if bspec is not None and bspec["total"].eigenvalues.size != spectra["total"].eigenvalues.size:
@@ -150,9 +147,6 @@ def image_checks(records: Sequence[ImageRecord], mg_cfg, levels: Sequence[str], 
       the messages of kernels that could not be recomputed, ``{group: {cp: [Spectrum]}}`` and
       ``{cp: {epoch}}`` of the recomputed ones.
     """
-    from ntkgrid.analysis import recompute_kernels
-    from ntkgrid.training.runfolder import RunFolderError
-
     groups = group_names(levels)
     per_image, failures = [], []
     found: dict[str, dict[str, list]] = {}
@@ -184,8 +178,6 @@ def multigrid_means(found: Mapping[str, Mapping[str, list]], epochs: Mapping[str
     """Mean multigrid spectra by group: ``{group: {cp: mean_spectrum dict + "epochs", or None}}``,
     each resampled to :data:`ntkgrid.sweep.SPECTRUM_LENGTH` values (``found``/``epochs`` from
     :func:`image_checks`)."""
-    from ntkgrid.spectrum import mean_spectrum
-
     return {g: {cp: ({**mean_spectrum(found[g][cp], SPECTRUM_LENGTH), "epochs": sorted(epochs[cp])}
                      if found.get(g, {}).get(cp) else None)
                 for cp in CHECKPOINTS} for g in groups if g in found}
@@ -201,8 +193,6 @@ def theorem1_on_mean(means: Mapping) -> tuple[dict, list[dict]]:
       ``({"<key>/<cp>": verdict scalars}, ratio curves)``: every tenth point of log10 ratio over
       a normalised index in [0, 1], for :func:`ntkgrid.plots.curves_figure`.
     """
-    from ntkgrid.theory import compare_mean_spectra
-
     on_mean, ratio_curves = {}, []
     for cp in CHECKPOINTS:
         b = means.get("baseline", {}).get("total", {}).get(cp)
@@ -277,9 +267,6 @@ def _group_color(group: str, n_levels: int):
 
 def ablation_figure(out: Path, sweep_dir: Path, means: Mapping, names: Sequence[str]) -> None:
     """``ablation.png``/``.json`` (Fig. 2): baseline, fourier, multigrid and multigrid without K_grid."""
-    from ntkgrid import plots
-    from ntkgrid.sweep import spectra_curves
-
     curves = spectra_curves(means, [n for n in ("baseline", "fourier") if n in names])
     curves += spectra_curves(means, ["multigrid"])
     for c in spectra_curves(means, ["multigrid"], group="no_grid", label_suffix=" no grid"):
@@ -290,8 +277,6 @@ def ablation_figure(out: Path, sweep_dir: Path, means: Mapping, names: Sequence[
 
 def levels_figure(out: Path, means: Mapping, levels: Sequence[str]) -> None:
     """``levels.png``/``.json``: the multigrid network's mean spectra by parameter group, one panel per checkpoint."""
-    from ntkgrid import plots
-
     panels = []
     for cp in CHECKPOINTS:
         cs = []
@@ -320,9 +305,6 @@ def analyse(sweep_dir: Path, out: Path, *, control: bool = True) -> dict:
     Returns:
       ``{"summary", "per_image", "control", "problems", "report"}``. Raises :class:`ntkgrid.sweep.SweepError`.
     """
-    from ntkgrid import evidence, plots, sweep
-    from ntkgrid.config import TrainConfig
-
     data = sweep.load_sweep(sweep_dir)
     records = [r for r in data["records"] if "multigrid" in r.runs]
     if not records:
@@ -360,9 +342,6 @@ def theorem1_comparisons(data: Mapping, sweep_dir: Path, out: Path) -> dict:
     network over the sweep's records, at init, middle and end; the recomputed spectra are read
     from the sweep's own cache (``<sweep_dir>/theorem1_kernels``, written by its report) when
     it has one, else kept in ``<out>/theorem1_kernels``."""
-    from ntkgrid import evidence
-    from ntkgrid.sweep.report import THEOREM1_KERNELS
-
     configs = {n: c for n, c in data["manifest"].get("configs", {}).items() if n in ("baseline", "multigrid")}
     cache = sweep_dir / THEOREM1_KERNELS if (sweep_dir / THEOREM1_KERNELS).is_dir() else out / THEOREM1_KERNELS
     return evidence.theorem1(data["records"], configs, cache_dir=cache)
@@ -377,8 +356,6 @@ def report_markdown(sweep_dir, data, summary, means, names, levels, failures, co
     """``report.md``: the mean spectra, Theorem 1 (its three comparisons, the kernels against the
     baseline per checkpoint, the control), the Weyl check and the parameter groups (arguments as
     :func:`analyse` computes them)."""
-    from ntkgrid import evidence
-
     lines = ["# Grid ablation (Fig. 2, Theorem 1)", "",
              f"- runs: `{sweep_dir}` ({len(data['records'])} images, preset `{data['manifest'].get('preset')}`, "
              f"{data['manifest'].get('size')} px)", "",

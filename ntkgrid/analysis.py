@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+import jax
 import numpy as np
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.interpolate import dense_corners
 from ntkgrid.models import build_model
-from ntkgrid.spectrum import Spectrum
+from ntkgrid.spectrum import Spectrum, ntk_spectrum
+from ntkgrid.theory import scale_mlp as scale_mlp_layers
 from ntkgrid.training import runfolder
 from ntkgrid.training.runfolder import RunFolderError
 
@@ -76,8 +79,6 @@ def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int,
       ``({group: Spectrum}, {group: kernel})``. Raises :class:`~ntkgrid.training.runfolder.RunFolderError`
       naming the file when the run recorded no points or has no such checkpoint.
     """
-    from ntkgrid.spectrum import ntk_spectrum
-
     x_path = runfolder.ntk_points_path(run_path)
     if not x_path.exists():
         raise RunFolderError(f"{x_path}: the run recorded no NTK points (ntk_points=0?)")
@@ -87,9 +88,7 @@ def recompute_kernels(cfg: TrainConfig, run_path: str | os.PathLike, epoch: int,
         raise RunFolderError(f"{x_path}: unreadable NTK points file (garbage or truncated: {err})") from err
     variables = checkpoint_variables(run_path, epoch)
     if scale_mlp is not None:
-        from ntkgrid.theory import scale_mlp as scale
-
-        variables = scale(variables, scale_mlp)
+        variables = scale_mlp_layers(variables, scale_mlp)
     model = build_model(cfg, x.shape[1], out_dim)
     return ntk_spectrum(model, variables, x, method=cfg.ntk_method, groups=groups, solve=solve)
 
@@ -118,8 +117,6 @@ def unused_nodes(resolution: int, coords: np.ndarray) -> np.ndarray:
     """``(r, r)`` bool: nodes of an ``r x r`` grid that no point of ``coords`` ``(N, 2)``
     touches with a non-zero bilinear weight (they keep their initial values; the
     "small gaps" of the paper's Fig. 12). Rows are y, columns x."""
-    from ntkgrid.interpolate import dense_corners
-
     idx, w = dense_corners(np.asarray(coords, np.float32), (resolution, resolution))
     used = np.zeros(resolution * resolution, bool)
     used[np.asarray(idx)[np.asarray(w) > 0]] = True
@@ -136,8 +133,6 @@ def activation_regions(cfg: TrainConfig, variables: Mapping, coords: np.ndarray,
     appearance), "count": distinct patterns over all layers, "per_layer": distinct patterns
     of each hidden layer alone}``.
     """
-    import jax
-
     model = build_model(cfg, coords.shape[1], out_dim)
     feats = jax.jit(lambda v, x: [f > 0 for f in model.apply(v, x, method=model.features)])
     layers: list[list[np.ndarray]] = []

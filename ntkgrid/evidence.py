@@ -23,10 +23,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid import config, files
-from ntkgrid.spectrum import SPECTRUM_LENGTH, Spectrum, resample
+from ntkgrid.analysis import checkpoint_variables, recompute_kernels, run_spectra
+from ntkgrid.config import TrainConfig
+from ntkgrid.models import build_model
+from ntkgrid.spectrum import SPECTRUM_LENGTH, Spectrum, eigh, full_ntk, ntk_spectrum, resample, spectrum_from_kernel
+from ntkgrid.stability import critical_lr
+from ntkgrid.theory import (
+    band_energies,
+    compare_spectra,
+    fan_in_matched_baseline,
+    loss_gradient_scale,
+    predict_training,
+    replay_training,
+    theorem1_comparisons,
+)
+from ntkgrid.training import epoch_batches, predict
+from ntkgrid.training.runfolder import load_spectra, ntk_points_path, save_spectra
 
 __all__ = ["FULL_EIGH_MAX_ROWS", "FULL_KERNEL_MAX_ROWS", "THEOREM1_CHECKPOINTS", "grid_configs",
            "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
@@ -57,8 +74,6 @@ def _epoch(run, checkpoint: str) -> int | None:
 
 def _spectra(run, checkpoint: str) -> dict[str, Spectrum] | None:
     """The spectra the run recorded at ``checkpoint`` (None if none)."""
-    from ntkgrid.analysis import run_spectra
-
     epoch = _epoch(run, checkpoint)
     if epoch is None or run.diverged or run.run_path is None:
         return None
@@ -87,12 +102,6 @@ class _Kernels:
 
     def _variables(self, cfg, run, checkpoint: str, x: np.ndarray):
         """The run's variables at ``checkpoint`` (``"init"``: as :func:`ntkgrid.training.fit` initialises them)."""
-        import jax
-        import jax.numpy as jnp
-
-        from ntkgrid.analysis import checkpoint_variables
-        from ntkgrid.models import build_model
-
         if checkpoint != "init":
             return checkpoint_variables(run.run_path, _epoch(run, checkpoint))
         epochs = sorted(int(e) for e in run.checkpoints.values() if e is not None)
@@ -105,11 +114,6 @@ class _Kernels:
     def get(self, image_id: str, name: str, run, checkpoint: str, kind: str) -> dict[str, Spectrum] | None:
         """``{group: Spectrum}`` (``kind="groups"``: the network's own kernels by group) or
         ``{"total": Spectrum}`` (``kind="fan_in_matched"``), or None if it cannot be had."""
-        from ntkgrid.config import TrainConfig
-        from ntkgrid.models import build_model
-        from ntkgrid.spectrum import ntk_spectrum
-        from ntkgrid.training.runfolder import load_spectra, ntk_points_path, save_spectra
-
         if kind == "groups":
             recorded = _spectra(run, checkpoint)
             grid_run = self.configs.get(name, {}).get("encoding", {}).get("kind") in config.GRID_KINDS
@@ -131,8 +135,6 @@ class _Kernels:
             variables = self._variables(cfg, run, checkpoint, x)
             model = build_model(cfg, x.shape[1], _out_dim(variables))
             if kind == "fan_in_matched":
-                from ntkgrid.theory import fan_in_matched_baseline
-
                 base, bvars = fan_in_matched_baseline(model, variables)
                 spectra = {"total": ntk_spectrum(base, bvars, x, method=cfg.ntk_method)[0]}
             elif "encoding" in variables["params"]:
@@ -170,8 +172,6 @@ def _compare_image(r, baseline: str, mpe: Sequence[str], checkpoints: Sequence[s
     (mpe values, mpe floor, other values, other floor))], [cause row])``; runs on other
     points than the baseline's are left out; the fan-in-matched comparison is made for the
     ``matched_names`` (the grids that append the raw coordinates)."""
-    from ntkgrid.theory import theorem1_comparisons
-
     rows, pooled, cause = [], [], []
     base_run = r.runs.get(baseline)
     image_id = r.image_id
@@ -209,16 +209,11 @@ def _compare_image(r, baseline: str, mpe: Sequence[str], checkpoints: Sequence[s
 
 def _fan_in(config: Mapping) -> dict | None:
     """``{"d", "fan_in"}`` of a grid config's first dense layer (None without raw coordinates)."""
-    from ntkgrid.config import TrainConfig
-
     try:
         cfg = TrainConfig.from_dict(config)
         enc = cfg.encoding.build(2)
         if not getattr(enc, "include_input", False):
             return None
-        import jax
-        import jax.numpy as jnp
-
         f = jax.eval_shape(lambda: enc.init_with_output(jax.random.PRNGKey(0), jnp.zeros((1, 2)))[0])
         return {"d": 2, "fan_in": int(f.shape[-1])}
     except Exception:  # noqa: BLE001 - the fan-in is a label for the report only
@@ -255,8 +250,6 @@ def theorem1(records: Sequence, configs: Mapping[str, Mapping], *, baseline: str
       "grid_lambda_max"}], "problems": [messages]}``. Without a baseline or a grid config,
       the lists are empty.
     """
-    from ntkgrid.theory import compare_spectra
-
     mpe = grid_configs(configs)
     out: dict = {"baseline": baseline, "mpe": mpe, "fan_in": {}, "per_image": [], "on_mean": [], "summary": {},
                  "cause": [], "problems": []}
@@ -464,20 +457,12 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     kernel's eigenvectors at from_epoch), "end_epoch", "lambda_max" (the expected step's
     kernel), "critical_learning_rate" (eta_crit)}``. Raises ``ValueError`` naming what is missing.
     """
-    from ntkgrid.analysis import checkpoint_variables, recompute_kernels
-    from ntkgrid.models import build_model
-    from ntkgrid.spectrum import eigh, full_ntk, spectrum_from_kernel
-    from ntkgrid.stability import critical_lr
-    from ntkgrid.theory import band_energies, loss_gradient_scale, predict_training, replay_training
-    from ntkgrid.training import epoch_batches, predict
-
     cfg = run.config
     if run.out_dir is None:
         raise ValueError(f"{run.label or 'run'}: has no run folder to read its checkpoints from")
     if run.options.get("ntk_selection") != "all":
         raise ValueError(f"{run.out_dir}: the prediction needs kernels on the whole training set, but its spectra "
                          f"were taken on {run.options.get('ntk_points')} {run.options.get('ntk_selection')} points")
-    from ntkgrid.training.runfolder import ntk_points_path
 
     ntk_x = np.load(ntk_points_path(run.out_dir))
     if ntk_x.shape != np.shape(coords):

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid.models import CoordinateMLP
+from ntkgrid.ntk import nt_ntk, structured_ntk
 
 __all__ = [
     "GridModel",
@@ -137,8 +138,6 @@ def gtk(
     Returns:
       float64 kernel, units of output^2 per grid-parameter^2.
     """
-    from ntkgrid.ntk import nt_ntk, structured_ntk
-
     model, variables = _as_model(model, variables)
     with jax.enable_x64(True):
         model, variables = _float64(model, variables)

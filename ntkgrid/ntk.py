@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from ntkgrid._nt_compat import import_nt
 from ntkgrid._taps import STRUCTURE, TAPS
 
 __all__ = ["METHODS", "RefusedMethodError", "TapStructure", "empirical_ntk", "nt_ntk", "structured_ntk", "tap_structure"]
@@ -306,8 +307,6 @@ def nt_ntk(
         ``lambda p: p.startswith("encoding/")`` for the grid-only kernel.
       **nt_kwargs: passed to ``neural_tangents.empirical_ntk_fn``.
     """
-    from ntkgrid._nt_compat import import_nt
-
     if method in _REFUSED:
         raise RefusedMethodError(_REFUSED[method])
     nt = import_nt()

@@ -13,6 +13,7 @@ logarithmic and the numerical floor ``N eps lambda_max`` is drawn (:func:`spectr
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -113,8 +114,6 @@ def save(fig, path: str | os.PathLike, data: Any = None, dpi: int = 120) -> tupl
     """Write ``fig`` to ``<path>.png`` (any suffix of ``path`` is replaced) and, when
     ``data`` is given, ``<path>.json`` (through :func:`to_jsonable`). Both atomically.
     Returns ``(png_path, json_path or None)``."""
-    import io
-
     base = Path(path)
     base = base.with_suffix("") if base.suffix in (".png", ".json") else base
     png = base.with_name(base.name + ".png")

@@ -27,7 +27,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from ntkgrid.plots import panel_grid, save
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -343,9 +347,6 @@ def network_field(apply_fn: Callable, variables, *, chunk: int = 32768, logits: 
     """A numpy field from a Flax model: ``points (N, 3) -> sigmoid(apply_fn(variables, x))[:, 0]``
     ``(N,)`` float32 (``logits=False``: the output itself). Points go through one jitted
     function in padded chunks of ``chunk``, so any ``N`` compiles once."""
-    import jax
-    import jax.numpy as jnp
-
     @jax.jit
     def f(v, x):
         y = apply_fn(v, x)[..., 0]
@@ -407,8 +408,6 @@ def save_panel(path: str | os.PathLike[str], images: Sequence[tuple], *,
     """Save ``[(title, image (H, W, 3) in [0, 1]) or (title, image, note), ...]`` side by
     side (``ncols`` per row, default all in one row) as one PNG at ``path``; a ``note`` is
     written across the middle of its image."""
-    from ntkgrid.plots import panel_grid, save
-
     n = len(images)
     if n == 0:
         raise ValueError("save_panel needs at least one image")

@@ -27,7 +27,11 @@ import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from ntkgrid.ntk import empirical_ntk
 
 __all__ = [
     "SPECTRUM_LENGTH",
@@ -122,7 +126,6 @@ def _solver_backend(backend: str | None) -> str:
         if backend not in ("numpy", "jax"):
             raise ValueError(f"eigensolver backend must be 'numpy', 'jax' or None, got {backend!r}")
         return backend
-    import jax
 
     return "numpy" if jax.default_backend() == "cpu" else "jax"
 
@@ -131,9 +134,6 @@ def _symmetric_solve(k: np.ndarray, vectors: bool, backend: str | None):
     """Float64 eigen-decomposition of the symmetric ``k`` (ascending, as LAPACK)."""
     k = np.asarray(k, np.float64)
     if _solver_backend(backend) == "jax":
-        import jax
-        import jax.numpy as jnp
-
         try:
             with jax.enable_x64(True):
                 kd = jnp.asarray(k, jnp.float64)
@@ -220,11 +220,6 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
     has non-finite entries (e.g. non-finite parameters) -- never the eigensolver's
     "did not converge".
     """
-    import jax
-    import jax.numpy as jnp
-
-    from ntkgrid.ntk import empirical_ntk
-
     xs = np.asarray(x)
     if xs.ndim != 2 or xs.shape[0] == 0:
         raise ValueError(f"x must be (N, d) with N >= 1 points, got shape {xs.shape}")
@@ -257,11 +252,6 @@ def full_ntk(model, variables: Mapping, x, *, method: str = "structured", block_
     """Float64 full output-block NTK ``(N O, N O)`` of ``model`` at ``variables`` on ``x``
     ``(N, d)``: row/column ``n O + o`` is output ``o`` at point ``n`` (every output pair, not
     the trace over outputs). Needs ``8 (N O)^2`` bytes."""
-    import jax
-    import jax.numpy as jnp
-
-    from ntkgrid.ntk import empirical_ntk
-
     with jax.enable_x64(True):
         v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, dict(variables))
         x64 = jnp.asarray(np.asarray(x), jnp.float64)
@@ -274,8 +264,6 @@ def full_ntk(model, variables: Mapping, x, *, method: str = "structured", block_
 
 def _float64_model(model):
     """``model`` with every ``param_dtype`` field (its own and its encoding's) set to float64."""
-    import jax.numpy as jnp
-
     changes = {}
     if "param_dtype" in getattr(model, "__dataclass_fields__", {}):
         changes["param_dtype"] = jnp.float64

@@ -51,6 +51,7 @@ import numpy as np
 
 from ntkgrid.config import TrainConfig, loss_scale
 from ntkgrid.models import build_model
+from ntkgrid.ntk import empirical_ntk
 
 __all__ = ["CATAPULT_NOTE", "StepPrediction", "batch_lambda_max", "critical_lr", "critical_step", "lr_rule_note",
            "with_critical_lr"]
@@ -104,8 +105,6 @@ def batch_lambda_max(cfg: TrainConfig, coords, out_dim: int, *, batch_size: int 
     as :func:`ntkgrid.training.fit` does, ``cfg.seed``), on ``n_batches`` minibatches of
     ``batch_size`` (default ``cfg.batch_size``) points of ``coords`` ``(N, d)`` drawn
     without replacement (``numpy`` generator ``seed``)."""
-    from ntkgrid.ntk import empirical_ntk
-
     x = np.asarray(coords, np.float32)
     b = int(batch_size or cfg.batch_size)
     if x.ndim != 2 or not 1 <= b <= x.shape[0]:

@@ -56,6 +56,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ntkgrid.encodings import Identity
 from ntkgrid.spectrum import Spectrum
 
 __all__ = ["THEOREM1_COMPARISONS", "band_edges", "band_energies", "compare_mean_spectra", "compare_spectra",
@@ -149,8 +150,6 @@ def fan_in_matched_baseline(model, variables: Mapping) -> tuple:
       encoding's parameters dropped). Raises ``ValueError`` when the encoding has no raw
       coordinate input.
     """
-    from ntkgrid.encodings import Identity
-
     enc = model.encoding
     d = getattr(enc, "dim", None)
     if not getattr(enc, "include_input", False) or not d:

@@ -81,3 +81,54 @@ def test_prediction_refuses_runs_it_cannot_predict(tmp_path):
     other = SimpleNamespace(config=cfg, out_dir=tmp_path, label="x", curve=[], options={"ntk_selection": "all"})
     with pytest.raises(ValueError, match=r"its kernel points \(3, 2\) are not the \(4, 2\) training points"):
         evidence.predicted_vs_measured(other, coords, targets, 0)
+
+
+def _spec(values):
+    return Spectrum(np.asarray(values, np.float64), 1e-12, len(values), 0)
+
+
+def _recorded_run(root, name, spectra_by_epoch, diverged=False):
+    """A run folder holding only recorded spectra, and its record (checkpoints middle 2, end 4)."""
+    run = root / name
+    for epoch, spectra in spectra_by_epoch.items():
+        save_spectra(spectra_path(run, epoch), epoch, {g: _spec(v) for g, v in spectra.items()})
+    return RunRecord(f"runs/{name}", checkpoints={"start": None, "middle": 2, "end": 4}, diverged=diverged,
+                     grid_offdiag_history={2: 0.5, 4: 0.25}, run_path=str(run))
+
+
+def test_theorem1_on_recorded_spectra_against_a_brute_force_count(tmp_path):
+    """Two images with recorded spectra (a third whose multigrid run diverged): per image and
+    on the mean, "stated" holds where every eigenvalue of the MPE is at least the baseline's
+    (floors 1e-12), counted here by hand; the own no-grid comparison is marked by construction."""
+    base = {"total": [4.0, 3.0, 2.0, 1.0]}
+    mpe = {0: [5.0, 3.0, 2.0, 1.5], 1: [3.0, 3.5, 2.0, 1.0]}  # image 0 holds, image 1 fails at index 0
+    records = []
+    for i in (0, 1, 2):
+        d = tmp_path / f"img{i}"
+        grid = {"total": mpe[i % 2], "grid": [0.5, 0.1, 0.0, 0.0], "no_grid": [2.0, 1.0, 0.5, 0.25]}
+        records.append(ImageRecord(f"img{i}", runs={
+            "baseline": _recorded_run(d, "baseline", {2: base, 4: base}),
+            "multigrid": _recorded_run(d, "multigrid", {2: grid, 4: grid}, diverged=i == 2)}))
+    cfg = TrainConfig(hidden=(16,))
+    configs = {"baseline": cfg.to_dict(), "multigrid": cfg.replace(encoding=MultiGridConfig()).to_dict()}
+    out = evidence.theorem1(records, configs, checkpoints=("middle", "end"), length=4, compute=False)
+    assert out["mpe"] == ["multigrid"] and out["problems"] == []
+    stated = [r for r in out["per_image"] if r["comparison"] == "stated"]
+    assert [(r["image_id"], r["checkpoint"]) for r in stated] == [
+        ("img0", "middle"), ("img0", "end"), ("img1", "middle"), ("img1", "end")]  # img2 diverged: left out
+    for r in stated:
+        a, b = np.array(mpe[int(r["image_id"][-1])]), np.array(base["total"])
+        assert r["holds"] == bool(np.all(a >= b - 2e-12))
+        assert r["fraction"] == np.mean(a >= b - 2e-12) and r["n_compared"] == 4
+        assert r["grid_offdiag_fraction"] == {"middle": 0.5, "end": 0.25}[r["checkpoint"]]
+    assert {r["first_below"] for r in stated if r["image_id"] == "img1"} == {0}
+    own = [r for r in out["per_image"] if r["comparison"] == "own_no_grid"]
+    assert len(own) == 4 and all(r["by_construction"] and r["holds"] for r in own)
+    assert not [r for r in out["per_image"] if r["comparison"] == "fan_in_matched"]  # neither recorded nor computed
+    mean_mpe = (np.array(mpe[0]) + np.array(mpe[1])) / 2  # [4, 3.25, 2, 1.25] >= [4, 3, 2, 1]
+    (end,) = [r for r in out["on_mean"] if (r["checkpoint"], r["comparison"]) == ("end", "stated")]
+    assert end["images"] == 2 and end["holds"] == bool(np.all(mean_mpe >= np.array(base["total"]) - 2e-12))
+    np.testing.assert_allclose(end["log10_ratio"], np.log10(mean_mpe / np.array(base["total"])))
+    assert out["summary"]["multigrid/end/stated"] == {"images_holding": 1, "images_compared": 2}
+    top = [c for c in out["cause"] if (c["image_id"], c["checkpoint"]) == ("img1", "end")][0]
+    assert top["top_mpe"] == mpe[1][:3] and top["top_baseline"] == base["total"][:3] and top["grid_lambda_max"] == 0.5

@@ -174,8 +174,8 @@ def test_every_declared_floor_names_a_module():
 
 def test_the_graph_sees_function_level_and_relative_imports():
     graph = import_graph()
-    # gtk_study.kernels imports CoordinateMLP from the facade inside a function only
-    assert "ntkgrid" in graph["ntkgrid.gtk_study.kernels"]
+    # config imports the encodings inside functions only (its laziness is promised)
+    assert "ntkgrid.encodings" in graph["ntkgrid.config"]
     # analysis reads run folders through the training package
     assert "ntkgrid.training.runfolder" in graph["ntkgrid.analysis"]
     # package __init__ files re-export their submodules
@@ -205,3 +205,50 @@ def test_the_real_tree_fails_if_analysis_imports_the_sweep(tmp_path):
     graph = import_graph()
     graph["ntkgrid.analysis"] = graph["ntkgrid.analysis"] | {"ntkgrid.sweep.common"}
     assert upward_imports(graph) == ["ntkgrid.analysis (floor 5) -> ntkgrid.sweep.common (floor 7)"]
+
+
+#: Modules that may import ntkgrid modules inside functions: laziness they promise and
+#: tests/test_nt_compat.py tests (``import ntkgrid``, ``ntkgrid.config`` and
+#: ``ntkgrid.presets`` load no JAX).
+LAZY_MODULES = ("ntkgrid", "ntkgrid.config", "ntkgrid.presets")
+
+
+def function_level_imports(root: Path = ROOT, allowed: tuple[str, ...] = LAZY_MODULES) -> list[str]:
+    """``"module:line imports target"`` for every import of an ntkgrid module (absolute or
+    relative) inside a function of a module not in ``allowed``."""
+    modules = module_names(root)
+    out = []
+    for module, path in modules.items():
+        if module in allowed:
+            continue
+        for fn in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    targets = [a.name for a in node.names if a.name.split(".")[0] == "ntkgrid"]
+                elif isinstance(node, ast.ImportFrom):
+                    targets = [("." * node.level) + (node.module or "")]
+                    targets = [t for t in targets if node.level or t.split(".")[0] == "ntkgrid"]
+                else:
+                    continue
+                out += [f"{module}:{node.lineno} imports {t}" for t in targets]
+    return sorted(set(out))
+
+
+def test_library_modules_import_ntkgrid_at_the_top():
+    bad = function_level_imports()
+    assert not bad, ("ntkgrid imports inside functions (only " + ", ".join(LAZY_MODULES)
+                     + " may: their laziness is promised):\n" + "\n".join(bad))
+
+
+def test_the_function_level_check_finds_absolute_and_relative_imports(tmp_path):
+    pkg = tmp_path / "ntkgrid"
+    (pkg / "sweep").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("def __getattr__(name):\n    from ntkgrid import config\n    return config\n")
+    (pkg / "sweep" / "__init__.py").write_text("from .common import f\n")
+    (pkg / "sweep" / "common.py").write_text("import json\n\n\ndef f():\n    import numpy\n    from . import x\n"
+                                             "    return numpy, x\n")
+    (pkg / "analysis.py").write_text("class A:\n    def g(self):\n        import ntkgrid.sweep.common\n")
+    assert function_level_imports(pkg) == ["ntkgrid.analysis:3 imports ntkgrid.sweep.common",
+                                           "ntkgrid.sweep.common:6 imports ."]

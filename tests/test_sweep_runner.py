@@ -99,3 +99,19 @@ def test_write_results_writes_finished_images_and_records_failed_ones(tmp_path):
     back, reason = read_image_record(tmp_path / "results" / "a.json")
     assert reason is None and back.runs["baseline"].psnr == 20.0 and back.runs["baseline"].label == "a baseline"
     assert not (tmp_path / "results" / "b.json").exists()
+
+
+def test_pending_skips_complete_images_and_sets_damaged_results_aside(tmp_path):
+    """An image whose results hold every config is done; one missing a config, or whose file
+    is unreadable, is trained again and its file kept as ``.corrupt``; one without results is new."""
+    srcs = [ImageSource(i, f"/data/{i}.png") for i in ("done", "partial", "broken", "new")]
+    images = {s.image_id: ("t", s, np.zeros((8, 8, 3))) for s in srcs[:2]}
+    runner._write_results(tmp_path, images, {"done": {"a": _result(), "b": _result()}, "partial": {"a": _result()}},
+                          {})
+    (tmp_path / "results" / "broken.json").write_text("{truncated")
+    lines = []
+    todo, resumed = runner._pending(tmp_path, srcs, {"a": CFG, "b": CFG}, lines.append)
+    assert resumed == ["done"] and [(i, s.image_id) for i, s in todo] == [(1, "partial"), (2, "broken"), (3, "new")]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+        "broken.json.corrupt", "done.json", "partial.json.corrupt"]
+    assert "[2/4] partial: " in lines[1] and "not every encoding has results; kept as partial.json.corrupt" in lines[1]

@@ -6,10 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import numpy as np
 
+from ntkgrid import metrics
 from ntkgrid.config import TrainConfig
+from ntkgrid.data.images import bundled_image, image_to_dataset
+from ntkgrid.data.meshes import default_shape, occupancy
 from ntkgrid.gtk_study.setup import GTKSetup, fit_encoding
+from ntkgrid.models import build_model
+from ntkgrid.occupancy import OccupancySetup, occupancy_metrics, prepare_data
+from ntkgrid.training import fit, predict
 
 
 def train_config(name: str, setup: GTKSetup, dim: int, seed: int, *, loss: str, learning_rate: float, epochs: int,
@@ -26,17 +33,12 @@ def _train(cfg: TrainConfig, x: np.ndarray, y: np.ndarray):
     """:func:`ntkgrid.training.fit` in memory (no files). Returns ``(model, variables, losses
     (per epoch, list of float), seconds, diverged)``; after a divergence the variables are
     the initial ones (fit keeps the last finite measured epoch) and the caller reports NaN."""
-    from ntkgrid.models import build_model
-    from ntkgrid.training import fit
-
     res = fit(cfg, x, y, progress=False)
     model = build_model(cfg, x.shape[1], y.shape[1])
     return model, res.params, [float(a) for a in res.losses], res.seconds, res.diverged
 
 
 def _n_params(v) -> int:
-    import jax
-
     return int(sum(np.prod(a.shape) for a in jax.tree.leaves(v["params"])))
 
 
@@ -54,12 +56,6 @@ def fit_image(setup: GTKSetup, seed: int, log: Callable[[str], None] = print) ->
       "params", "psnr" (dB), "ms_ssim", "ms_ssim_scales", "final_loss", "diverged",
       "seconds", "_pred" (H, W, 3) float64}}}``.
     """
-    import jax
-
-    from ntkgrid import metrics
-    from ntkgrid.data.images import bundled_image, image_to_dataset
-    from ntkgrid.training import predict
-
     img = bundled_image(setup.image, setup.image_size)
     x, y = image_to_dataset(img)
     lrs = dict(setup.image_lrs)
@@ -97,10 +93,6 @@ def fit_occupancy(setup: GTKSetup, seed: int, cache: Path, log: Callable[[str], 
       "iou_uniform", "iou_surface", "final_loss", "diverged", "seconds", "_slice" (S, S)
       bool}}}``.
     """
-    from ntkgrid.data.meshes import default_shape, occupancy
-    from ntkgrid.occupancy import OccupancySetup, occupancy_metrics, prepare_data
-    from ntkgrid.training import predict
-
     mesh = default_shape(setup.occ_shape_resolution)
     half = setup.occ_pool // 2
     occ_setup = OccupancySetup(pool_uniform=setup.occ_pool - half, pool_surface=half,

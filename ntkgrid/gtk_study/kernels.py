@@ -7,16 +7,31 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ntkgrid.encodings import HashGrid
+from ntkgrid.gtk import (
+    fourier_rayleigh,
+    gd_ode_tolerance,
+    generalisation_bound_map,
+    gradient_descent,
+    grid_model,
+    gtk,
+    gtk_change,
+    gtk_gd_prediction,
+    gtk_ode_prediction,
+)
 from ntkgrid.gtk_study.figures import plot_bounds, plot_spectrum_1d, plot_spectrum_2d
 from ntkgrid.gtk_study.setup import GTKSetup, grid_encodings
+from ntkgrid.models import CoordinateMLP
+from ntkgrid.ntk import structured_ntk
+from ntkgrid.spectrum import kernel_change, offdiag_fraction
 
 
 def init(model, seed: int, x):
     """``model.init`` (jitted) with ``PRNGKey(seed)`` on the first point of ``x``."""
-    import jax
-
     return jax.jit(model.init)(jax.random.PRNGKey(seed), x[:1])
 
 
@@ -33,9 +48,6 @@ def check_model(enc, setup: GTKSetup, seed: int, xd, y: np.ndarray) -> dict:
     Returns:
       the model's entry of :func:`run_checks` (relative gaps, dimensionless; ``seconds``).
     """
-    from ntkgrid.gtk import gd_ode_tolerance, gradient_descent, grid_model, gtk, gtk_gd_prediction, gtk_ode_prediction
-    from ntkgrid.spectrum import kernel_change, offdiag_fraction
-
     t0 = time.perf_counter()
     model = grid_model(enc)
     v = init(model, seed, xd)
@@ -73,12 +85,6 @@ def check_contrasts(encs: dict, setup: GTKSetup, seed: int, xd, y: np.ndarray) -
     Returns:
       ``{"steps", "coordinate_mlp_grid_term_change", "mulfagrid_learnt_filters_gtk_change"}`` (relative).
     """
-    import jax.numpy as jnp
-
-    from ntkgrid import CoordinateMLP
-    from ntkgrid.gtk import gradient_descent, grid_model, gtk, gtk_change
-    from ntkgrid.ntk import structured_ntk
-
     steps = setup.check_steps[-1]
     mlp = CoordinateMLP(encs["dense"].clone(include_input=True), (16,), 1, param_dtype=jnp.float64)
     vm = init(mlp, seed, xd)
@@ -109,11 +115,6 @@ def run_checks(setup: GTKSetup, seed: int) -> dict:
       (:func:`check_model`); and ``"contrast"`` (GTK changes of two models not linear in the
       grid, :func:`check_contrasts`) when asked.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from ntkgrid.encodings import HashGrid
-
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, (setup.check_points, 2))
     y = np.sin(2 * np.pi * x[:, :1]) * np.cos(3 * np.pi * x[:, 1:])
@@ -158,11 +159,6 @@ def panel_spectrum(setup: GTKSetup, seed: int, out: Path) -> dict:
       share ``above_grid_nyquist``, ``half_energy_frequency`` and ``p99_energy_frequency``
       (cycles per unit), ``grid_nyquist``, ``rank``, ``grid_offdiag_fraction``, ``lambda_max``.
     """
-    import jax
-
-    from ntkgrid.gtk import fourier_rayleigh, gtk
-    from ntkgrid.spectrum import offdiag_fraction
-
     n, r = setup.spectrum_points, setup.spectrum_res
     x1 = np.linspace(0.0, 1.0, n)[:, None]
     m = setup.lattice
@@ -210,11 +206,6 @@ def panel_bounds(setup: GTKSetup, seed: int, out: Path) -> dict:
       ``fraction_mulfagrid_lower`` (share of the label grid), and the same over the random
       pairs (``random_pairs_*``).
     """
-    import jax
-    import jax.numpy as jnp
-
-    from ntkgrid.gtk import generalisation_bound_map, gtk
-
     rng = np.random.default_rng(seed + 1)
     cell = 1.0 / (setup.bound_res - 1)
     first = rng.uniform(0.0, 1.0 - cell, (setup.bound_random_pairs, 2))

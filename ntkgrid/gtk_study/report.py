@@ -8,6 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ntkgrid.files import write_json, write_text
+from ntkgrid.gtk_study.figures import plot_error_maps, plot_slices
+from ntkgrid.gtk_study.fits import fit_image, fit_occupancy
+from ntkgrid.gtk_study.kernels import panel_bounds, panel_spectrum, run_checks
 from ntkgrid.gtk_study.setup import GTKSetup
 
 
@@ -78,11 +82,6 @@ def run_study(setup: GTKSetup, out: str | Path, *, preset: str = "quick", seed: 
     ``results.md`` (:func:`markdown`) under ``out``; occupancy pools are cached in
     ``out/pools``. Returns the result: ``preset``, ``seed``, ``setup`` (dict), ``timings``
     (seconds per stage), one entry per stage, ``seconds`` (total wall time)."""
-    from ntkgrid.files import write_json, write_text
-    from ntkgrid.gtk_study.figures import plot_error_maps, plot_slices
-    from ntkgrid.gtk_study.fits import fit_image, fit_occupancy
-    from ntkgrid.gtk_study.kernels import panel_bounds, panel_spectrum, run_checks
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
+
 from ntkgrid.config import HashGridConfig, MulFAGridConfig, MultiGridConfig
+from ntkgrid.encodings import MulFAGrid, MultiGrid
 
 #: The models the fits compare, each built by :func:`fit_encoding`: the three grid encodings
 #: (dense, hashed, MulFAGrid) and MulFAGrid with learnt filters. Named here, not read from
@@ -62,10 +65,6 @@ class GTKSetup:
 
 def grid_encodings(setup: GTKSetup, dim: int, res: int, seed: int) -> dict:
     """The one-level dense grid and MulFAGrid of panels (a), (b) and the checks (float64)."""
-    import jax.numpy as jnp
-
-    from ntkgrid.encodings import MulFAGrid, MultiGrid
-
     common = dict(dim=dim, num_levels=1, features_per_level=setup.features, min_res=res, max_res=res,
                   param_dtype=jnp.float64)
     return {"dense": MultiGrid(include_input=False, **common), "mulfagrid": MulFAGrid(filter_seed=seed, **common)}

@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid.data import DataError
+from ntkgrid.data.meshes import FreshPoints, sample_pools
 from ntkgrid.files import to_jsonable
 from ntkgrid.occupancy.setup import EVAL_SEED_OFFSET, NTK_SEED_OFFSET, REGIONS, OccupancySetup
 
@@ -93,8 +95,6 @@ def prepare_data(mesh: trimesh.Trimesh, setup: OccupancySetup, *, seed: int = 0,
     no sampled point is inside the mesh (an open sheet, or a surface enclosing no volume)
     or every point is.
     """
-    from ntkgrid.data.meshes import FreshPoints, sample_pools
-
     source = source or mesh.metadata.get("ntkgrid", {}).get("source", "mesh")
     t0 = time.perf_counter()
     box = region_bounds(mesh, setup.region)
@@ -126,8 +126,6 @@ def prepare_data(mesh: trimesh.Trimesh, setup: OccupancySetup, *, seed: int = 0,
 
 def _logits(apply: Callable, variables, x: np.ndarray, chunk: int = 32768) -> np.ndarray:
     """``apply(variables, x)[:, 0]`` in padded chunks of one shape (one compilation)."""
-    import jax.numpy as jnp
-
     x = np.asarray(x, np.float32)
     out = np.empty(len(x), np.float32)
     c = max(1, min(chunk, len(x)))

@@ -12,6 +12,7 @@ import numpy as np
 
 from ntkgrid.files import fmt, write_json, write_text
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
+from ntkgrid.spectrum import mean_spectrum
 
 if TYPE_CHECKING:  # pragma: no cover
     from ntkgrid.occupancy.data import MeshResult
@@ -77,7 +78,6 @@ def plot_mean_spectra(results: Sequence[MeshResult], path: str | os.PathLike, *,
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from ntkgrid.spectrum import mean_spectrum
 
     def spectra_of(r: MeshResult) -> dict:
         return r.spectra if output is None else r.spectra_by_output.get(output, {})

@@ -11,9 +11,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ntkgrid.files import safe_name
+from ntkgrid.data import DataError
+from ntkgrid.files import safe_name, to_jsonable
 from ntkgrid.occupancy.data import MeshResult
+from ntkgrid.occupancy.run import run_settings
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
+from ntkgrid.occupancy.spectra import read_spectra_file
 
 #: Hex digits of the content hash in a mesh file's folder name.
 ID_DIGITS = 8
@@ -60,9 +63,6 @@ def load_mesh_result(mesh_dir: str | os.PathLike[str], ntk_output: str = "sigmoi
 
     Raises :class:`ntkgrid.data.DataError` naming the file when ``metrics.json`` or a
     spectra file is missing, unreadable or not what it should be."""
-    from ntkgrid.data import DataError
-    from ntkgrid.occupancy.spectra import read_spectra_file
-
     mesh_dir = Path(mesh_dir)
     path = mesh_dir / "metrics.json"
     try:
@@ -97,10 +97,6 @@ def finished_result(mesh_dir: str | os.PathLike[str], configs, setup, seed: int,
     (``configs`` ``{encoding: TrainConfig}`` in this order, ``setup``, ``seed``), so a rerun
     reuses it without touching a byte of it; None when it did not finish, cannot be read,
     or ran with other settings (folders from before ``settings`` was stored included)."""
-    from ntkgrid.data import DataError
-    from ntkgrid.files import to_jsonable
-    from ntkgrid.occupancy.run import run_settings
-
     if not (Path(mesh_dir) / "metrics.json").is_file():
         return None
     try:
@@ -129,8 +125,6 @@ def merge_results(out_dir: str | os.PathLike[str], results: Sequence[MeshResult]
     Returns ``(results, errors)`` for :func:`~ntkgrid.occupancy.write_results` and
     :func:`~ntkgrid.occupancy.plot_mean_spectra`.
     """
-    from ntkgrid.data import DataError
-
     out = Path(out_dir)
     new = {r.name: r for r in results}
     old_doc: dict = {}

@@ -10,12 +10,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ntkgrid import render as R
 from ntkgrid.config import TrainConfig
+from ntkgrid.data.meshes import FreshPoints, mesh_info
 from ntkgrid.files import to_jsonable, write_json
+from ntkgrid.models import build_model
 from ntkgrid.occupancy.data import MeshResult, OccupancyData, make_eval_fn, prepare_data  # MeshResult re-exported
 from ntkgrid.occupancy.report import na, plot_iou_curves
 from ntkgrid.occupancy.setup import NTK_OUTPUTS, OccupancySetup, mesh_preset_key
 from ntkgrid.occupancy.spectra import checkpoint_spectra
+from ntkgrid.training import fit
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -60,9 +64,6 @@ def run_mesh(mesh: trimesh.Trimesh, name: str, configs: Mapping[str, TrainConfig
     Returns:
       The :class:`MeshResult`, also written as ``metrics.json``.
     """
-    from ntkgrid import render as R
-    from ntkgrid.data.meshes import mesh_info
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     source = str(mesh.metadata.get("ntkgrid", {}).get("source", name))
@@ -111,11 +112,6 @@ def _run_encoding(mesh: trimesh.Trimesh, name: str, enc: str, cfg: TrainConfig, 
 
     Returns ``(run, panel, spectra)``: the :class:`MeshResult` ``runs`` entry, the
     render panel ``(title, image, note)`` and :func:`checkpoint_spectra`'s dict."""
-    from ntkgrid import render as R
-    from ntkgrid.data.meshes import FreshPoints
-    from ntkgrid.models import build_model
-    from ntkgrid.training import fit
-
     sampler = None
     kw: dict[str, Any] = {"epoch_size": setup.epoch_size(cfg)}
     if setup.sampling == "fresh":

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ntkgrid.config import TrainConfig
-from ntkgrid.presets import PAPER_ENCODINGS
+from ntkgrid.presets import OCCUPANCY, OCCUPANCY_QUICK, PAPER_ENCODINGS
 
 ENCODINGS = PAPER_ENCODINGS  # the encodings of the paper's Table 4 (names from ntkgrid.config.ENCODINGS)
 EVAL_SEED_OFFSET = 7919  # held-out pools use seed + this, so they never coincide with training ones
@@ -129,8 +129,6 @@ def configs_for(mesh_name: str, preset: str, encodings: Sequence[str] = ENCODING
     measured epochs (``checkpoints``) are ``setup``'s
     (:meth:`OccupancySetup.checkpoints`; default the preset's setup): the IoU curve's
     epochs, the middle and the end, and 0 for paper runs."""
-    from ntkgrid.presets import OCCUPANCY, OCCUPANCY_QUICK
-
     if preset not in ("paper", "quick"):
         raise ValueError(f"preset must be 'paper' or 'quick', got {preset!r}")
     setup = setup or (PAPER_SETUP if preset == "paper" else QUICK_SETUP)

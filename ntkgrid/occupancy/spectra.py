@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid.config import TrainConfig
 from ntkgrid.data import DataError
+from ntkgrid.models import build_model
 from ntkgrid.occupancy.setup import NTK_OUTPUTS
+from ntkgrid.spectrum import ntk_spectrum, spectrum_from_kernel
+from ntkgrid.training import checkpoint_path, load_checkpoint
+from ntkgrid.training.runfolder import read_spectra, save_spectra
 
 if TYPE_CHECKING:  # pragma: no cover
     from ntkgrid.spectrum import Spectrum
@@ -33,14 +40,6 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
     :func:`ntkgrid.training.runfolder.save_spectra` (groups ``<output>/<group>``, plus
     ``ntk_hash``) and reused when the points match.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from ntkgrid.models import build_model
-    from ntkgrid.spectrum import ntk_spectrum, spectrum_from_kernel
-    from ntkgrid.training import checkpoint_path, load_checkpoint
-    from ntkgrid.training.runfolder import save_spectra
-
     run_dir = Path(run_dir)
     ntk_x = np.ascontiguousarray(ntk_x, np.float32)
     key = hashlib.sha256(ntk_x.tobytes() + str(ntk_x.shape).encode()).hexdigest()[:16] + cfg.ntk_method
@@ -80,8 +79,6 @@ def checkpoint_spectra(cfg: TrainConfig, run_dir: str | os.PathLike, epochs: Seq
 
 def _open_npz(path: Path):
     """``np.load`` of a spectra file, any failure a :class:`DataError` naming it."""
-    import zipfile
-
     try:
         return np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
@@ -91,8 +88,6 @@ def _open_npz(path: Path):
 
 
 def _spectra_hash(path: Path) -> str:
-    import zipfile
-
     with _open_npz(path) as z:
         try:
             return str(z["ntk_hash"])
@@ -107,8 +102,6 @@ def read_spectra_file(path: str | os.PathLike) -> tuple[int, dict[str, dict[str,
 
     Raises :class:`ntkgrid.data.DataError` naming the file when it is missing, not an
     ``.npz`` archive, truncated, or lacks the arrays a spectra file holds."""
-    from ntkgrid.training.runfolder import read_spectra
-
     path = Path(path)
     spectra, extra = read_spectra(path)
     try:

@@ -40,17 +40,24 @@ from typing import Any
 
 import numpy as np
 
-from ntkgrid import files
+from ntkgrid import files, plots, presets, sweep
+from ntkgrid.analysis import checkpoint_variables
+from ntkgrid.models import build_model
+from ntkgrid.spectrum import ntk_spectrum
 from ntkgrid.studies.runner import (
     CHECKPOINTS,
     StudyResult,
     StudyRun,
+    _checkpoint_epochs,
     curves_figure,
     reconstructions_figure,
     run_study,
     runs_table,
     spectra_curves,
 )
+from ntkgrid.sweep import apply_overrides
+from ntkgrid.theory import compare_spectra, fan_in_matched_baseline
+from ntkgrid.training import ntk_points_path
 
 __all__ = ["ENCODINGS", "build_runs", "kernel_locality", "run_activation_study", "theorem1_fields", "write_report"]
 
@@ -70,9 +77,6 @@ def build_runs(preset: str, activations: Sequence[str], *, seed: int = 0, epochs
     :data:`ntkgrid.presets.ACTIVATION_STUDY` ``[preset]``. ``lr`` (a step by hand) or
     ``lr_fraction`` (default: the preset's) sets the step; ``epochs`` rescales the checkpoints;
     ``hidden`` replaces the MLP's widths (e.g. for tests)."""
-    from ntkgrid import presets
-    from ntkgrid.sweep import apply_overrides
-
     if preset not in presets.ACTIVATION_STUDY:
         raise ValueError(f"preset must be one of {sorted(presets.ACTIVATION_STUDY)}, got {preset!r}")
     unknown = [a for a in activations if a not in presets.ACTIVATION_VARIANTS]
@@ -135,16 +139,12 @@ def _comparison_fields(prefix: str, comparison: Mapping) -> dict:
 
 
 def _spectra_at(result, cp: str) -> tuple[int | None, dict]:
-    from ntkgrid.studies.runner import _checkpoint_epochs
-
     e = _checkpoint_epochs(result)[cp]
     h = {int(x["epoch"]): x for x in result.history}.get(e) if e is not None else None
     return e, ((h or {}).get("spectra") or {})
 
 
 def _variables_at(result, epoch: int):
-    from ntkgrid.analysis import checkpoint_variables
-
     if epoch == result.params_epoch:
         return result.params
     return checkpoint_variables(result.out_dir, epoch)
@@ -152,11 +152,6 @@ def _variables_at(result, epoch: int):
 
 def theorem1_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
     """The record keys of Theorem 1's comparisons and the kernel locality (module docstring)."""
-    from ntkgrid.models import build_model
-    from ntkgrid.spectrum import ntk_spectrum
-    from ntkgrid.theory import compare_spectra, fan_in_matched_baseline
-    from ntkgrid.training import ntk_points_path
-
     out: dict[str, Any] = {}
     variant, enc = run.fields["variant"], run.fields["study_encoding"]
     base = results.get(f"{variant}_baseline") if enc != "baseline" else None
@@ -194,8 +189,6 @@ def theorem1_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
 
 
 def _figures(out: Path, image: np.ndarray, result: StudyResult, variants: Sequence[str]) -> dict[str, Path]:
-    from ntkgrid import plots
-
     res = result.results
     figs: dict[str, Path] = {}
     color_of = lambda n: COLORS.get(n.rsplit("_", 1)[0], "#7f7f7f")  # noqa: E731
@@ -338,8 +331,6 @@ def run_activation_study(*, preset: str = "quick", image: str = "chelsea", seed:
       arguments or an unreadable image (before anything trains) and
       :class:`~ntkgrid.studies.runner.StudyError` for another study's folder.
     """
-    from ntkgrid import presets, sweep
-
     variants = list(activations or presets.ACTIVATION_DEFAULTS)
     runs = build_runs(preset, variants, seed=seed, epochs=epochs, lr=lr, lr_fraction=lr_fraction,
                       ntk_points=ntk_points, hidden=hidden)

@@ -34,19 +34,26 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ntkgrid import files
+from ntkgrid import files, plots, presets, sweep
+from ntkgrid.interpolate import INTERPOLATIONS, dense_taps, taps_per_point
 from ntkgrid.studies.runner import (
     CHECKPOINTS,
     StudyResult,
     StudyRun,
+    _checkpoint_epochs,
     curves_figure,
     reconstructions_figure,
     run_study,
     runs_table,
     spectra_curves,
 )
+from ntkgrid.sweep import apply_overrides
+from ntkgrid.theory import compare_spectra
+from ntkgrid.training import ntk_points_path
 
 __all__ = ["build_runs", "findings", "interpolation_gram_stats", "interpolation_offdiag_fraction", "rank_correlation", "run_interpolation_study",
            "vs_linear_fields", "write_report"]
@@ -80,10 +87,6 @@ def build_runs(preset: str, kernels: Sequence[str], *, grids: Sequence[str] | No
         (default: the preset's).
       ntk_points: cap on the NTK points; hidden: replace the MLP's widths (e.g. for tests).
     """
-    from ntkgrid import presets
-    from ntkgrid.interpolate import INTERPOLATIONS, taps_per_point
-    from ntkgrid.sweep import apply_overrides
-
     if preset not in presets.INTERPOLATION_STUDY:
         raise ValueError(f"preset must be one of {sorted(presets.INTERPOLATION_STUDY)}, got {preset!r}")
     unknown = [k for k in kernels if k not in INTERPOLATIONS]
@@ -137,11 +140,6 @@ def interpolation_gram_stats(x: np.ndarray, res: Sequence[int], interpolation: s
       (W W^T)_nn``}: the second is ``trace(W W^T) / N``, the mean squared weight a pixel puts
       on its nodes (1 for nearest, about 0.44 for bilinear, 0.23 for the cubic B-spline).
     """
-    import jax
-    import jax.numpy as jnp
-
-    from ntkgrid.interpolate import dense_taps
-
     with jax.enable_x64(True):
         idx, w = dense_taps(jnp.asarray(x, jnp.float64), tuple(int(r) for r in res), interpolation)
         idx, w = np.asarray(idx, np.int64), np.asarray(w, np.float64)
@@ -181,8 +179,6 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 
 def _spectra_at(result, cp: str) -> dict:
-    from ntkgrid.studies.runner import _checkpoint_epochs
-
     e = _checkpoint_epochs(result)[cp]
     h = {int(x["epoch"]): x for x in result.history}.get(e) if e is not None else None
     return (h or {}).get("spectra") or {}
@@ -192,9 +188,6 @@ def vs_linear_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
     """The record keys ``<cp>_vs_linear_{fraction,median_log10}`` (total kernel) and
     ``<cp>_grid_vs_linear_*`` (grid kernel) against the linear run of the same grid, plus
     ``interp_offdiag_fraction`` on the NTK points (module docstring)."""
-    from ntkgrid.theory import compare_spectra
-    from ntkgrid.training import ntk_points_path
-
     out: dict = {}
     x_path = ntk_points_path(result.out_dir)
     if x_path.exists():
@@ -228,8 +221,6 @@ def _grids(records_or_runs) -> list[str]:
 
 
 def _offdiag_figure(path: Path, records: Sequence[Mapping]) -> Path | None:
-    from ntkgrid import plots
-
     recs = [r for r in records if r.get("end_grid_offdiag_fraction") is not None]
     if not recs:
         return None
@@ -256,8 +247,6 @@ def _offdiag_figure(path: Path, records: Sequence[Mapping]) -> Path | None:
 
 
 def _figures(out: Path, image: np.ndarray, result: StudyResult, runs: Sequence[StudyRun]) -> dict[str, Path]:
-    from ntkgrid import plots
-
     res = result.results
     figs: dict[str, Path] = {}
     kernel_of = {r.name: r.config.encoding.interpolation for r in runs}
@@ -405,8 +394,6 @@ def run_interpolation_study(*, preset: str = "quick", image: str = "chelsea", se
       arguments or an unreadable image (before anything trains) and
       :class:`~ntkgrid.studies.runner.StudyError` for another study's folder.
     """
-    from ntkgrid import presets, sweep
-
     kernels = _kernels_in_order(kernels or presets.INTERPOLATION_KERNELS)
     side = int(size or presets.INTERPOLATION_STUDY.get(preset, {}).get("size", 0) or 0)
     runs = build_runs(preset, kernels, grids=grids, seed=seed, size=size, epochs=epochs, lr=lr, lr_fraction=lr_fraction,

@@ -36,8 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from ntkgrid import files
+from ntkgrid import (
+    files,
+    plots,
+    stability,  # stability.with_critical_lr looked up per call: tests patch it
+)
 from ntkgrid.config import TrainConfig
+from ntkgrid.data.images import image_to_dataset
+from ntkgrid.stability import lr_rule_note
+from ntkgrid.sweep import describe_machine, middle_and_end
+from ntkgrid.training import fit, predict
 
 __all__ = ["CHECKPOINTS", "RESULTS_FORMAT", "SPECTRUM_GROUPS", "SPECTRUM_STATS", "StudyError", "StudyResult", "StudyRun",
            "curves_figure", "reconstructions_figure", "run_study", "runs_table", "spectra_curves", "spectrum_summary"]
@@ -112,8 +120,6 @@ def _is_grid(cfg: TrainConfig) -> bool:
 
 
 def _checkpoint_epochs(result) -> dict[str, int | None]:
-    from ntkgrid.sweep import middle_and_end
-
     cps = middle_and_end(result.history, result.config.epochs)
     return {"init": cps["start"], "middle": cps["middle"], "end": cps["end"]}
 
@@ -140,8 +146,6 @@ def _spectra_fields(result) -> dict:
 
 def _record(run: StudyRun, cfg: TrainConfig, result, lr_info: Mapping | None) -> dict:
     """The flat record of one finished run (module docstring)."""
-    from ntkgrid.stability import lr_rule_note
-
     f = result.final
     fraction = cfg.lr_fraction
     note = lr_rule_note(fraction)
@@ -195,10 +199,9 @@ def _resolve_lr(run: StudyRun, coords, out_dim: int, cache: dict, cache_path: Pa
     hit = cache.get(run.name)
     if hit is not None and hit.get("config") == key and hit.get("fraction") == run.lr_fraction:
         return run.config.replace(learning_rate=hit["lr"], lr_fraction=run.lr_fraction), hit
-    from ntkgrid.stability import with_critical_lr
 
     t0 = time.perf_counter()
-    cfg, pred = with_critical_lr(run.config, run.lr_fraction, coords, out_dim)
+    cfg, pred = stability.with_critical_lr(run.config, run.lr_fraction, coords, out_dim)
     info = {"config": key, "fraction": run.lr_fraction, "lr": cfg.learning_rate,
             "lr_crit_median": pred.lr_crit_median, "lr_crit": pred.lr_crit, "lambda_max": pred.lambda_max,
             "batch_size": pred.batch_size, "seconds": time.perf_counter() - t0}
@@ -246,10 +249,6 @@ def run_study(study: str, image: np.ndarray, runs: Sequence[StudyRun], out: str 
       :class:`StudyResult`. A run that raises is logged, left out and named in ``errors``
       (the others still run). Raises :class:`StudyError` for a folder of another study.
     """
-    from ntkgrid.data.images import image_to_dataset
-    from ntkgrid.sweep import describe_machine
-    from ntkgrid.training import fit
-
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"study run names must be unique, got {names}")
@@ -358,10 +357,6 @@ def reconstructions_figure(path: str | os.PathLike, image: np.ndarray, results: 
                            suptitle: str | None = None) -> Path:
     """Each run's prediction (clipped to ``[0, 1]``) with its PSNR / MS-SSIM, in the order of
     ``names``; a ``None`` entry is a ground-truth panel (e.g. one at the start of each row)."""
-    from ntkgrid import plots
-    from ntkgrid.data.images import image_to_dataset
-    from ntkgrid.training import predict
-
     panels, data = [], []
     for n in names:
         r = results.get(n) if n is not None else None
@@ -387,8 +382,6 @@ def curves_figure(path: str | os.PathLike, results: Mapping, names: Sequence[str
                   label: Callable[[str], str] | None = None, color: Callable[[str], Any] | None = None,
                   linestyle: Callable[[str], str] | None = None) -> Path | None:
     """Full-image MSE and PSNR against the epoch for every run with a training curve."""
-    from ntkgrid import plots
-
     loss, psnr = [], []
     for n in names:
         r = results.get(n)

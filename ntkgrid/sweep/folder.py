@@ -10,6 +10,8 @@ import platform
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+import jax
+
 from ntkgrid import files
 from ntkgrid.config import TrainConfig
 from ntkgrid.sweep.common import SweepError, read_json
@@ -47,8 +49,6 @@ def identity_diff(a: Mapping, b: Mapping) -> list[str]:
 def describe_machine() -> dict:
     """Where the numbers were measured: platform, CPU count, JAX backend and this process's
     devices (``jax.local_devices()``: in a multi-host job, those of this host)."""
-    import jax
-
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
             "backend": jax.default_backend(), "devices": [str(d) for d in jax.local_devices()]}

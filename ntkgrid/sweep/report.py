@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkgrid import files
+from ntkgrid import evidence, files, plots, presets
 from ntkgrid.config import TrainConfig
 from ntkgrid.files import markdown_table, write_json, write_text
 from ntkgrid.sweep.common import SPECTRUM_LENGTH, Log
@@ -56,8 +56,6 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping]) -> Path:
 def _figures(out: Path, records: Sequence[ImageRecord], manifest: Mapping, means: Mapping) -> tuple[dict, dict]:
     """Write ``spectra``, ``theorem1_ratio`` and ``training_curves`` (``.png`` + ``.json``)
     where there is data; returns ``({name: png path}, Theorem 1 claims)``."""
-    from ntkgrid import evidence, plots
-
     names = list(manifest.get("configs", {}))
     paths = {}
     curves = spectra_curves(means, names)
@@ -104,8 +102,6 @@ def summarize(out: str | os.PathLike, *, log: Log = print, wall_seconds: float |
       ``{"rows" (:func:`ntkgrid.sweep.summary_rows`), "ordering" (:func:`ntkgrid.sweep.ordering`),
       "paths" ({name: Path}), "means" (:func:`ntkgrid.sweep.mean_spectra`)}``.
     """
-    from ntkgrid import presets
-
     out = Path(out)
     sweep = load_sweep(out)
     manifest, records = sweep["manifest"], sweep["records"]
@@ -252,8 +248,6 @@ def sweep_report(manifest: Mapping, rows: Sequence[Mapping], order: Mapping, rec
       claims: :func:`ntkgrid.evidence.theorem1`'s result.
       figures: the names of the figures written (``"training_curves"``, ...).
     """
-    from ntkgrid import evidence
-
     figures = set(figures)
     names = list(manifest.get("configs", {}))
     lines = _header_lines(manifest, records, sweep, wall_seconds)

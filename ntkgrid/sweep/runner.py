@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ntkgrid import training
 from ntkgrid.config import TrainConfig
 from ntkgrid.data import DataError
+from ntkgrid.data.images import image_to_dataset
+from ntkgrid.data.images import shard as take_shard
 from ntkgrid.files import write_json
 from ntkgrid.sweep.common import FORMAT, Log, SweepError
 from ntkgrid.sweep.folder import check_manifest, describe_machine, read_list, set_aside
@@ -23,6 +26,8 @@ from ntkgrid.sweep.records import ImageRecord, RunRecord, read_image_record
 from ntkgrid.sweep.report import summarize
 from ntkgrid.sweep.shards import resolve_shard
 from ntkgrid.sweep.sources import ImageSource, load_source
+from ntkgrid.training import BatchRun, fit
+from ntkgrid.training.runfolder import RunFolder
 
 __all__ = ["group_sizes", "run_configs", "run_group", "run_sweep"]
 
@@ -41,8 +46,6 @@ def _log_run(log: Log, label: str, res, seconds: float | None) -> None:
 def _fit_one(cfg: TrainConfig, coords: np.ndarray, values: np.ndarray, image_shape: tuple[int, int],
              out_dir: Path, progress: bool, label: str):
     """:func:`ntkgrid.training.fit` of one run into ``out_dir`` (resumable)."""
-    from ntkgrid.training import fit
-
     return fit(cfg, coords, values, image_shape=image_shape, out_dir=out_dir, progress=progress, label=label)
 
 
@@ -61,8 +64,6 @@ def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir:
       ``{name: RunResult}``; a run that raises is logged and left out (the others still
       run) and its error is returned under ``"_errors"`` as ``{name: message}``.
     """
-    from ntkgrid.data.images import image_to_dataset
-
     out: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, cfg in configs.items():
@@ -103,9 +104,7 @@ def group_sizes(runs_per_program: int | None, configs: Mapping[str, TrainConfig]
         return {name: int(runs_per_program) for name in configs}
     if n == 0:
         return dict.fromkeys(configs, 1)
-    from ntkgrid.training import runs_per_program as auto
-
-    return {name: max(1, min(n, auto(c, size * size))) for name, c in configs.items()}
+    return {name: max(1, min(n, training.runs_per_program(c, size * size))) for name, c in configs.items()}
 
 
 def _fit_chunk(cfg: TrainConfig, chunk: list, name: str, *, log: Log, progress: bool,
@@ -113,10 +112,8 @@ def _fit_chunk(cfg: TrainConfig, chunk: list, name: str, *, log: Log, progress: 
     """The results of the batch runs ``chunk`` in one program (:func:`ntkgrid.training.fit_batch`);
     if the program itself fails, each run is retried alone, so only the culprit fails.
     Returns one ``RunResult`` or exception per run."""
-    from ntkgrid.training import fit_batch
-
     try:
-        return list(fit_batch(cfg, chunk, progress=progress, on_error="return", matmul_precision=matmul_precision))
+        return list(training.fit_batch(cfg, chunk, progress=progress, on_error="return", matmul_precision=matmul_precision))
     except KeyboardInterrupt:
         raise
     except Exception as err:  # noqa: BLE001 - retry one by one so that only the culprit fails
@@ -157,9 +154,6 @@ def run_group(images: Mapping[str, np.ndarray], configs: Mapping[str, TrainConfi
       holds another run) fails alone; if the batched program itself fails, each image of
       it is retried on its own with :func:`ntkgrid.training.fit`, so one bad image loses only itself.
     """
-    from ntkgrid.data.images import image_to_dataset
-    from ntkgrid.training import BatchRun
-
     tags = dict(tags or {})
     data = {k: image_to_dataset(img) for k, img in images.items()}
     out: dict[str, dict[str, Any]] = {k: {} for k in images}
@@ -214,8 +208,6 @@ def _check_run_folders(runs_root: Path, ids: Sequence[str], configs: Mapping[str
     """Set aside (``<name>.corrupt``) every run folder of ``ids`` whose ``run.json`` and
     ``summary.json`` are both unreadable (so which run it holds cannot be told), so that its
     config trains again while the image's other runs are kept."""
-    from ntkgrid.training.runfolder import RunFolder
-
     for iid in ids:
         for name in configs:
             root = runs_root / iid / name
@@ -286,8 +278,6 @@ def run_sweep(out: str | os.PathLike, sources: Sequence[ImageSource], configs: M
       :func:`ntkgrid.sweep.summarize`'s dict plus ``"ran"``, ``"resumed"``, ``"skipped"``,
       ``"failed"`` (lists of image ids / records of this call) and ``"seconds"``.
     """
-    from ntkgrid.data.images import shard as take_shard
-
     t0 = time.perf_counter()
     out = Path(out)
     shard = resolve_shard(shard)

@@ -8,6 +8,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
+
 from ntkgrid.files import write_json
 from ntkgrid.sweep.common import Log, SweepError, read_json
 from ntkgrid.sweep.folder import check_manifest, identity_diff, read_list, set_aside
@@ -23,7 +25,6 @@ def resolve_shard(shard: str | None) -> str | None:
     anything else is returned unchanged."""
     if shard != "auto":
         return shard
-    import jax
 
     n = jax.process_count()
     return None if n == 1 else f"{jax.process_index()}/{n}"

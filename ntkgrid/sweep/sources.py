@@ -12,6 +12,7 @@ import numpy as np
 
 from ntkgrid import files
 from ntkgrid.data import DataError
+from ntkgrid.data import images as I
 
 __all__ = ["ImageSource", "load_source", "resolve_image", "select_sources"]
 
@@ -40,8 +41,6 @@ class ImageSource:
 
 def _bundled_sources(num_images: int, seed: int) -> list[ImageSource]:
     """``num_images`` bundled photos (all when there are fewer; else a ``seed``-drawn subset), in name order."""
-    from ntkgrid.data import images as I
-
     names = list(I.BUNDLED_IMAGE_NAMES)
     if num_images < len(names):
         pick = np.random.default_rng(seed).choice(len(names), num_images, replace=False)
@@ -66,8 +65,6 @@ def select_sources(data_root: str | os.PathLike | None, num_images: int,
       ``([ImageSource], [warning message])``. Raises :class:`DataError` for a missing or
       empty root, ``ValueError`` for ``num_images < 1``.
     """
-    from ntkgrid.data import images as I
-
     if num_images < 1:
         raise ValueError(f"the number of images must be >= 1, got {num_images}")
     if data_root is None:
@@ -97,8 +94,6 @@ def load_source(src: ImageSource, size: int) -> np.ndarray:
       by :func:`ntkgrid.data.images.load_image`). Raises :class:`DataError` naming the file
       when it cannot be used (unreadable, truncated, not an image, too small).
     """
-    from ntkgrid.data import images as I
-
     if src.bundled:
         return I.bundled_image(src.source.removeprefix(_BUNDLED), size)
     return I.load_image(src.source, size)
@@ -115,8 +110,6 @@ def resolve_image(spec: str | os.PathLike, size: int) -> tuple[ImageSource, np.n
       ``(ImageSource, (size, size, 3) float32 image)``; raises :class:`DataError` naming
       the file (or the unknown name) when unusable.
     """
-    from ntkgrid.data import images as I
-
     text = str(spec)
     if text in I.BUNDLED_IMAGE_NAMES:
         src = ImageSource(text, f"{_BUNDLED}{text}")

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ntkgrid import presets
+from ntkgrid.analysis import run_spectra
 from ntkgrid.spectrum import Spectrum, mean_spectrum
 from ntkgrid.sweep.common import SPECTRUM_LENGTH
 from ntkgrid.sweep.records import ImageRecord, RunRecord, middle_and_end
@@ -68,8 +69,6 @@ def _collect_spectra(records: Sequence[ImageRecord], name: str, groups: Sequence
                      ) -> tuple[dict[str, dict[str, list[Spectrum]]], dict[str, set[int]]]:
     """The recorded spectra of config ``name`` over images (diverged runs left out):
     ``({group: {checkpoint: [Spectrum]}}, {checkpoint: {epochs}})``."""
-    from ntkgrid.analysis import run_spectra
-
     found: dict[str, dict[str, list[Spectrum]]] = {}
     epochs: dict[str, set[int]] = {cp: set() for cp in checkpoints}
     for r in records:

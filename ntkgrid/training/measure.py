@@ -21,8 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkgrid import metrics, spectrum  # spectrum.ntk_spectrum looked up per call: tests patch it
 from ntkgrid.config import TrainConfig
+from ntkgrid.data.images import ntk_window as window_indices
 from ntkgrid.models import build_model
+from ntkgrid.presets import NTK_POINTS_CAP
 from ntkgrid.training.step import jit_apply
 
 __all__ = ["HISTORY_KEYS", "curve_point", "kernel_points", "measure", "ntk_points_cap", "predict",
@@ -122,9 +125,7 @@ def _spectra_with_fallback(cfg: TrainConfig, model, variables, ntk_x: np.ndarray
         if not _is_out_of_memory(err) or ntk_x.shape[0] <= cap:
             raise
         if window is not None:
-            from ntkgrid.data.images import ntk_window
-
-            idx, _ = ntk_window(window, cap)
+            idx, _ = window_indices(window, cap)
         else:
             idx = np.arange(cap)
         warnings.warn(f"NTK on {ntk_x.shape[0]} points ran out of memory ({type(err).__name__}); "
@@ -134,10 +135,8 @@ def _spectra_with_fallback(cfg: TrainConfig, model, variables, ntk_x: np.ndarray
 
 
 def _spectra(cfg: TrainConfig, model, variables, points: np.ndarray, all_groups: bool) -> tuple[dict, dict]:
-    from ntkgrid.spectrum import ntk_spectrum  # looked up per call: tests patch it
-
     groups = cfg.ntk_method == "structured"
-    spec, kernels = ntk_spectrum(model, variables, points, method=cfg.ntk_method, groups=groups,
+    spec, kernels = spectrum.ntk_spectrum(model, variables, points, method=cfg.ntk_method, groups=groups,
                                  solve=None if all_groups else ("total",))
     return (spec, kernels) if groups else ({"total": spec}, {"total": kernels})
 
@@ -179,9 +178,7 @@ def measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, nt
         entry["spectra"], entry["spectrum"] = spectra, spectra["total"]
         entry["ntk_points"] = int(spectra["total"].eigenvalues.size)
         if "grid" in kernels:
-            from ntkgrid.spectrum import offdiag_fraction
-
-            entry["grid_offdiag_fraction"] = offdiag_fraction(kernels["grid"])
+            entry["grid_offdiag_fraction"] = spectrum.offdiag_fraction(kernels["grid"])
     if eval_fn is not None:
         extra = dict(eval_fn(jit_apply(model), variables))
         clash = sorted(set(extra) & set(HISTORY_KEYS))
@@ -194,8 +191,6 @@ def measure(cfg: TrainConfig, model, variables, coords, targets, image_shape, nt
 def _image_metrics(pred: np.ndarray, y: np.ndarray, image_shape) -> dict:
     """PSNR (dB) of ``pred`` ``(N, O)`` clipped to [0, 1] against ``y`` (float64), and
     MS-SSIM when ``image_shape`` ``(H, W)`` is given (0 scales below 11 pixels)."""
-    from ntkgrid import metrics
-
     clipped = np.clip(pred.astype(np.float64), 0.0, 1.0)
     mse = float(np.mean(np.square(clipped - y)))
     out: dict[str, Any] = {"psnr": float("inf") if mse == 0 else float(-10.0 * np.log10(mse))}
@@ -221,8 +216,6 @@ def _plain(v):
 def ntk_points_cap(backend: str | None = None) -> int:
     """Most kernel points taken by default on ``backend`` (JAX's default backend if None):
     :data:`ntkgrid.presets.NTK_POINTS_CAP`."""
-    from ntkgrid.presets import NTK_POINTS_CAP
-
     return NTK_POINTS_CAP.get(backend or jax.default_backend(), NTK_POINTS_CAP["cpu"])
 
 
@@ -277,9 +270,7 @@ def training_set_points(coords: np.ndarray, n: int | None, image_shape=None) -> 
         warnings.warn(f"NTK spectra on {cap} of the {total} training points (the {jax.default_backend()} cap, "
                       "ntkgrid.presets.NTK_POINTS_CAP)", RuntimeWarning, stacklevel=3)
     if image_shape is not None:
-        from ntkgrid.data.images import ntk_window
-
-        idx, hw = ntk_window(image_shape, cap)
+        idx, hw = window_indices(image_shape, cap)
         return coords[idx], {"ntk_points": int(idx.size), "ntk_selection": "window", "ntk_window": list(hw)}
     idx = np.sort(np.random.default_rng(0).choice(total, cap, replace=False))
     return coords[idx], {"ntk_points": cap, "ntk_selection": "random", "ntk_window": None}

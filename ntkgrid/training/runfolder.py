@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -44,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid.config import TrainConfig
+from ntkgrid.data import DataError
 from ntkgrid.files import diff, read_json, read_jsonl, to_jsonable, write_bytes, write_json, write_jsonl
 from ntkgrid.spectrum import Spectrum
 from ntkgrid.training.result import RunResult
@@ -130,10 +132,6 @@ def read_spectra(path: str | os.PathLike) -> tuple[dict[str, Spectrum], dict[str
 
     Raises :class:`ntkgrid.data.DataError` (a ``ValueError``) naming the file when it is
     missing, not an ``.npz`` archive, truncated, or lacks a spectra file's arrays."""
-    import zipfile
-
-    from ntkgrid.data import DataError
-
     try:
         with np.load(path, allow_pickle=False) as z:
             names = z.files

@@ -3,6 +3,7 @@ spanning ``[0, 1]``), their summary, and the procedural default shape."""
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -152,8 +153,6 @@ def load_mesh(path: str | os.PathLike[str]) -> trimesh.Trimesh:
     obj_text = _obj_text(path) if is_obj else None
     try:
         if obj_text is not None and not obj_text[1]:  # not UTF-8: hand trimesh the text itself
-            import io
-
             scene = trimesh.load_scene(io.BytesIO(obj_text[0].encode("utf-8")), file_type="obj", process=False)
         else:
             scene = trimesh.load_scene(path, process=False)
