@@ -32,7 +32,7 @@ from ntkgrid import config, files
 from ntkgrid.spectrum import SPECTRUM_LENGTH, Spectrum, resample
 
 __all__ = ["FULL_EIGH_MAX_ROWS", "FULL_KERNEL_MAX_ROWS", "THEOREM1_CHECKPOINTS", "grid_configs",
-           "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
+           "kernel_motion_share", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
 
 _SCALARS = ("verdict", "holds", "fraction", "n_compared", "median_log10_ratio", "min_log10_ratio", "first_below")
@@ -471,6 +471,27 @@ FULL_KERNEL_MAX_ROWS = 4096 * 3
 FULL_EIGH_MAX_ROWS = 3072
 
 
+def kernel_motion_share(replay: np.ndarray, expected: np.ndarray, measured: np.ndarray) -> float:
+    """``|replay - measured| / |expected - measured|`` at the last epoch: the share of the
+    expected-step prediction's final error that remains once the exact minibatch order is
+    replayed, i.e. the part due to the kernel's motion.
+
+    Args:
+      replay, expected, measured: ``(T,)`` losses per epoch from the prediction's start.
+
+    Returns:
+      The share, or NaN where it means nothing: the replay diverged (its loss is not finite
+      or ends above where it started: the step is above what the fixed kernel allows, so the
+      gap measures the divergence, not the motion), or the expected step is exact.
+    """
+    r, e, m = (np.asarray(v, np.float64) for v in (replay, expected, measured))
+    with np.errstate(over="ignore", invalid="ignore"):
+        gap = abs(e[-1] - m[-1])
+        if not (np.isfinite(r[-1]) and r[-1] <= r[0]) or not gap > 0:
+            return float("nan")
+        return float(abs(r[-1] - m[-1]) / gap)
+
+
 def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epoch: int, *,
                           full_kernel_max_rows: int = FULL_KERNEL_MAX_ROWS,
                           full_eigh_max_rows: int = FULL_EIGH_MAX_ROWS, traced: tuple | None = None) -> dict:
@@ -502,8 +523,8 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     "max_relative_error" (after from_epoch), "final_relative_error", "expected_max_relative_error",
     "expected_final_relative_error", "kernel_motion_share" (|replay - meas| / |expected - meas|
     at the last epoch: the share of the expected-step model's final error that the exact
-    minibatch order leaves, i.e. the kernel's motion; NaN where the replay diverges, lr above
-    eta_crit, as it then measures the divergence, not the motion), "replay_kernel", "expected_kernel",
+    minibatch order leaves, i.e. the kernel's motion; NaN where the replay diverges, its loss
+    ending above its start, as it then measures the divergence, not the motion), "replay_kernel", "expected_kernel",
     "stable" (lr < eta_crit), "expected_stable" (the expected-step rates all within 1), "edges",
     "bands_start", "bands_predicted_end" (expected step), "bands_replay_end", "bands_measured_end"
     (energy per eigenvalue band of the expected step's kernel at from_epoch, predicted and
@@ -570,10 +591,7 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     with np.errstate(over="ignore", invalid="ignore"):
         rel = np.abs(rep["loss"] - measured) / measured
         rel_exp = np.abs(pred["loss"] - measured) / measured
-        gap_exp = abs(pred["loss"][-1] - measured[-1])
-        # a replay that diverges (lr above eta_crit) says nothing of the kernel's motion
-        diverged = not (np.isfinite(rep["loss"][-1]) and crit.stable(cfg.learning_rate))
-        share = float("nan") if diverged or gap_exp == 0 else float(abs(rep["loss"][-1] - measured[-1]) / gap_exp)
+        share = kernel_motion_share(rep["loss"], pred["loss"], measured)
         bands_replay = band_energies(lam, project(rep["residuals"][-1]), pred["edges"])
     return {
         "from_epoch": int(from_epoch), "epochs": epochs, "measured": measured, "predicted": rep["loss"],
