@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"bad ranges: --lr-range {lr_range}, --batch-range {batch_range}")
         base = sweep.apply_overrides(presets.get(presets.IMAGENET, args.preset, args.encoding),
                                      epochs=args.epochs, ntk_points=args.ntk_points, seed=args.seed)
-        src, image = sweep.resolve_image(args.image, image_side(args, args.preset))
+        src, image = sweep.resolve_image(args.image, image_side(args, args.preset, sweep=True))
     except (ValueError, KeyError, DataError) as err:
         return fail(str(err).strip("'\""))
     out = args.out or Path("runs/tune")

@@ -132,3 +132,18 @@ def test_theorem1_on_recorded_spectra_against_a_brute_force_count(tmp_path):
     assert out["summary"]["multigrid/end/stated"] == {"images_holding": 1, "images_compared": 2}
     top = [c for c in out["cause"] if (c["image_id"], c["checkpoint"]) == ("img1", "end")][0]
     assert top["top_mpe"] == mpe[1][:3] and top["top_baseline"] == base["total"][:3] and top["grid_lambda_max"] == 0.5
+
+
+@pytest.mark.parametrize("replay, expected, measured, share", [
+    ([1.0, 0.5, 0.30], [1.0, 0.5, 0.20], [1.0, 0.5, 0.25], 1.0),  # replay and expected step equally far
+    ([1.0, 0.5, 0.26], [1.0, 0.5, 0.35], [1.0, 0.5, 0.25], 0.1),  # the minibatch order explains 90%
+    ([1.0, 4.0, 1e70], [1.0, 0.5, 0.35], [1.0, 0.5, 0.25], None),  # the replay diverges: no share
+    ([1.0, 4.0, np.inf], [1.0, 0.5, 0.35], [1.0, 0.5, 0.25], None),
+    ([1.0, 0.5, 0.26], [1.0, 0.5, 0.25], [1.0, 0.5, 0.25], None),  # the expected step is exact
+])
+def test_kernel_motion_share(replay, expected, measured, share):
+    got = evidence.kernel_motion_share(np.array(replay), np.array(expected), np.array(measured))
+    if share is None:
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(share, rel=1e-12)
