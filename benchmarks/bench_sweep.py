@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="time the sequential way on the first K images only, scaled to all (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
-    from experiments import fail, split_host_cpus
+    from experiments._cli import fail, split_host_cpus
 
     for opt, val, low in (("--images", args.images, 1), ("--epochs", args.epochs, 1), ("--size", args.size, 11),
                           ("--runs-per-program", args.runs_per_program, 1),

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import fail
+from experiments._cli import fail
 from ntkgrid import occupancy as occ
 from ntkgrid.files import write_json
 

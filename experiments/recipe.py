@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import fail, log
+from experiments._cli import fail, log
 from ntkgrid.files import fmt, read_json, write_json
 
 TABLE3 = ("baseline", "fourier_low", "fourier_mid", "fourier_high", "multigrid_coarse", "multigrid_fine")

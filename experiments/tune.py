@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments import add_run_args, check_overrides, fail, image_side, log
+from experiments._cli import add_run_args, check_overrides, fail, image_side, log
 from ntkgrid import files
 from ntkgrid.presets import PAPER_ENCODINGS
 

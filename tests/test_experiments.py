@@ -407,7 +407,9 @@ def test_missing_image_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("module", [scaling, ntk_evolution, inspect_grid], ids=lambda m: m.__name__.split(".")[-1])
 def test_every_run_failed_exits_1_naming_the_errors(module, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(sweep, "run_configs", lambda *a, **k: {"_errors": {"baseline": "lr too large"}})
+    from ntkgrid.studies import image_runs
+
+    monkeypatch.setattr(image_runs, "run_configs", lambda *a, **k: ({}, {"baseline": "lr too large"}))
     assert module.main(["--configs", "baseline", *TINY, "--out", str(tmp_path / "o")]) == 1
     assert "error: every run failed: baseline: lr too large" in capsys.readouterr().err
 
@@ -505,7 +507,7 @@ def test_lr_rule_parses_on_scaling_and_sweep_and_bad_values_exit_2(capsys):
 def test_apply_lr_rule_sets_each_configs_own_step_and_records_the_fraction():
     import argparse
 
-    from experiments import apply_lr_rule, overrides
+    from experiments._cli import apply_lr_rule, overrides
     from ntkgrid.config import LrRule
     from ntkgrid.data.images import image_to_dataset
     from ntkgrid.stability import critical_lr

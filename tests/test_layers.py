@@ -24,8 +24,8 @@ FLOORS = {
     "ntkgrid.encodings": 1, "ntkgrid.ntk": 1, "ntkgrid.plots": 1,
     # 2: configs, spectra, renders
     "ntkgrid.config": 2, "ntkgrid.spectrum": 2, "ntkgrid.render": 2,
-    # 3: paper settings, models, the linear theory
-    "ntkgrid.presets": 3, "ntkgrid.models": 3, "ntkgrid.theory": 3,
+    # 3: paper settings and the readings of the recipe, models, the linear theory
+    "ntkgrid.presets": 3, "ntkgrid.readings": 3, "ntkgrid.models": 3, "ntkgrid.theory": 3,
     # 4: training and its run folder; kernels of the GTK; stability; the public facade
     "ntkgrid.training": 4, "ntkgrid.gtk": 4, "ntkgrid.stability": 4, "ntkgrid": 4,
     # 5: analyses of finished run folders
