@@ -13,7 +13,7 @@ measured only at the last epoch (PSNR, MS-SSIM), in two ways in one run:
 * batched: :func:`ntkgrid.training.fit_batch` per encoding, the images in groups of
   ``--runs-per-program`` (default automatic) per program, what the sweep does now: as
   the sweep, the benchmark asks XLA for one CPU device per core
-  (:func:`experiments.split_host_cpus`), and a group's runs are sharded over the local
+  (:func:`experiments._cli.split_host_cpus`), and a group's runs are sharded over the local
   devices. The sequential way runs on the default device, as ``fit`` always did.
 
 Epochs: the paper's 100 on an accelerator; ``--epochs`` (default 6) on a CPU, where
