@@ -19,6 +19,7 @@ from typing import Any
 
 from ntkgrid import files, plots, presets
 from ntkgrid import occupancy as occ
+from ntkgrid.config import TrainConfig
 from ntkgrid.data import DataError
 from ntkgrid.data.images import image_to_dataset
 from ntkgrid.data.meshes import FreshPoints, load_any
@@ -129,11 +130,21 @@ def _optimize(optuna, opts: TuneOptions, out: Path, study_name: str, direction: 
     return study, [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
-def suggest(trial, base, encoding: str, lr_range, batch_range, res_range=(8, 160, 320)):
+def suggest(trial, base: TrainConfig, encoding: str, lr_range: Sequence[float], batch_range: Sequence[int],
+            res_range: Sequence[int] = (8, 160, 320)) -> TrainConfig:
     """The :class:`~ntkgrid.config.TrainConfig` of one trial: ``base`` with the sampled
     step size, batch size and encoding parameters (multigrid: at most
     :data:`MAX_FEATURES` scalars per node and :data:`MAX_LEVELS` levels; coarsest
-    resolution in ``res_range[0]..res_range[1]``, finest up to ``res_range[2]``)."""
+    resolution in ``res_range[0]..res_range[1]``, finest up to ``res_range[2]``).
+
+    Args:
+      trial: an ``optuna.trial.Trial`` (or ``FixedTrial`` to rebuild a trial's config).
+      base: the config the trial varies.
+      encoding: ``base``'s encoding kind (``"baseline"``, ``"fourier"``, ``"multigrid"``).
+      lr_range: ``(low, high)`` SGD step sizes, sampled on a log scale.
+      batch_range: ``(low, high)`` minibatch sizes, sampled on a log scale.
+      res_range: ``(lowest coarsest, highest coarsest, highest finest)`` grid nodes per side.
+    """
     lr = trial.suggest_float("learning_rate", *lr_range, log=True)
     batch = trial.suggest_int("batch_size", *batch_range, log=True)
     enc: dict = {}
