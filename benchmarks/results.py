@@ -109,9 +109,16 @@ def _ntk_full(doc: Mapping) -> str:
 
 
 def _interpolate(doc: Mapping) -> str:
-    rows = [[f"{r['case']}, 2^{int(round(math.log2(r['points'])))} points", _g(r["ours_pts_per_s"]),
-             _g(r.get("torch_pts_per_s")), _f(r.get("ratio"), 2, "x")] for r in doc["results"]]
-    return _table(["case", "ours points/s", "torch points/s", "ratio"], rows)
+    """Linear rows against ``grid_sample`` bilinear; cubic rows (ours: the uniform cubic
+    B-spline) against ``grid_sample`` bicubic where torch has it (2D), with our cubic's
+    speed relative to our linear on the same points."""
+    rows = [[f"{r['case']}, 2^{int(round(math.log2(r['points'])))} points",
+             "cubic (bicubic)" if r.get("kernel") == "cubic" else "linear (bilinear)",
+             _g(r["ours_pts_per_s"]), _g(r.get("torch_pts_per_s")),
+             _f(r.get("ratio", r.get("bicubic_ratio")), 2, "x"), _f(r.get("cubic_over_linear"), 2, "x")]
+            for r in doc["results"]]
+    return _table(["case", "kernel (torch mode)", "ours points/s", "torch points/s", "ratio",
+                   "ours linear s / ours cubic s"], rows)
 
 
 def _train(doc: Mapping) -> str:

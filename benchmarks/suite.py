@@ -65,9 +65,14 @@ def _head_ntk(doc: Mapping) -> dict:
 
 def _head_interpolate(doc: Mapping) -> dict:
     rows = doc.get("results", [])
-    return {**_ratios([r.get("ratio") for r in rows]),
-            "meaning": "torch grid_sample seconds / ntkgrid interpolate_dense seconds (forward + backward), "
-                       "geometric mean over cases and point counts"}
+    cubic = [r for r in rows if r.get("kernel") == "cubic"]
+    out = {**_ratios([r.get("ratio") for r in rows]),
+           "meaning": "torch grid_sample seconds / ntkgrid interpolate_dense seconds (forward + backward, "
+                      "bilinear), geometric mean over cases and point counts"}
+    if cubic:
+        out.update(bicubic_ratio=_geomean([r.get("bicubic_ratio") for r in cubic]),
+                   cubic_over_linear=_geomean([r.get("cubic_over_linear") for r in cubic]))
+    return out
 
 
 def _head_train(doc: Mapping) -> dict:
@@ -128,10 +133,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "interpolate", "benchmarks.bench_interpolate",
         "dense-grid interpolation forward + backward vs torch grid_sample",
-        {"full": (), "quick": ("--points", "262144", "--repeats", "3"),
-         "gpu": ("--points", "1048576", "4194304"),
+        {"full": ("--kernels", "linear", "cubic"),
+         "quick": ("--points", "262144", "--repeats", "3", "--kernels", "linear", "cubic"),
+         "gpu": ("--points", "1048576", "4194304", "--kernels", "linear", "cubic"),
          "tiny": ("--points", "1024", "--cases", "2d-512-k2", "3d-128-k2", "--repeats", "1", "--warmup", "1",
-                  "--block", "1")},
+                  "--block", "1", "--kernels", "linear", "cubic")},
         {"full": 900, "quick": 120, "gpu": 40, "tiny": 60}, _head_interpolate),
     Benchmark(
         "train", "benchmarks.bench_train",

@@ -54,12 +54,16 @@ def lr_arg(text: str):
 
 
 def add_run_args(ap: argparse.ArgumentParser, *, name: str, default_preset: str | None = "quick",
-                 critical_lr: bool = False) -> None:
+                 critical_lr: bool = False, sweep: bool = False) -> None:
     """``--preset --seed --out`` and the per-run overrides every 2D experiment takes.
 
     ``critical_lr=True``: ``--lr`` also takes ``critical:FRACTION`` (the program applies it
-    with :func:`apply_lr_rule` once it has the training points)."""
-    preset_help = ("paper: the paper's table; quick: a few minutes on a 2-core CPU (64 px images, "
+    with :func:`apply_lr_rule` once it has the training points). ``sweep=True``: the program
+    runs Table 2's sweep, whose quick images are ``presets.QUICK_SWEEP_IMAGE_SIZE`` px."""
+    from ntkgrid import presets
+
+    preset_help = ("paper: the paper's table; quick: a few minutes on a 2-core CPU "
+                   f"({presets.image_size('quick', sweep=sweep)} px images, "
                    "hand-tuned short runs, see ntkgrid.presets)")
     if default_preset is None:
         ap.add_argument("--preset", choices=("paper", "quick"), default=None,
@@ -109,9 +113,10 @@ def apply_lr_rule(configs: Mapping, args: argparse.Namespace, image, *, log=None
     return with_critical_lrs(configs, args.lr.fraction, image, log=log)
 
 
-def check_overrides(args: argparse.Namespace, preset: str | None = None) -> None:
+def check_overrides(args: argparse.Namespace, preset: str | None = None, *, sweep: bool = False) -> None:
     """Reject impossible override values with a ``ValueError`` naming the option (and
-    ``--ntk-points`` beyond the training image's pixels, when ``preset`` gives its size)."""
+    ``--ntk-points`` beyond the training image's pixels, when ``preset`` gives its size;
+    ``sweep``: Table 2's sweep's size)."""
     for opt, val, low in (("--size", args.size, 11), ("--epochs", args.epochs, 1),
                           ("--batch-size", args.batch_size, 1), ("--ntk-points", args.ntk_points, 0)):
         if val is not None and val < low:
@@ -120,7 +125,7 @@ def check_overrides(args: argparse.Namespace, preset: str | None = None) -> None
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     preset = preset or getattr(args, "preset", None)
     if args.ntk_points and preset in ("paper", "quick"):
-        side = image_side(args, preset)
+        side = image_side(args, preset, sweep=sweep)
         if args.ntk_points > side * side:
             raise ValueError(f"--ntk-points {args.ntk_points} exceeds the {side}x{side} = {side * side} pixels of "
                              "the training image (leave it out for all of them)")
@@ -137,10 +142,11 @@ def configs_for(table: Mapping, preset: str, names, args: argparse.Namespace) ->
     return cfgs
 
 
-def image_side(args: argparse.Namespace, preset: str) -> int:
+def image_side(args: argparse.Namespace, preset: str, *, sweep: bool = False) -> int:
+    """``--size``, else the preset's image side (``sweep``: Table 2's sweep's)."""
     from ntkgrid import presets
 
-    return args.size if args.size is not None else presets.image_size(preset)
+    return args.size if args.size is not None else presets.image_size(preset, sweep=sweep)
 
 
 def fail(message: str, code: int = 2) -> int:

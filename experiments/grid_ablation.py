@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-root", type=Path, default=None,
                     help="ImageNet-style folder <root>/<wnid>/<image> (default: scikit-image's bundled photos)")
     ap.add_argument("--num-synsets", type=int, default=100, help="synsets to draw, one image each")
-    add_run_args(ap, name="grid_ablation", default_preset=None)
+    add_run_args(ap, name="grid_ablation", default_preset=None, sweep=True)
     return ap
 
 
@@ -59,7 +59,7 @@ def _run_sweep(args, out: Path) -> Path | int:
 
     preset = args.preset or ("paper" if args.data_root is not None else "quick")
     try:
-        check_overrides(args, preset)
+        check_overrides(args, preset, sweep=True)
         configs = configs_for(presets.IMAGENET, preset, ENCODINGS, args)
         sources, warns = sweep.select_sources(args.data_root, args.num_synsets, args.seed)
     except DataError as err:
@@ -71,7 +71,7 @@ def _run_sweep(args, out: Path) -> Path | int:
                 "num_images": args.num_synsets, "selection_warnings": warns}
     sweep_dir = out / "sweep"
     try:
-        sweep.run_sweep(sweep_dir, sources, configs, size=image_side(args, preset), manifest=manifest, log=log,
+        sweep.run_sweep(sweep_dir, sources, configs, size=image_side(args, preset, sweep=True), manifest=manifest, log=log,
                         progress=not args.no_progress)
     except sweep.SweepError as err:
         return fail(str(err))

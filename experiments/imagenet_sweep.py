@@ -64,7 +64,7 @@ from experiments._cli import (
     overrides,
     split_host_cpus,
 )
-from ntkgrid.presets import PAPER_ENCODINGS
+from ntkgrid.presets import PAPER_ENCODINGS, QUICK_SWEEP_IMAGE_SIZE
 
 ENCODINGS = PAPER_ENCODINGS  # the encodings the paper compares (ntkgrid.presets; no JAX imported yet)
 
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m experiments.imagenet_sweep", description=__doc__.split("\n\n")[0],
         epilog="Without --data-root the preset defaults to quick (scikit-image's bundled photos, "
-               "64 px, under 10 minutes on a 2-core CPU); with --data-root it defaults to paper (Table 2, "
+               f"{QUICK_SWEEP_IMAGE_SIZE} px, under 5 minutes on a 2-core CPU); with --data-root it defaults to paper (Table 2, "
                "128 px). Merge shards with: python -m experiments.imagenet_sweep merge --out DIR [SHARD_DIR ...]")
     ap.add_argument("--data-root", type=Path, default=None,
                     help="ImageNet-style folder <root>/<wnid>/<image> (default: scikit-image's bundled photos)")
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--config-json", action="append", default=[], metavar="NAME=PATH",
                     help="replace an encoding's preset by a TrainConfig JSON (e.g. from experiments.tune); "
                          "the overrides below still apply")
-    add_run_args(ap, name="imagenet_sweep", default_preset=None, critical_lr=True)
+    add_run_args(ap, name="imagenet_sweep", default_preset=None, critical_lr=True, sweep=True)
     return ap
 
 
@@ -210,7 +210,7 @@ def _setup(args, preset: str) -> tuple[dict, int | None]:
     from ntkgrid import presets, sweep
     from ntkgrid.data.images import shard as take_shard
 
-    check_overrides(args, preset)
+    check_overrides(args, preset, sweep=True)
     if args.num_synsets < 1:
         raise ValueError(f"--num-synsets must be >= 1, got {args.num_synsets}")
     if args.seed < 0:
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         configs, rpp = _setup(args, preset)
     except (ValueError, KeyError) as err:
         return fail(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
-    size = image_side(args, preset)
+    size = image_side(args, preset, sweep=True)
     out = args.out or _default_out(args)
     if out.exists() and not out.is_dir():
         return fail(f"--out {out}: exists and is not a folder")

@@ -2,8 +2,9 @@
 
 * :func:`theorem1` — Theorem 1's three comparisons
   (:data:`ntkgrid.theory.THEOREM1_COMPARISONS`: ``stated``, ``fan_in_matched``,
-  ``own_no_grid``), per image and on the mean over images, at initialisation and at the
-  middle and end of training: every grid network (``multigrid``, ``hashgrid``,
+  ``own_no_grid``), per image and on the mean over images, at initialisation and at every
+  checkpoint where the runs recorded spectra (the middle and end of training, or the end
+  only under the quick preset): every grid network (``multigrid``, ``hashgrid``,
   ``mulfagrid`` configs) against the ``baseline`` network, the fan-in-matched baseline and
   its own no-grid kernel, with the top eigenvalues that show the cause.
 * :func:`ratio_curves` — the mean ``log10(lambda_i(MPE) / lambda_i(other))`` curves
@@ -20,6 +21,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from ntkgrid import config, files
 from ntkgrid.spectrum import SPECTRUM_LENGTH, Spectrum, resample
 
 __all__ = ["FULL_EIGH_MAX_ROWS", "FULL_KERNEL_MAX_ROWS", "THEOREM1_CHECKPOINTS", "grid_configs",
-           "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
+           "kernel_motion_share", "predicted_vs_measured", "ratio_curves", "theorem1", "theorem1_markdown",
            "training_curves"]
 
 _SCALARS = ("verdict", "holds", "fraction", "n_compared", "median_log10_ratio", "min_log10_ratio", "first_below")
@@ -43,7 +46,8 @@ def grid_configs(configs: Mapping[str, Mapping]) -> list[str]:
 
 
 #: The checkpoints Theorem 1 is compared at: initialisation (recomputed from the run's seed
-#: when the run did not record epoch 0), and the recorded middle and end of training.
+#: when the run did not record epoch 0), and the middle and end of training where the runs
+#: recorded spectra there.
 THEOREM1_CHECKPOINTS = ("init", "middle", "end")
 
 
@@ -74,16 +78,40 @@ class _Kernels:
     """Spectra Theorem 1 needs beyond what the runs recorded: every network at initialisation
     (``"init"``: recomputed from the run's seed, as :func:`ntkgrid.training.fit` initialises
     it) and the fan-in-matched baseline (:func:`ntkgrid.theory.fan_in_matched_baseline`) of
-    each grid network at each checkpoint, in float64 on the run's own kernel points, cached as
+    each grid network at initialisation and at each checkpoint where the run recorded
+    spectra (every saved checkpoint unless ``recorded_only``), in float64 on the run's own kernel points, cached as
     ``<cache>/<image_id>/<name>/<checkpoint>_<kind>.npz`` (``kind``: ``groups`` or
-    ``fan_in_matched``) so that a rerun reads them back."""
+    ``fan_in_matched``) so that a rerun reads them back.
 
-    def __init__(self, configs: Mapping[str, Mapping], cache: Path | None, compute: bool):
+    The NTK at initialisation depends on the configuration (seed included), the output width
+    and the kernel points, never on the targets: runs of one configuration on images of one
+    size share it exactly, so it is computed once and kept as
+    ``<cache>/_init/<name>/<key>_<kind>.npz``, ``key`` a SHA-256 digest of those three."""
+
+    def __init__(self, configs: Mapping[str, Mapping], cache: Path | None, compute: bool, recorded_only: bool):
         self.configs, self.cache, self.compute, self.problems = configs, cache, compute, []
+        self.recorded_only = recorded_only
+        self._shared: dict[tuple[str, str, str], dict[str, Spectrum]] = {}
 
     def _path(self, image_id: str, name: str, checkpoint: str, kind: str) -> Path | None:
         return None if self.cache is None else self.cache / files.safe_name(str(image_id)) / name / \
             f"{checkpoint}_{kind}.npz"
+
+    def _init_key(self, name: str, run: Mapping) -> str:
+        """Digest of what the network's NTK at initialisation depends on: its configuration,
+        output width and kernel points."""
+        from ntkgrid.analysis import checkpoint_variables
+        from ntkgrid.training.runfolder import ntk_points_path
+
+        epochs = sorted(int(e) for e in (run.get("checkpoints") or {}).values() if e is not None)
+        if not epochs:
+            raise ValueError("the run saved no checkpoint to read its output width from")
+        out_dim = _out_dim(checkpoint_variables(run["run_path"], epochs[-1]))
+        x = np.ascontiguousarray(np.load(ntk_points_path(run["run_path"])))
+        h = hashlib.sha256(json.dumps(self.configs[name], sort_keys=True).encode())
+        h.update(f"|{out_dim}|{x.dtype}|{x.shape}|".encode())
+        h.update(x.tobytes())
+        return h.hexdigest()[:24]
 
     def _variables(self, cfg, run: Mapping, checkpoint: str, x: np.ndarray):
         """The run's variables at ``checkpoint`` (``"init"``: as :func:`ntkgrid.training.fit` initialises them)."""
@@ -110,19 +138,32 @@ class _Kernels:
         from ntkgrid.spectrum import ntk_spectrum
         from ntkgrid.training.runfolder import load_spectra, ntk_points_path, save_spectra
 
+        if run.get("diverged") or "run_path" not in run or _epoch(run, checkpoint) is None:
+            return None
+        recorded = _spectra(run, checkpoint)
+        if checkpoint != "init" and recorded is None and self.recorded_only:
+            return None  # compared at initialisation and where the run recorded spectra only
         if kind == "groups":
-            recorded = _spectra(run, checkpoint)
             grid_run = self.configs.get(name, {}).get("encoding", {}).get("kind") in config.GRID_KINDS
             if recorded is not None and (not grid_run or {"grid", "no_grid"} <= set(recorded)):
                 return recorded
-        if run.get("diverged") or "run_path" not in run or _epoch(run, checkpoint) is None:
-            return None
         path = self._path(image_id, name, checkpoint, kind)
-        if path is not None and path.exists():
+        shared = None
+        if checkpoint == "init":
             try:
-                return load_spectra(path)
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged cache file is recomputed
+                key = self._init_key(name, run)
+            except Exception as err:  # noqa: BLE001 - reported like any network that cannot be recomputed
+                self.problems.append(f"{image_id}/{name} at init: no {kind} spectra ({type(err).__name__}: {err})")
+                return None
+            if (name, key, kind) in self._shared:
+                return self._shared[(name, key, kind)]
+            shared = None if self.cache is None else self.cache / "_init" / name / f"{key}_{kind}.npz"
+        for p in (path, shared):
+            if p is not None and p.exists():
+                try:
+                    return load_spectra(p)
+                except (OSError, ValueError, KeyError):
+                    pass  # a damaged cache file is recomputed
         if not self.compute:
             return None
         try:
@@ -143,6 +184,9 @@ class _Kernels:
         except Exception as err:  # noqa: BLE001 - one network that cannot be recomputed is reported, not fatal
             self.problems.append(f"{image_id}/{name} at {checkpoint}: no {kind} spectra ({type(err).__name__}: {err})")
             return None
+        if checkpoint == "init":
+            self._shared[(name, key, kind)] = spectra
+            path = shared
         if path is not None:
             save_spectra(path, _epoch(run, checkpoint) or 0, spectra)
         return spectra
@@ -227,7 +271,7 @@ def _fan_in(config: Mapping) -> dict | None:
 
 def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, baseline: str = "baseline",
              checkpoints: Sequence[str] = THEOREM1_CHECKPOINTS, length: int = SPECTRUM_LENGTH,
-             cache_dir: str | Path | None = None, compute: bool = True) -> dict:
+             cache_dir: str | Path | None = None, compute: bool = True, recorded_only: bool = True) -> dict:
     """Theorem 1's three comparisons (:data:`ntkgrid.theory.THEOREM1_COMPARISONS`) per image
     and on the mean, at every checkpoint.
 
@@ -241,6 +285,9 @@ def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, base
       cache_dir: where the recomputed spectra (init, fan-in-matched) are kept (None: not kept).
       compute: recompute what the runs did not record (False: only what is recorded or cached;
         an old sweep then lacks the init and fan-in-matched rows).
+      recorded_only: compare at initialisation and at the checkpoints where the runs recorded
+        spectra (the sweep's report; the quick preset records the end only); False: at every
+        checkpoint whose parameters the runs saved (the grid ablation).
 
     Returns:
       ``{"baseline", "mpe": [names], "fan_in": {name: {"d", "fan_in"}}, "per_image":
@@ -262,7 +309,7 @@ def theorem1(records: Sequence[Mapping], configs: Mapping[str, Mapping], *, base
     if baseline not in configs or not mpe:
         return out
     out["fan_in"] = {n: f for n in mpe if (f := _fan_in(configs[n])) is not None}
-    kernels = _Kernels(configs, None if cache_dir is None else Path(cache_dir), compute)
+    kernels = _Kernels(configs, None if cache_dir is None else Path(cache_dir), compute, recorded_only)
     pooled: dict[tuple, list[tuple[np.ndarray, float, np.ndarray, float]]] = {}
     for r in records:
         rows, spectra, cause = _compare_image(r, baseline, mpe, checkpoints, length, kernels, list(out["fan_in"]))
@@ -424,6 +471,27 @@ FULL_KERNEL_MAX_ROWS = 4096 * 3
 FULL_EIGH_MAX_ROWS = 3072
 
 
+def kernel_motion_share(replay: np.ndarray, expected: np.ndarray, measured: np.ndarray) -> float:
+    """``|replay - measured| / |expected - measured|`` at the last epoch: the share of the
+    expected-step prediction's final error that remains once the exact minibatch order is
+    replayed, i.e. the part due to the kernel's motion.
+
+    Args:
+      replay, expected, measured: ``(T,)`` losses per epoch from the prediction's start.
+
+    Returns:
+      The share, or NaN where it means nothing: the replay diverged (its loss is not finite
+      or ends above where it started: the step is above what the fixed kernel allows, so the
+      gap measures the divergence, not the motion), or the expected step is exact.
+    """
+    r, e, m = (np.asarray(v, np.float64) for v in (replay, expected, measured))
+    with np.errstate(over="ignore", invalid="ignore"):
+        gap = abs(e[-1] - m[-1])
+        if not (np.isfinite(r[-1]) and r[-1] <= r[0]) or not gap > 0:
+            return float("nan")
+        return float(abs(r[-1] - m[-1]) / gap)
+
+
 def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epoch: int, *,
                           full_kernel_max_rows: int = FULL_KERNEL_MAX_ROWS,
                           full_eigh_max_rows: int = FULL_EIGH_MAX_ROWS, traced: tuple | None = None) -> dict:
@@ -455,7 +523,8 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     "max_relative_error" (after from_epoch), "final_relative_error", "expected_max_relative_error",
     "expected_final_relative_error", "kernel_motion_share" (|replay - meas| / |expected - meas|
     at the last epoch: the share of the expected-step model's final error that the exact
-    minibatch order leaves, i.e. the kernel's motion), "replay_kernel", "expected_kernel",
+    minibatch order leaves, i.e. the kernel's motion; NaN where the replay diverges, its loss
+    ending above its start, as it then measures the divergence, not the motion), "replay_kernel", "expected_kernel",
     "stable" (lr < eta_crit), "expected_stable" (the expected-step rates all within 1), "edges",
     "bands_start", "bands_predicted_end" (expected step), "bands_replay_end", "bands_measured_end"
     (energy per eigenvalue band of the expected step's kernel at from_epoch, predicted and
@@ -522,8 +591,7 @@ def predicted_vs_measured(run, coords: np.ndarray, targets: np.ndarray, from_epo
     with np.errstate(over="ignore", invalid="ignore"):
         rel = np.abs(rep["loss"] - measured) / measured
         rel_exp = np.abs(pred["loss"] - measured) / measured
-        gap_exp = abs(pred["loss"][-1] - measured[-1])
-        share = float(abs(rep["loss"][-1] - measured[-1]) / gap_exp) if gap_exp > 0 else float("nan")
+        share = kernel_motion_share(rep["loss"], pred["loss"], measured)
         bands_replay = band_energies(lam, project(rep["residuals"][-1]), pred["edges"])
     return {
         "from_epoch": int(from_epoch), "epochs": epochs, "measured": measured, "predicted": rep["loss"],

@@ -27,7 +27,8 @@ from ntkgrid.readings import READING_FIELDS, READINGS, reading  # re-exported: t
 __all__ = [
     "EXPECTED_ORDER",
     "IMAGE_SIZE", "IMAGENET", "IMAGENET_QUICK", "IMAGENET_READING", "NTK_POINTS_CAP", "OCCUPANCY", "OCCUPANCY_QUICK",
-    "OCCUPANCY_QUICK_LR_SCALE", "PAPER_ENCODINGS", "PAPER_PSNR", "QUICK_IMAGE_SIZE", "READINGS", "READING_FIELDS",
+    "OCCUPANCY_QUICK_LR_SCALE", "PAPER_ENCODINGS", "PAPER_PSNR", "QUICK_IMAGE_SIZE", "QUICK_SWEEP_IMAGE_SIZE",
+    "READINGS", "READING_FIELDS",
     "SCALING", "SCALING_IMAGE", "SCALING_QUICK", "SCALING_READING", "get", "image_size", "quick", "reading", "scaled_grid",
 ]
 
@@ -39,6 +40,13 @@ IMAGE_SIZE = 128
 # Side of the images of the ``quick`` presets (our choice: 4096 pixels keep an epoch of a
 # 2x512 MLP well under a second on a 2-core CPU).
 QUICK_IMAGE_SIZE = 64
+
+# Side of the images of the quick Table 2 sweep (the embedded default), smaller than
+# QUICK_IMAGE_SIZE so that 12 photos x 3 encodings with float64 spectra on every training
+# pixel fit in 5 minutes on a 2-core CPU (issue 24). Our trade: at 64 px a run's spectra
+# (N = 4096: eigvalsh ~3.5 s, and Theorem 1 needs 6-11 of them per photo) alone came to
+# ~5 minutes; at 48 px (N = 2304) an eigvalsh takes ~0.6 s and a kernel a third as long.
+QUICK_SWEEP_IMAGE_SIZE = 48
 
 # NTK spectra are taken on the training set: every pixel of the training image (every
 # training point otherwise). Where that is too large for the backend, a contiguous centred
@@ -135,20 +143,19 @@ PAPER_PSNR = {
 # 33.47 > 29.94). The sweep report checks whether mean PSNR follows this order.
 EXPECTED_ORDER = ("multigrid", "fourier", "baseline")
 
-# Quick variants of Table 2, for the bundled photos at QUICK_IMAGE_SIZE (64 px) on a 2-core
-# CPU. Table 2's step sizes (~0.3 at batch 10 for 100 epochs of 128x128 pixels, ~160k
-# steps) barely move the network in the ~2k steps of a quick run (PSNR ~10 dB after 10
-# epochs), so quick runs use batch 64 and lr 20 for all three encodings: a grid of lr
-# {10, 20, 40, 60} x batch {64, 128, 256} over 30 epochs on three bundled photos
-# (astronaut, coffee, brick; 2-core CPU dev box) gave the best PSNR for every encoding at
-# batch 64, and runs diverge from lr ~60 (batch 256) on; lr 20 keeps a 3x margin. The
-# encodings keep Table 2's parameters. 30 epochs, measured (PSNR, MS-SSIM) at the middle and
-# the end of training; NTK spectra on all 4096 pixels at the end only, of the total kernel only
-# (the sweep's report shows no group spectra). Our choice, for time: a float64 eigvalsh at
-# N = 4096 takes ~4 s on a quiet 2-core CPU (NumPy's LAPACK; SciPy's evd/evr/ev/evx drivers and
-# LAPACK's two-stage dsyevd were no faster there) and the 12 photos needed 96 of them (3 at the
-# middle, 5 at the end per photo: the multigrid's total, MLP and grid kernels); now 36, one per
-# run. Training, and so the PSNR / MS-SSIM table, is unchanged (the spectra never feed back).
+# Quick variants of Table 2, for the bundled photos on a 2-core CPU (the sweep runs them at
+# QUICK_SWEEP_IMAGE_SIZE, 48 px). Table 2's step sizes (~0.3 at batch 10 for 100 epochs of
+# 128x128 pixels, ~160k steps) barely move the network in the ~2k steps of a quick run
+# (PSNR ~10 dB after 10 epochs), so quick runs use batch 64 and lr 20 for all three
+# encodings: a grid of lr {10, 20, 40, 60} x batch {64, 128, 256} over 30 epochs on three
+# bundled photos at 64 px (astronaut, coffee, brick; 2-core CPU dev box) gave the best PSNR
+# for every encoding at batch 64, and runs diverge from lr ~60 (batch 256) on; lr 20 keeps
+# a 3x margin. The encodings keep Table 2's parameters. 30 epochs, measured (PSNR, MS-SSIM)
+# at the middle and the end of training; NTK spectra on every training pixel at the end
+# only, of the total kernel only (the sweep's report adds the grid networks' groups, and
+# Theorem 1's kernels at initialisation, shared by every photo of one size). Our choice,
+# for time: a float64 eigvalsh at N = 4096 takes ~4 s on a quiet 2-core CPU (NumPy's LAPACK;
+# SciPy's evd/evr/ev/evx drivers and LAPACK's two-stage dsyevd were no faster there).
 _IMAGENET_QUICK_RUN = dict(epochs=30, batch_size=64, learning_rate=20.0, checkpoints=(15, 30),
                            ntk_spectra_at="last", ntk_group_spectra="none")
 IMAGENET_QUICK = {name: reading(cfg, "literal").replace(**_IMAGENET_QUICK_RUN) for name, cfg in IMAGENET.items()}
@@ -207,11 +214,14 @@ def get(table: dict, preset: str, name: str) -> TrainConfig:
     raise ValueError(f"preset must be 'paper' or 'quick', got {preset!r}")
 
 
-def image_size(preset: str) -> int:
-    """Image side in pixels for ``preset``: :data:`IMAGE_SIZE` (paper) or :data:`QUICK_IMAGE_SIZE`."""
+def image_size(preset: str, *, sweep: bool = False) -> int:
+    """Image side in pixels for ``preset``: :data:`IMAGE_SIZE` (paper) or, quick,
+    :data:`QUICK_IMAGE_SIZE` (:data:`QUICK_SWEEP_IMAGE_SIZE` for the Table 2 sweep, ``sweep``)."""
     if preset not in ("paper", "quick"):
         raise ValueError(f"preset must be 'paper' or 'quick', got {preset!r}")
-    return IMAGE_SIZE if preset == "paper" else QUICK_IMAGE_SIZE
+    if preset == "paper":
+        return IMAGE_SIZE
+    return QUICK_SWEEP_IMAGE_SIZE if sweep else QUICK_IMAGE_SIZE
 
 
 def quick(cfg: TrainConfig) -> TrainConfig:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import suite
+from benchmarks import results, suite
 from ntkgrid import presets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,11 +84,15 @@ def test_bench_interpolate_tiny(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_interpolate, "pin_threads", lambda threads: 1)  # JAX is imported already
     out = tmp_path / "interp.json"
     assert bench_interpolate.main(["--points", "1024", "--cases", "2d-512-k2", "--repeats", "1",
-                                   "--warmup", "1", "--block", "1", "--json", str(out)]) == 0
-    rows = _read(out)["results"]
-    assert len(rows) == 1 and all(r["max_rel_diff"] < 2e-4 and r["ratio"] > 0 for r in rows)
+                                   "--warmup", "1", "--block", "1", "--kernels", "linear", "cubic",
+                                   "--json", str(out)]) == 0
+    linear, cubic = _read(out)["results"]
+    assert linear["kernel"] == "linear" and linear["max_rel_diff"] < 2e-4 and linear["ratio"] > 0
+    assert cubic["kernel"] == "cubic" and cubic["bicubic_ratio"] > 0 and cubic["cubic_over_linear"] > 0
     head = suite.headline("interpolate", _read(out))
-    assert head["min"] <= head["ratio"] <= head["max"]
+    assert head["min"] <= head["ratio"] <= head["max"] == linear["ratio"]  # linear rows only
+    assert head["cubic_over_linear"] == pytest.approx(cubic["cubic_over_linear"])
+    assert "cubic (bicubic)" in results.RENDERERS["interpolate"][0](_read(out))
 
 
 def test_bench_train_tiny(tmp_path, monkeypatch):

@@ -76,3 +76,18 @@ def test_prediction_refuses_runs_it_cannot_predict(tmp_path):
     other = SimpleNamespace(config=cfg, out_dir=tmp_path, label="x", curve=[], options={"ntk_selection": "all"})
     with pytest.raises(ValueError, match=r"its kernel points \(3, 2\) are not the \(4, 2\) training points"):
         evidence.predicted_vs_measured(other, coords, targets, 0)
+
+
+@pytest.mark.parametrize("replay, expected, measured, share", [
+    ([1.0, 0.5, 0.30], [1.0, 0.5, 0.20], [1.0, 0.5, 0.25], 1.0),  # replay and expected step equally far
+    ([1.0, 0.5, 0.26], [1.0, 0.5, 0.35], [1.0, 0.5, 0.25], 0.1),  # the minibatch order explains 90%
+    ([1.0, 4.0, 1e70], [1.0, 0.5, 0.35], [1.0, 0.5, 0.25], None),  # the replay diverges: no share
+    ([1.0, 4.0, np.inf], [1.0, 0.5, 0.35], [1.0, 0.5, 0.25], None),
+    ([1.0, 0.5, 0.26], [1.0, 0.5, 0.25], [1.0, 0.5, 0.25], None),  # the expected step is exact
+])
+def test_kernel_motion_share(replay, expected, measured, share):
+    got = evidence.kernel_motion_share(np.array(replay), np.array(expected), np.array(measured))
+    if share is None:
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(share, rel=1e-12)

@@ -79,7 +79,7 @@ def test_sweep_outputs(sweep_dir):
     claims = _json(sweep_dir / "theorem1_ratio.json")
     comparisons = ("stated", "fan_in_matched", "own_no_grid")
     checkpoints = {p["checkpoint"] for p in claims["per_image"]}
-    assert {"init", "end"} <= checkpoints <= {"init", "middle", "end"}  # middle where its checkpoint was saved
+    assert checkpoints == {"init", "end"}  # the quick preset records spectra at the end only
     assert {(p["name"], p["comparison"], p["checkpoint"]) for p in claims["per_image"]} == {
         ("multigrid", c, cp) for c in comparisons for cp in checkpoints}
     assert len(claims["per_image"]) == 2 * len(checkpoints) * 3  # images x checkpoints x comparisons
@@ -329,6 +329,28 @@ def test_missing_image_is_a_clear_error(tmp_path, capsys):
     assert "no_such_photo" in err and "bundled photos" in err and "Traceback" not in err
     assert scaling.main(["--image", str(tmp_path / "x.png"), *TINY, "--out", str(tmp_path / "o")]) == 2
     assert "x.png" in capsys.readouterr().err
+
+
+def test_sweep_init_kernels_are_computed_once_per_configuration(sweep_dir):
+    """The NTK at initialisation depends on the configuration, the output width and the
+    points, not on the image: the report computes it once for both 16 px images
+    (``theorem1_kernels/_init``), and a fresh per-image computation gives the same spectra."""
+    from ntkgrid import evidence
+
+    cache = sweep_dir / "theorem1_kernels"
+    shared = sorted(f"{p.parent.name}/{p.name.split('_', 1)[1]}" for p in (cache / "_init").rglob("*.npz"))
+    assert shared == ["baseline/groups.npz", "multigrid/fan_in_matched.npz", "multigrid/groups.npz"]
+    assert not [p for p in cache.rglob("init_*.npz")]  # no per-image copy
+    data = sweep.load_sweep(sweep_dir)
+    configs = data["manifest"]["configs"]
+    claims = _json(sweep_dir / "theorem1_ratio.json")
+    init = {c["image_id"]: c for c in claims["cause"] if c["checkpoint"] == "init"}
+    assert len(init) == 2
+    for rec in data["records"]:
+        fresh = evidence.theorem1([rec], configs, cache_dir=None)  # no cache: recomputed for this image alone
+        (row,) = [c for c in fresh["cause"] if c["checkpoint"] == "init"]
+        for key in ("top_baseline", "top_fan_in_matched", "top_mpe", "top_no_grid", "grid_lambda_max"):
+            np.testing.assert_allclose(row[key], init[rec["image_id"]][key], rtol=1e-12, err_msg=key)
 
 
 @pytest.mark.parametrize("module", [scaling, ntk_evolution, inspect_grid], ids=lambda m: m.__name__.split(".")[-1])

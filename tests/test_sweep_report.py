@@ -55,7 +55,7 @@ def test_sweep_report_sections():
     text = sweep_report(manifest, rows, order, RECORDS, sweep, {}, 12.0)
     assert text.startswith("# Tiny sweep\n")
     assert "3 selected (seed 0), 2 with results, 1 skipped, 1 failed, 1 not run yet" in text
-    assert "training + measurement time over all runs: 35 s; wall time of this invocation: 12 s" in text
+    assert "training + measurement time over all runs: 35 s; wall time of this invocation before this report: 12 s" in text
     assert "## Settings" in text and "16x16" in text
     for section in ("## Per image", "## Skipped files", "## Warnings while selecting images", "## Failed runs",
                     "## Not run yet"):

@@ -170,7 +170,8 @@ def _tune_image(opts: TuneOptions, optuna, log: Log) -> TuneResult:
             raise ValueError(f"bad ranges: --lr-range {lr_range}, --batch-range {batch_range}")
         base = apply_overrides(presets.get(presets.IMAGENET, opts.preset, opts.encoding),
                                      epochs=opts.epochs, ntk_points=opts.ntk_points, seed=opts.seed)
-        src, image = resolve_image(opts.image, opts.size if opts.size is not None else presets.image_size(opts.preset))
+        size = opts.size if opts.size is not None else presets.image_size(opts.preset, sweep=True)  # Table 2's size
+        src, image = resolve_image(opts.image, size)
     except (ValueError, KeyError, DataError) as err:
         raise TuneInputError(str(err)) from err
     out = Path(opts.out or "runs/tune")

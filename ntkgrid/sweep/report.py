@@ -95,7 +95,8 @@ def summarize(out: str | os.PathLike, *, log: Log = print, wall_seconds: float |
     Args:
       out: a sweep (or merged) folder.
       log: where the closing line goes.
-      wall_seconds: the wall time of this invocation, for the report.
+      wall_seconds: the wall time of this invocation before the report (its Theorem 1
+        kernels come after), for the report.
       paper: the paper's ``{name: (psnr dB, ms_ssim)}``; default
         ``presets.PAPER_PSNR[manifest["table"]]`` when the table is known.
 
@@ -160,7 +161,7 @@ def _header_lines(m: Mapping, records: Sequence[Mapping], sweep: Mapping, wall_s
                      f"JAX {mach.get('jax')} on {mach.get('backend')}")
     run_s = sum(r["runs"][n].get("seconds") or 0.0 for r in records for n in r["runs"])
     lines.append(f"- training + measurement time over all runs: {run_s:.0f} s"
-                 + (f"; wall time of this invocation: {wall_seconds:.0f} s" if wall_seconds is not None else ""))
+                 + (f"; wall time of this invocation before this report: {wall_seconds:.0f} s" if wall_seconds is not None else ""))
     return lines
 
 
