@@ -111,3 +111,19 @@ def test_write_results_writes_finished_images_and_records_failed_ones(tmp_path):
     assert rec["image_id"] == "a" and rec["size"] == [8, 8] and rec["format"] == runner.FORMAT
     assert rec["runs"]["baseline"]["run_dir"] == "runs/a/baseline" and rec["runs"]["baseline"]["psnr"] == 20.0
     assert not (tmp_path / "results" / "b.json").exists()
+
+
+def test_run_configs_returns_results_and_errors_apart(monkeypatch, tmp_path):
+    def fake_fit(cfg, coords, values, image_shape, out_dir, progress, label):
+        if label == "bad":
+            raise ValueError("lr too large")
+        return _result(label)
+
+    monkeypatch.setattr(runner, "_fit_one", fake_fit)
+    lines = []
+    results, errors = runner.run_configs(_images("x")["x"], {"good": CFG, "bad": CFG}, tmp_path, log=lines.append,
+                                         progress=False)
+    assert list(results) == ["good"] and results["good"].label == "good"
+    assert errors == {"bad": "ValueError: lr too large"}
+    assert "bad: FAILED (ValueError: lr too large)" in lines
+    assert runner.run_configs(_images("x")["x"], {"good": CFG}, tmp_path, log=lines.append)[1] == {}
