@@ -66,7 +66,7 @@ import time
 
 import numpy as np
 
-from experiments import fail
+from experiments._cli import fail
 
 CASES = {  # name: (resolution per axis, dimension, features per node)
     "2d-512-k2": (512, 2, 2),

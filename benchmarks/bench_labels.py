@@ -134,7 +134,7 @@ def _print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from experiments import fail
+    from experiments._cli import fail
 
     for opt, val, low in (("--points", args.points, 1), ("--plain-points", args.plain_points, 1),
                           ("--winding-points", args.winding_points, 0), ("--seed", args.seed, 0)):

@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments import fail
+from experiments._cli import fail
 
 
 def _cpu_seconds() -> float:

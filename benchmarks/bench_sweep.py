@@ -13,7 +13,7 @@ measured only at the last epoch (PSNR, MS-SSIM), in two ways in one run:
 * batched: :func:`ntkgrid.training.fit_batch` per encoding, the images in groups of
   ``--runs-per-program`` (default automatic) per program, what the sweep does now: as
   the sweep, the benchmark asks XLA for one CPU device per core
-  (:func:`experiments.split_host_cpus`), and a group's runs are sharded over the local
+  (:func:`experiments._cli.split_host_cpus`), and a group's runs are sharded over the local
   devices. The sequential way runs on the default device, as ``fit`` always did.
 
 Epochs: the paper's 100 on an accelerator; ``--epochs`` (default 6) on a CPU, where
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="time the sequential way on the first K images only, scaled to all (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
-    from experiments import fail, split_host_cpus
+    from experiments._cli import fail, split_host_cpus
 
     for opt, val, low in (("--images", args.images, 1), ("--epochs", args.epochs, 1), ("--size", args.size, 11),
                           ("--runs-per-program", args.runs_per_program, 1),

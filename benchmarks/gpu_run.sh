@@ -5,7 +5,7 @@
 #
 # 1. the benchmark suite at GPU sizes (python -m benchmarks --gpu: the N = 16,384 full-image
 #    kernel, its groups and on-device eigvalsh; the 12 bundled photos at 128 px for 100 epochs,
-#    batched vs sequential; interpolation at 2^20 and 2^22 points), each benchmark in a child
+#    batched vs sequential; interpolation, linear and cubic, at 2^20 and 2^22 points), each benchmark in a child
 #    process under its own timeout, the whole under a timeout too;
 # 2. the test suite in parallel (pytest-xdist, 8 workers sharing the GPU) with a JUnit XML.
 #
@@ -26,7 +26,7 @@ mkdir -p "$out" || { echo "error: cannot create $out" >&2; exit 2; }
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.." || exit 2
 py=${PYTHON:-python3}
-SUITE_TIMEOUT=${SUITE_TIMEOUT:-340}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-360}
 TESTS_TIMEOUT=${TESTS_TIMEOUT:-220}
 WORKERS=${WORKERS:-8}
 if ls .whl/*.whl >/dev/null 2>&1; then

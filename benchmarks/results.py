@@ -8,7 +8,7 @@ RESULTS.md holds prose and generated blocks::
     ... (replaced on every run) ...
     <!-- /generated -->
 
-``KIND`` names the table (:data:`RENDERERS`: ``suite``, ``ntk``, ``ntk_full``,
+``KIND`` names the table (:data:`RENDERERS`: ``suite``, ``ntk``, ``ntk_activations``, ``ntk_full``,
 ``interpolate``, ``train``, ``sweep``, ``sweep_runs``, ``labels``, ``occupancy``) and
 ``FILE`` a JSON file under the results folder: a benchmark script's own ``--json`` output,
 or a suite document of ``python -m benchmarks --json`` (``FILE#NAME`` picks benchmark
@@ -92,6 +92,18 @@ def _ntk(doc: Mapping) -> str:
                    "eigvalsh", "eigenvalues above floor"], rows)
 
 
+def _ntk_activations(doc: Mapping) -> str:
+    """bench_ntk's ``--activations`` rows: the structured kernel against the jacobian
+    contraction per activation, same network and points."""
+    rows = []
+    for r in doc.get("activations", []):
+        status = r.get("jacobian_status")
+        jac = _f(r.get("jacobian_s"), 2, " s") if status == "ok" else (status or "not run")
+        rows.append([r["activation"], r["n"], _f(r["structured_s"], 3, " s"), jac, _f(r.get("speedup"), 0, "x"),
+                     "-" if r.get("rel_err") is None else f"{r['rel_err']:.1e}"])
+    return _table(["activation", "N", "structured", "jacobian contraction", "speed-up", "max rel. difference"], rows)
+
+
 def _ntk_full(doc: Mapping) -> str:
     rows = []
     for r in doc.get("full_image", []):
@@ -113,7 +125,8 @@ def _interpolate(doc: Mapping) -> str:
     B-spline) against ``grid_sample`` bicubic where torch has it (2D), with our cubic's
     speed relative to our linear on the same points."""
     rows = [[f"{r['case']}, 2^{int(round(math.log2(r['points'])))} points",
-             "cubic (bicubic)" if r.get("kernel") == "cubic" else "linear (bilinear)",
+             ("cubic (bicubic)" if r.get("torch_pts_per_s") else "cubic (none)") if r.get("kernel") == "cubic"
+             else "linear (bilinear)",
              _g(r["ours_pts_per_s"]), _g(r.get("torch_pts_per_s")),
              _f(r.get("ratio", r.get("bicubic_ratio")), 2, "x"), _f(r.get("cubic_over_linear"), 2, "x")]
             for r in doc["results"]]
@@ -182,7 +195,8 @@ def _occupancy(doc: Mapping) -> str:
 
 #: kind -> (renderer of one document, or of [(file, document)] for the "many" kinds; many?)
 RENDERERS: dict[str, tuple[Callable, bool]] = {
-    "suite": (_suite, False), "ntk": (_ntk, False), "ntk_full": (_ntk_full, False),
+    "suite": (_suite, False), "ntk": (_ntk, False), "ntk_activations": (_ntk_activations, False),
+    "ntk_full": (_ntk_full, False),
     "interpolate": (_interpolate, False), "train": (_train, False), "sweep": (_sweep, False),
     "sweep_runs": (_sweep_runs, True), "labels": (_labels, False), "occupancy": (_occupancy, False),
 }

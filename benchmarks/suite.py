@@ -138,7 +138,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
          "gpu": ("--points", "1048576", "4194304", "--kernels", "linear", "cubic"),
          "tiny": ("--points", "1024", "--cases", "2d-512-k2", "3d-128-k2", "--repeats", "1", "--warmup", "1",
                   "--block", "1", "--kernels", "linear", "cubic")},
-        {"full": 900, "quick": 120, "gpu": 40, "tiny": 60}, _head_interpolate),
+        {"full": 900, "quick": 120, "gpu": 60, "tiny": 60}, _head_interpolate),
     Benchmark(
         "train", "benchmarks.bench_train",
         "jitted lax.scan training epoch vs an equivalent PyTorch eager loop",

@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import lr_arg, run_study_cli
+from experiments._cli import lr_arg, run_study_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import add_run_args, check_overrides, configs_for, fail, image_side, log
+from experiments._cli import add_run_args, check_overrides, configs_for, fail, image_side, log
 from ntkgrid.presets import PAPER_ENCODINGS
 
 ENCODINGS = PAPER_ENCODINGS  # the encodings the paper compares (ntkgrid.presets; no JAX imported yet)

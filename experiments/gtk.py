@@ -27,7 +27,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from experiments import fail, log
+from experiments._cli import fail, log
 from ntkgrid.gtk_study import MODELS, GTKSetup
 
 

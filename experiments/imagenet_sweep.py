@@ -53,7 +53,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import (
+from experiments._cli import (
     add_run_args,
     apply_lr_rule,
     check_overrides,

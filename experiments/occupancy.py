@@ -19,23 +19,18 @@ iou_curve.png, surface_<enc>.ply, metrics.json, <enc>/...}``, ``<out>/spectra.{p
 ``<out>/results.json``, ``<out>/report.md``; labelled pools and per-seed label caches in
 ``<out>/pools/``. ``--config-json multigrid=runs/tune/best_occupancy_multigrid.json``
 replaces that encoding's Table 4 entry by a tuned one (``python -m experiments.tune
---task occupancy``), as ``--config-json`` does in the 2D sweep.
+--task occupancy``), as ``--config-json`` does in the 2D sweep. The study itself is
+:func:`ntkgrid.occupancy.run_occupancy_study`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import time
 from pathlib import Path
 
-from experiments import fail
+from experiments._cli import fail
 from ntkgrid import occupancy as occ
-from ntkgrid.files import write_json
-
-#: The paper's three Stanford scans (Table 4's rows, Fig. 5b's meshes).
-PAPER_MESHES = ("armadillo", "dragon", "happy_buddha")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,33 +104,6 @@ def _setup(args) -> occ.OccupancySetup:
     return s.replace(**ch)
 
 
-def _sources(args, out: Path) -> list[tuple[str, str, object]]:
-    """``[(name, kind, what)]``: kind "file" (path), "download" (model name) or "default".
-
-    ``name`` is the mesh's folder under ``out``: ``<stem>-<content hash>`` for a file
-    (:func:`ntkgrid.occupancy.mesh_folder_name`; the bare stem when ``out`` holds that file's
-    finished folder from an older version), the model name for a download,
-    ``default_shape`` for the procedural shape. The same mesh given twice runs once."""
-    out_list = []
-    for p in args.mesh:
-        if p == "default" and not Path(p).exists():
-            out_list.append(("default_shape", "default", None))
-        else:
-            out_list.append((occ.legacy_folder(out, p) or occ.mesh_folder_name(p), "file", p))
-    names = [m for n in args.download for m in (PAPER_MESHES if n == "paper" else (n,))]
-    out_list += [(n, "download", n) for n in dict.fromkeys(names)]
-    if not out_list:
-        out_list.append(("default_shape", "default", None))
-    unique: dict[str, tuple[str, str, object]] = {}
-    for name, kind, what in out_list:
-        if name in unique:
-            print(f"note: {what if kind == 'file' else name} is the same mesh as {unique[name][2] or name} "
-                  f"(folder {name}); it runs once", flush=True)
-            continue
-        unique[name] = (name, kind, what)
-    return list(unique.values())
-
-
 def _check_args(args) -> None:
     """Impossible option values: a ``ValueError`` naming the option (exit 2 before anything runs)."""
     import math
@@ -170,20 +138,8 @@ def _check_out(out: Path) -> None:
         raise ValueError(f"--out {out}: cannot write there ({exc.strerror or exc})") from exc
 
 
-def _load(kind: str, what, cache: Path | None):
-    from ntkgrid.data import meshes as M
-
-    if kind == "default":
-        return M.default_shape()
-    if kind == "download":
-        root = cache if cache is not None else M.default_cache_dir()
-        return M.load_mesh(M.download_stanford(what, root / "meshes"))
-    return M.load_mesh(what)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the exit status (0 = every mesh ran, 1 = some failed)."""
-    from ntkgrid.data import DataError
     from ntkgrid.sweep import load_config_json
 
     args = build_parser().parse_args(argv)
@@ -203,84 +159,19 @@ def main(argv: list[str] | None = None) -> int:
         _check_out(out)
     except ValueError as err:
         return fail(str(err))
-    t_start = time.perf_counter()
-    results, errors, reused = [], [], []
-    for name, kind, what in _sources(args, out):
-        label = what if kind == "file" else (f"--download {what}" if kind == "download" else "default shape")
-        print(f"== {name} ({label})", flush=True)
-        try:
-            configs = occ.configs_for(name, args.preset, args.encodings, args.seed, setup=setup, tuned=tuned,
-                                      **overrides)
-            done = occ.finished_result(out / name, configs, setup, args.seed, setup.ntk_output)
-            if done is not None:
-                print(f"[{name}] finished earlier with these settings: reused as it is ({out / name})", flush=True)
-                reused.append(done)
-                continue
-            t_load = time.perf_counter()
-            mesh = _load(kind, what, args.cache)
-            t_load = time.perf_counter() - t_load
-            key, matched = occ.mesh_preset_key(name)
-            print(f"[{name}] Table 4 row: {key}" + ("" if matched else " (name not recognised: armadillo's)"),
-                  flush=True)
-            res = occ.run_mesh(mesh, name, configs, setup, out / name, seed=args.seed, cache_dir=out / "pools",
-                               progress=not args.no_progress, log=lambda m: print(m, flush=True),
-                               load_seconds=t_load)
-            results.append(res)
-        except DataError as err:
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            errors.append({"mesh": name, "source": err.source, "error": str(err)})
-        except Exception as err:  # noqa: BLE001 - one mesh's failure must not lose the others
-            first = (str(err).strip().splitlines() or [""])[0]
-            msg = f"{type(err).__name__}: {first}" if not isinstance(err, ValueError) else first
-            print(f"error: {name}: {msg}{_traceback_note(out, name)}", file=sys.stderr, flush=True)
-            errors.append({"mesh": name, "source": str(what), "error": msg})
-    total = time.perf_counter() - t_start
-    diverged = [f"{r.name}/{enc} diverged at epoch {run.get('diverged_epoch')} (non-finite loss; training stopped "
-                "there)" for r in results + reused for enc, run in r.runs.items() if run.get("diverged")]
-    new_results, n_failed, n_tried = bool(results), len(errors), len(errors) + len(results) + len(reused)
-    results, errors = occ.merge_results(out, results + reused, errors,
-                                        warn=lambda m: print(m, file=sys.stderr, flush=True),
-                                        ntk_output=setup.ntk_output)
-    untouched = not new_results and not n_failed and (out / "results.json").is_file()
-    if untouched:
-        print(f"nothing new: every mesh finished earlier with these settings; {out} left as it was")
-    if new_results or (results and not (out / "spectra.png").is_file()):
-        for output in (setup.ntk_output, *(o for o in occ.NTK_OUTPUTS if o != setup.ntk_output)):
-            stem = "spectra" if output == setup.ntk_output else f"spectra_{output}"
-            summary = occ.plot_mean_spectra(results, out / f"{stem}.png", output=output)
-            write_json(out / f"{stem}.json", {"kernel": output, **summary}, indent=None)
-            counts = {e: {w: v.get("count") for w, v in s.items()} for e, s in summary.items()}
-            print(f"spectra ({output} kernel): {out / f'{stem}.png'} (meshes averaged: {counts})")
-    if (results or errors) and not untouched:
-        meta = {"preset": args.preset, "seed": args.seed, "encodings": args.encodings,
-                "ntk_output": setup.ntk_output, "config_json": list(args.config_json),
-                "setup": dataclasses.asdict(setup), "argv": sys.argv[1:] if argv is None else list(argv),
-                "seconds": total}
-        jpath, mpath = occ.write_results(results, errors, out, meta)
-        if results:
-            print(occ.results_table(results))
-        print(f"results: {jpath}, {mpath}  ({total:.0f} s)")
-    for line in diverged:
-        print(f"error: {line}", file=sys.stderr, flush=True)
-    if n_failed:
-        print(f"{n_failed} of {n_tried} mesh(es) failed: "
-              + ", ".join(e["mesh"] for e in errors[-n_failed:]), file=sys.stderr)
-    return 1 if n_failed or diverged else 0
+    res = occ.run_occupancy_study(
+        args.mesh, args.download, out, preset=args.preset, encodings=args.encodings, seed=args.seed, setup=setup,
+        tuned=tuned, overrides=overrides, cache=args.cache, progress=not args.no_progress,
+        config_json=args.config_json, argv=sys.argv[1:] if argv is None else argv, log=_say, warn=_warn)
+    return 1 if res.n_failed or res.diverged else 0
 
 
-def _traceback_note(out: Path, name: str) -> str:
-    """Write the current exception's traceback to ``<out>/logs/<name>.traceback.txt`` (for a bug
-    report; the terminal gets one line) and say where; nothing when that cannot be written."""
-    import traceback
+def _say(message: str) -> None:
+    print(message, flush=True)
 
-    from ntkgrid.files import write_text
 
-    path = out / "logs" / f"{name}.traceback.txt"
-    try:
-        write_text(path, traceback.format_exc())
-    except OSError:
-        return ""
-    return f" (traceback: {path})"
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -44,17 +44,19 @@ it with runs.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ntkgrid.config import TrainConfig, loss_scale
+from ntkgrid.data.images import image_to_dataset
 from ntkgrid.models import build_model
 from ntkgrid.ntk import empirical_ntk
 
 __all__ = ["CATAPULT_NOTE", "StepPrediction", "batch_lambda_max", "critical_lr", "critical_step", "lr_rule_note",
-           "with_critical_lr"]
+           "with_critical_lr", "with_critical_lrs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,3 +166,28 @@ def with_critical_lr(cfg: TrainConfig, fraction: float, coords, out_dim: int, **
         raise ValueError(f"critical step of {cfg.encoding.kind} ({cfg.activation}) is not usable: "
                          f"lr_crit_median = {pred.lr_crit_median}")
     return cfg.replace(learning_rate=lr, lr_fraction=float(fraction)), pred
+
+
+def with_critical_lrs(configs: Mapping[str, TrainConfig], fraction: float, image: np.ndarray, *,
+                      log: Callable[[str], None] | None = None) -> dict[str, TrainConfig]:
+    """Every config of ``configs`` at ``fraction`` of its own critical step on ``image``'s pixels
+    (:func:`with_critical_lr`, each on the pixels its ``cfg.pixels`` selects).
+
+    Args:
+      configs: ``{name: TrainConfig}``.
+      fraction: the fraction of the critical step (> 0; >= 1 is beyond the linearised bound).
+      image: ``(H, W, C)`` float32 in ``[0, 1]``, the training image.
+      log: given, one line per config with the critical step and the step set.
+
+    Returns:
+      ``{name: TrainConfig}`` with ``learning_rate`` and ``lr_fraction`` set, in ``configs``' order.
+    """
+    out = {}
+    for name, cfg in configs.items():
+        coords, values = image_to_dataset(image, pixels=cfg.pixels)
+        out[name], pred = with_critical_lr(cfg, fraction, coords, values.shape[1])
+        if log is not None:
+            note = lr_rule_note(fraction)
+            log(f"{name}: lr = {fraction:g} x critical step {pred.lr_crit_median:.4g} = "
+                f"{out[name].learning_rate:.4g}" + (f" ({note})" if note else ""))
+    return out

@@ -39,13 +39,6 @@ def sweep_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def scaling_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("scaling")
-    assert scaling.main(["--configs", "baseline", "multigrid_coarse", *TINY, "--out", str(out)]) == 0
-    return out
-
-
 # ----------------------------------------------------------------------------- imagenet_sweep
 
 
@@ -320,81 +313,14 @@ def test_config_json_replaces_a_preset(tmp_path):
 
 
 # ----------------------------------------------------------------------------- single-image experiments
+# (the studies themselves: tests/test_studies_scaling.py)
 
 
-def test_scaling_outputs(scaling_dir):
-    for name in ("regressed", "spectra", "curves"):
-        assert _is_png(scaling_dir / f"{name}.png"), name
-    table = _json(scaling_dir / "table.json")
-    rows = {r["config"]: r for r in table["rows"]}
-    assert set(rows) == {"baseline", "multigrid_coarse"}
-    assert rows["baseline"]["paper_psnr"] == 20.0 and rows["multigrid_coarse"]["paper_ms_ssim"] == 0.37
-    for r in rows.values():
-        assert 5 < r["psnr"] < 80 and 0 <= r["ms_ssim"] <= 1 and r["epochs"] == 2
-    assert "| multigrid_coarse | k=2, L=1, x=12 |" in (scaling_dir / "table.md").read_text()
-    spectra = _json(scaling_dir / "spectra.json")
-    assert [len(p["curves"]) for p in spectra["panels"]] == [2, 4, 2]  # middle + end per config shown
-    assert (scaling_dir / "images" / "baseline.png").exists()
-
-
-def test_scaling_paper_step_size_diverges_under_the_literal_reading_and_is_reported(tmp_path):
-    """Table 3's lr 100 (batch 32) is beyond the stable step of the literal reading (see
-    experiments/RECIPE.md): the run stops at epoch 1, and the table says so instead of failing;
-    the paper preset's own reading (mean-field head) trains at the same lr."""
-    out = tmp_path / "paper"
-    args = ["--preset", "paper", "--configs", "baseline", *TINY]
-    assert scaling.main([*args, "--reading", "literal", "--out", str(out)]) == 0
-    (row,) = _json(out / "table.json")["rows"]
-    assert row["lr"] == 100.0 and row["diverged"] and row["diverged_epoch"] == 1
-    assert "diverged at epoch 1" in (out / "table.md").read_text()
-    assert scaling.main([*args, "--out", str(tmp_path / "own")]) == 0
-    (row,) = _json(tmp_path / "own" / "table.json")["rows"]
-    assert row["lr"] == 100.0 and not row["diverged"] and row["psnr"] > 10
-
-
-def test_ntk_evolution_reuses_scaling_runs(scaling_dir, tmp_path, capsys):
-    runs = scaling_dir / "runs"
-    stamp = {p: p.stat().st_mtime_ns for p in runs.rglob("summary.json")}
-    out = tmp_path / "evo"
-    assert ntk_evolution.main(["--configs", "baseline", "multigrid_coarse", *TINY, "--runs-dir", str(runs),
-                               "--out", str(out)]) == 0
-    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # nothing retrained
-    ev = _json(out / "evolution.json")
-    for name in ("baseline", "multigrid_coarse"):
-        ch = ev["configs"][name]["kernel_change"]
-        assert set(ch) == {"start->end", "start->middle", "middle->end"}
-        assert all(0 < v < 10 for v in ch.values())
-        assert ev["configs"][name]["epochs"] == {"start": 0, "middle": 1, "end": 2}
-    assert _is_png(out / "spectra.png") and _is_png(out / "kernel_change.png")
-
-
-def test_ntk_evolution_predicts_training_from_the_training_set_kernel(tmp_path):
-    """Without --ntk-points the kernels are on every pixel, so the kernel-regression prediction
-    of the full-image loss is made from epoch 0 and from the middle checkpoint."""
-    out = tmp_path / "evo"
-    assert ntk_evolution.main(["--configs", "baseline", "--size", "16", "--epochs", "4", "--lr", "5",
-                               "--no-progress", "--out", str(out)]) == 0
-    (first, middle) = _json(out / "evolution.json")["configs"]["baseline"]["prediction"]
-    assert (first["from_epoch"], middle["from_epoch"], middle["end_epoch"]) == (0, 2, 4)
-    assert first["stable"] and first["critical_learning_rate"] > 5
-    assert 0 <= middle["max_relative_error"] < 0.5  # a 2x512 ReLU net near its linear regime
-    data = _json(out / "prediction_baseline.json")["predictions"][1]
-    assert data["epochs"] == [2, 3, 4] and data["predicted"][0] == pytest.approx(data["measured"][0], rel=1e-6)
-    assert _is_png(out / "prediction_baseline.png") and "## Predicted against measured" in (out / "report.md").read_text()
-
-
-def test_inspect_grid_outputs(scaling_dir, tmp_path):
-    out = tmp_path / "grid"
-    assert inspect_grid.main(["--configs", "baseline", "multigrid_coarse", *TINY,
-                              "--runs-dir", str(scaling_dir / "runs"), "--out", str(out)]) == 0
-    assert _is_png(out / "grid_multigrid_coarse.png") and _is_png(out / "activation_regions.png")
-    stats = _json(out / "grid_multigrid_coarse.json")["levels"]
-    assert [(s["level"], s["feature"], s["resolution"]) for s in stats] == [(0, 0, 12), (0, 1, 12)]
-    with np.load(out / "grid_multigrid_coarse.npz") as z:
-        assert z["level_0"].shape == (12, 12, 2) and z["unused_0"].shape == (12, 12)
-    regions = _json(out / "activation_regions.json")["regions"]
-    for r in regions.values():
-        assert 1 <= r["count"] <= 256 and len(r["per_layer"]) == 2 and max(r["per_layer"]) <= r["count"]
+def test_scaling_cli_prints_the_table_and_the_report(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert scaling.main(["--configs", "baseline", *TINY, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert (out / "table.md").read_text() in text and f"report: {out / 'report.md'}" in text
 
 
 def test_missing_image_is_a_clear_error(tmp_path, capsys):
@@ -429,7 +355,9 @@ def test_sweep_init_kernels_are_computed_once_per_configuration(sweep_dir):
 
 @pytest.mark.parametrize("module", [scaling, ntk_evolution, inspect_grid], ids=lambda m: m.__name__.split(".")[-1])
 def test_every_run_failed_exits_1_naming_the_errors(module, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(sweep, "run_configs", lambda *a, **k: {"_errors": {"baseline": "lr too large"}})
+    from ntkgrid.studies import image_runs
+
+    monkeypatch.setattr(image_runs, "run_configs", lambda *a, **k: ({}, {"baseline": "lr too large"}))
     assert module.main(["--configs", "baseline", *TINY, "--out", str(tmp_path / "o")]) == 1
     assert "error: every run failed: baseline: lr too large" in capsys.readouterr().err
 
@@ -524,26 +452,21 @@ def test_lr_rule_parses_on_scaling_and_sweep_and_bad_values_exit_2(capsys):
     assert capsys.readouterr().err == "error: --lr must be a finite number > 0, got -2.0\n"
 
 
-def test_apply_lr_rule_sets_each_configs_own_step_and_records_the_fraction():
+def test_apply_lr_rule_applies_critical_f_and_leaves_a_number_to_the_overrides(monkeypatch):
     import argparse
 
-    from experiments import apply_lr_rule, overrides
+    from experiments._cli import apply_lr_rule, overrides
+    from ntkgrid import stability
     from ntkgrid.config import LrRule
-    from ntkgrid.data.images import image_to_dataset
-    from ntkgrid.stability import critical_lr
 
-    image = np.random.default_rng(0).random((12, 12, 3)).astype(np.float32)
-    cfgs = {n: presets.SCALING_QUICK[n].replace(hidden=(8,)) for n in ("baseline", "multigrid_coarse")}
+    cfgs = {n: presets.SCALING_QUICK[n] for n in ("baseline", "multigrid_coarse")}
     args = argparse.Namespace(lr=LrRule(0.5), epochs=None, batch_size=None, ntk_points=None, seed=0)
     assert overrides(args)["learning_rate"] is None  # the rule is not a step
-    out = apply_lr_rule(cfgs, args, image)
-    coords, _ = image_to_dataset(image)
-    for n, cfg in out.items():
-        assert cfg.lr_fraction == 0.5
-        assert cfg.learning_rate == pytest.approx(0.5 * critical_lr(cfgs[n], coords, 3).lr_crit_median, rel=1e-12)
-    assert out["baseline"].learning_rate != out["multigrid_coarse"].learning_rate
-    args.lr = 3.0
-    assert apply_lr_rule(cfgs, args, image) == cfgs
+    calls = []
+    monkeypatch.setattr(stability, "with_critical_lrs", lambda c, f, im, log=None: calls.append((c, f, im)) or "set")
+    assert apply_lr_rule(cfgs, args, "image") == "set" and calls == [(cfgs, 0.5, "image")]
+    args.lr = 3.0  # a number: already in the configs through overrides(args)
+    assert overrides(args)["learning_rate"] == 3.0 and apply_lr_rule(cfgs, args, "image") == cfgs and len(calls) == 1
 
 
 def test_recipe_table_of_a_missing_or_empty_folder_is_an_error(tmp_path, capsys):

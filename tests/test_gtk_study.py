@@ -45,5 +45,5 @@ def test_experiment_main_tiny(tmp_path, capsys):
     assert 0.0 <= res["occupancy"]["runs"]["mulfagrid"]["iou_uniform"] <= 1.0
     assert "| image 16px | mulfagrid |" in (tmp_path / "results.md").read_text()
     capsys.readouterr()
-    assert exp.main(["--out", str(tmp_path), "--set", "no_such_field=1"]) == 2  # bad input: experiments.fail
+    assert exp.main(["--out", str(tmp_path), "--set", "no_such_field=1"]) == 2  # bad input: experiments._cli.fail
     assert "FIELD=VALUE" in capsys.readouterr().err

@@ -24,8 +24,8 @@ FLOORS = {
     "ntkgrid.encodings": 1, "ntkgrid.ntk": 1, "ntkgrid.plots": 1,
     # 2: configs, spectra, renders
     "ntkgrid.config": 2, "ntkgrid.spectrum": 2, "ntkgrid.render": 2,
-    # 3: paper settings, models, the linear theory
-    "ntkgrid.presets": 3, "ntkgrid.models": 3, "ntkgrid.theory": 3,
+    # 3: paper settings and the readings of the recipe, models, the linear theory
+    "ntkgrid.presets": 3, "ntkgrid.readings": 3, "ntkgrid.models": 3, "ntkgrid.theory": 3,
     # 4: training and its run folder; kernels of the GTK; stability; the public facade
     "ntkgrid.training": 4, "ntkgrid.gtk": 4, "ntkgrid.stability": 4, "ntkgrid": 4,
     # 5: analyses of finished run folders
@@ -252,3 +252,58 @@ def test_the_function_level_check_finds_absolute_and_relative_imports(tmp_path):
     (pkg / "analysis.py").write_text("class A:\n    def g(self):\n        import ntkgrid.sweep.common\n")
     assert function_level_imports(pkg) == ["ntkgrid.analysis:3 imports ntkgrid.sweep.common",
                                            "ntkgrid.sweep.common:6 imports ."]
+
+
+# ----------------------------------------------------------------------------- experiments/: thin CLIs
+
+CLI_ROOT = ROOT.parent / "experiments"
+
+
+def cli_imports(path: Path) -> set[str]:
+    """The ``experiments`` modules the file ``path`` imports anywhere (``from experiments import x``
+    counts as ``experiments.x``; the package itself as ``experiments``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "experiments")
+        elif isinstance(node, ast.ImportFrom):
+            target = node.module or ""
+            if node.level:  # relative: inside the experiments package
+                target = ".".join(["experiments", *([target] if target else [])])
+            if target.split(".")[0] != "experiments":
+                continue
+            found.update(f"{target}.{a.name}" if target == "experiments" else target for a in node.names)
+    return found
+
+
+def cross_cli_imports(root: Path = CLI_ROOT) -> list[str]:
+    """``"a -> b"`` for every program of ``root`` importing another program (or the package's
+    ``__init__``): a program may import only ``experiments._cli`` of the experiments package."""
+    bad = []
+    for path in sorted(root.glob("*.py")):
+        me = f"experiments.{path.stem}"
+        for target in sorted(cli_imports(path)):
+            if target != "experiments._cli" and target != me:
+                bad.append(f"{me} -> {target}")
+    return bad
+
+
+def test_no_program_imports_another():
+    bad = cross_cli_imports()
+    assert not bad, "a CLI imports another CLI (move the shared code into ntkgrid/ or experiments/_cli.py):\n" + \
+        "\n".join(bad)
+
+
+def test_experiments_init_is_a_docstring_only():
+    tree = ast.parse((CLI_ROOT / "__init__.py").read_text())
+    assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value.value, str)
+
+
+def test_the_cli_check_catches_each_form_of_import(tmp_path):
+    (tmp_path / "_cli.py").write_text("import os\n")
+    (tmp_path / "a.py").write_text("from experiments._cli import fail\nfrom experiments import _cli\n")
+    assert cross_cli_imports(tmp_path) == []
+    (tmp_path / "b.py").write_text("def main():\n    from experiments.a import x\n")
+    (tmp_path / "c.py").write_text("from experiments import a, _cli\nimport experiments.b\nfrom . import a as aa\n")
+    assert cross_cli_imports(tmp_path) == ["experiments.b -> experiments.a", "experiments.c -> experiments.a",
+                                           "experiments.c -> experiments.b"]

@@ -390,17 +390,18 @@ def test_mesh_folder_is_a_stable_identity(tmp_path):
     assert occ.mesh_folder_name(a).startswith("blob-") and occ.mesh_folder_name(a) != occ.mesh_folder_name(b)
     assert occ.mesh_folder_name(c) == occ.mesh_folder_name(a)
     assert occ.mesh_preset_key(occ.mesh_folder_name(tmp_path / "armadillo.ply")) == ("armadillo", True)
-    args = cli.build_parser().parse_args(["--mesh", str(b), str(a), str(c)])
-    names = [n for n, _, _ in cli._sources(args, tmp_path / "fresh")]
+    notes = []
+    names = [s.name for s in occ.mesh_sources([str(b), str(a), str(c)], [], tmp_path / "fresh", log=notes.append)]
     assert names == [occ.mesh_folder_name(b), occ.mesh_folder_name(a)]  # c is a: it runs once
-    args = cli.build_parser().parse_args(["--mesh", str(a), str(b)])  # reordered: same folders
-    assert [n for n, _, _ in cli._sources(args, tmp_path / "fresh")] == names[::-1]
+    assert notes == [f"note: {c} is the same mesh as {a} (folder {names[1]}); it runs once"]
+    # reordered: same folders
+    assert [s.name for s in occ.mesh_sources([str(a), str(b)], [], tmp_path / "fresh")] == names[::-1]
     # an older version's folder (the bare stem) holding this very file is still used
     (tmp_path / "out" / "blob").mkdir(parents=True)
     (tmp_path / "out" / "blob" / "metrics.json").write_text(json.dumps({"source": str(a)}))
     assert occ.legacy_folder(tmp_path / "out", a) == "blob" and occ.legacy_folder(tmp_path / "out", b) is None
-    args = cli.build_parser().parse_args(["--mesh", str(b), str(a)])
-    assert [n for n, _, _ in cli._sources(args, tmp_path / "out")] == [occ.mesh_folder_name(b), "blob"]
+    assert [s.name for s in occ.mesh_sources([str(b), str(a)], [], tmp_path / "out")] == [occ.mesh_folder_name(b),
+                                                                                           "blob"]
 
 
 def test_failed_rerun_and_reordered_meshes_keep_earlier_results(tmp_path, capsys):

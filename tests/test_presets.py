@@ -110,20 +110,6 @@ def test_presets_round_trip_through_json_dicts():
             assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_readings_are_valid_configs_and_reading_is_absolute():
-    base = P.get(P.SCALING, "paper", "fourier_mid")
-    for name, changes in P.READINGS.items():
-        cfg = P.reading(base, name)  # validates the fields
-        assert set(changes) <= set(P.READING_FIELDS), name
-        for f in P.READING_FIELDS:  # every reading field is the reading's or the literal default
-            assert getattr(cfg, f) == changes.get(f, getattr(TrainConfig(), f)), (name, f)
-        assert (cfg.encoding, cfg.learning_rate, cfg.batch_size, cfg.epochs) == \
-            (base.encoding, base.learning_rate, base.batch_size, base.epochs)
-    assert P.READINGS["literal"] == {}
-    with pytest.raises(KeyError, match="unknown reading"):
-        P.reading(base, "bogus")
-
-
 def test_paper_tables_train_under_their_readings_and_quick_under_the_literal_one():
     for table, rd in ((P.SCALING, P.SCALING_READING), (P.IMAGENET, P.IMAGENET_READING)):
         for cfg in table.values():

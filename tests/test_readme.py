@@ -50,17 +50,24 @@ ROOT = README.parent
 THROUGH_USERS = {"ntkgrid": "the curated API: test_readme.py, test_nt_compat.py", "ntkgrid._taps": "the encodings",
                  "ntkgrid.data": "DataError, raised by data/images and data/meshes",
                  "ntkgrid.training": "re-exports", "ntkgrid.training.result": "RunResult, of fit and load_run",
-                 "ntkgrid.sweep": "re-exports", "ntkgrid.sweep.common": "SweepError, the format number"}
+                 "ntkgrid.sweep": "re-exports", "ntkgrid.sweep.common": "SweepError, the format number",
+                 "ntkgrid.studies": "re-exports"}
 
 #: Packages tested by one test module (test_<package>.py) rather than one per module.
 PER_PACKAGE = {"ntkgrid.encodings": "test_encodings.py", "ntkgrid.occupancy": "test_occupancy.py",
                "ntkgrid.gtk_study": "test_gtk_study.py", "ntkgrid.data.images": "test_data_images.py",
-               "ntkgrid.data.meshes": "test_data_meshes.py", "ntkgrid.studies": "test_studies.py"}
+               "ntkgrid.data.meshes": "test_data_meshes.py"}
+
+#: Modules whose test module is another than test_<package>_<module>.py (the README names them).
+SHARED_TESTS = {"ntkgrid.studies.runner": "test_studies.py", "ntkgrid.studies.activations": "test_studies.py",
+                "ntkgrid.studies.ntk_evolution": "test_studies_scaling.py",
+                "ntkgrid.studies.inspect_grid": "test_studies_scaling.py"}
 
 
 def _layout_tree(text: str) -> dict[str, str]:
     """``{path: description}`` of the README's Layout block: nesting by indentation (two
-    spaces per level), a line indented past the entries' column continuing the entry above."""
+    spaces per level), names and description apart by two or more spaces (several names
+    separated by ", "), a line indented past the entries' column continuing the entry above."""
     block = re.search(r"## Layout\n\n```\n(.*?)```", text, re.S).group(1)
     entries: dict[str, str] = {}
     stack: list[tuple[int, str]] = []
@@ -72,10 +79,11 @@ def _layout_tree(text: str) -> dict[str, str]:
         if indent >= 16 and last is not None:  # a description's continuation
             entries[last] += " " + line.strip()
             continue
-        name, _, desc = line.strip().partition(" ")
+        names, desc = re.match(r"(\S.*?)(?:\s{2,}(.*))?$", line.strip()).groups()
         stack = [(i, n) for i, n in stack if i < indent]
-        last = "".join(n for _, n in stack) + name
-        entries[last] = desc.strip()
+        for name in names.split(", "):  # "a.py, b.py   what they are" names both
+            last = "".join(n for _, n in stack) + name
+            entries[last] = (desc or "").strip()
         if name.endswith("/"):
             stack.append((indent, name))
     return entries
@@ -106,6 +114,8 @@ def expected_test(module: str) -> str | None:
     """The test module the README promises for ``module`` (None: tested through its users)."""
     if module in THROUGH_USERS:
         return None
+    if module in SHARED_TESTS:
+        return SHARED_TESTS[module]
     for pkg, test in PER_PACKAGE.items():
         if module == pkg or module.startswith(pkg + "."):
             return test

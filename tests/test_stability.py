@@ -12,9 +12,11 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from ntkgrid import presets
 from ntkgrid.config import LOSS_REDUCTIONS, TrainConfig, loss_scale
+from ntkgrid.data.images import image_to_dataset
 from ntkgrid.models import build_model
-from ntkgrid.stability import batch_lambda_max, critical_lr
+from ntkgrid.stability import CATAPULT_NOTE, batch_lambda_max, critical_lr, with_critical_lrs
 from ntkgrid.training import make_epoch_fn
 
 CFG = TrainConfig(hidden=(24, 24), batch_size=6, ntk_points=0, beta=0.5)
@@ -108,3 +110,20 @@ def test_critical_step_is_the_one_definition_and_takes_checkpoint_variables():
     assert critical_step(np.array([0.0, 4.0]), 0.5).tolist() == [np.inf, 1.0]
     small = critical_lr(CFG, X, 3, batch_size=6, n_batches=1, variables=scale_mlp(v, 0.5))
     assert small.lambda_max[0] < 0.6 * pred.lambda_max[0] and small.lr_crit_median > pred.lr_crit_median / 0.6
+
+
+def test_with_critical_lrs_sets_each_configs_own_step_and_records_the_fraction():
+    image = np.random.default_rng(0).random((12, 12, 3)).astype(np.float32)
+    cfgs = {n: presets.SCALING_QUICK[n].replace(hidden=(8,)) for n in ("baseline", "multigrid_coarse")}
+    lines = []
+    out = with_critical_lrs(cfgs, 0.5, image, log=lines.append)
+    coords, _ = image_to_dataset(image)
+    assert list(out) == list(cfgs)
+    for n, cfg in out.items():
+        assert cfg.lr_fraction == 0.5
+        assert cfg.learning_rate == pytest.approx(0.5 * critical_lr(cfgs[n], coords, 3).lr_crit_median, rel=1e-12)
+    assert out["baseline"].learning_rate != out["multigrid_coarse"].learning_rate
+    assert [line.split(":")[0] for line in lines] == ["baseline", "multigrid_coarse"]
+    assert lines[0].startswith("baseline: lr = 0.5 x critical step ") and "(" not in lines[0]
+    with_critical_lrs({"baseline": cfgs["baseline"]}, 1.5, image, log=lines.append)  # beyond the linear bound
+    assert lines[-1].endswith(f"({CATAPULT_NOTE})")

@@ -115,3 +115,19 @@ def test_pending_skips_complete_images_and_sets_damaged_results_aside(tmp_path):
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
         "broken.json.corrupt", "done.json", "partial.json.corrupt"]
     assert "[2/4] partial: " in lines[1] and "not every encoding has results; kept as partial.json.corrupt" in lines[1]
+
+
+def test_run_configs_returns_results_and_errors_apart(monkeypatch, tmp_path):
+    def fake_fit(cfg, coords, values, image_shape, out_dir, progress, label):
+        if label == "bad":
+            raise ValueError("lr too large")
+        return _result(label)
+
+    monkeypatch.setattr(runner, "_fit_one", fake_fit)
+    lines = []
+    results, errors = runner.run_configs(_images("x")["x"], {"good": CFG, "bad": CFG}, tmp_path, log=lines.append,
+                                         progress=False)
+    assert list(results) == ["good"] and results["good"].label == "good"
+    assert errors == {"bad": "ValueError: lr too large"}
+    assert "bad: FAILED (ValueError: lr too large)" in lines
+    assert runner.run_configs(_images("x")["x"], {"good": CFG}, tmp_path, log=lines.append)[1] == {}

@@ -4,13 +4,14 @@ Modules: :mod:`~ntkgrid.occupancy.setup` (settings, presets, per-mesh configs),
 :mod:`~ntkgrid.occupancy.data` (point pools, IoU, held-out evaluation),
 :mod:`~ntkgrid.occupancy.spectra` (float64 NTK spectra of a run),
 :mod:`~ntkgrid.occupancy.run` (one mesh, every encoding),
-:mod:`~ntkgrid.occupancy.report` (figures, ``results.json``, ``report.md``) and
+:mod:`~ntkgrid.occupancy.report` (figures, ``results.json``, ``report.md``),
 :mod:`~ntkgrid.occupancy.results` (mesh folders by content hash; reruns merged into
-earlier results, never replacing them with a failures-only version).
+earlier results, never replacing them with a failures-only version) and
+:mod:`~ntkgrid.occupancy.study` (the study over several meshes: :func:`run_occupancy_study`).
 
 One mesh -> labelled point pools -> one SGD run per encoding -> metrics, spectra,
-pictures. :mod:`experiments.occupancy` is the command line around :func:`run_mesh`,
-:func:`plot_mean_spectra` and :func:`write_results`.
+pictures. :mod:`experiments.occupancy` is the command line around :func:`run_occupancy_study`
+(which runs :func:`run_mesh` per mesh, then :func:`plot_mean_spectra` and :func:`write_results`).
 
 * **Data.** The mesh is normalised so its longest axis spans ``[0, 1]``
   (:func:`ntkgrid.data.meshes.load_mesh`). Labels (1 = inside) come from
@@ -62,6 +63,7 @@ from ntkgrid.occupancy.setup import (
     mesh_preset_key,
 )
 from ntkgrid.occupancy.spectra import checkpoint_spectra
+from ntkgrid.occupancy.study import PAPER_MESHES, MeshSource, OccupancyStudyResult, mesh_sources, run_occupancy_study
 
 __all__ = [
     "ENCODINGS",
@@ -69,13 +71,16 @@ __all__ = [
     "KERNEL_CAPTION",
     "NTK_OUTPUTS",
     "NTK_SEED_OFFSET",
+    "PAPER_MESHES",
     "PAPER_SETUP",
     "QUICK_SETUP",
     "REGIONS",
     "SAMPLINGS",
     "MeshResult",
+    "MeshSource",
     "OccupancyData",
     "OccupancySetup",
+    "OccupancyStudyResult",
     "checkpoint_spectra",
     "configs_for",
     "finished_result",
@@ -85,6 +90,7 @@ __all__ = [
     "make_eval_fn",
     "merge_results",
     "mesh_folder_name",
+    "mesh_sources",
     "mesh_preset_key",
     "occupancy_metrics",
     "plot_iou_curves",
@@ -93,5 +99,6 @@ __all__ = [
     "region_bounds",
     "results_table",
     "run_mesh",
+    "run_occupancy_study",
     "write_results",
 ]

@@ -50,7 +50,8 @@ def _fit_one(cfg: TrainConfig, coords: np.ndarray, values: np.ndarray, image_sha
 
 
 def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir: str | os.PathLike, *,
-                log: Log = print, progress: bool = True, prefix: str = "") -> dict[str, Any]:
+                log: Log = print, progress: bool = True, prefix: str = ""
+                ) -> tuple[dict[str, Any], dict[str, str]]:
     """Fit every config on one image; ``runs_dir/<name>`` holds each run (resumable).
 
     Args:
@@ -61,8 +62,9 @@ def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir:
       prefix: put before every run's label.
 
     Returns:
-      ``{name: RunResult}``; a run that raises is logged and left out (the others still
-      run) and its error is returned under ``"_errors"`` as ``{name: message}``.
+      ``(results, errors)``: ``{name: RunResult}`` of the runs that finished, and
+      ``{name: message}`` of those that raised (each logged and left out of ``results``;
+      the others still run).
     """
     out: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -79,9 +81,7 @@ def run_configs(image: np.ndarray, configs: Mapping[str, TrainConfig], runs_dir:
             continue
         _log_run(log, f"{prefix}{name}", res, time.perf_counter() - t0)
         out[name] = res
-    if errors:
-        out["_errors"] = errors
-    return out
+    return out, errors
 
 
 def group_sizes(runs_per_program: int | None, configs: Mapping[str, TrainConfig], size: int,

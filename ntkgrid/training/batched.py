@@ -25,7 +25,7 @@ padded to a multiple of the device count with masked copies), with at least 2 ru
 device; a batch of one run runs ``fit``'s own epoch program (XLA:CPU ran programs of one
 vmap-ed run per device 2-3x slower than ``fit``'s, see ``benchmarks/RESULTS.md``). On a
 CPU, XLA exposes one device unless ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
-is set before JAX starts (the sweep's CLI does that: :func:`experiments.split_host_cpus`);
+is set before JAX starts (the sweep's CLI does that: :func:`experiments._cli.split_host_cpus`);
 the gain there comes from the cores, since a batch-10 step is bound by arithmetic. Several hosts run
 independent shards of a sweep (``jax.process_index()/process_count()``), each on its
 local devices.
