@@ -80,9 +80,9 @@ def _run_sweep(args, out: Path) -> Path | int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ablation; 0 on success, 1 if some analysis failed, 2 for bad arguments or input."""
-    from ntkgrid import ablation, sweep
-
     args = build_parser().parse_args(argv)
+    from ntkgrid import ablation, sweep  # after parsing: --help loads no JAX
+
     out = args.out or Path("runs/grid_ablation")
     t0 = time.perf_counter()
     if args.sweep_dir is not None:

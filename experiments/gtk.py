@@ -26,13 +26,18 @@ import ast
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments._cli import fail, log
-from ntkgrid.gtk_study import MODELS, GTKSetup
+
+if TYPE_CHECKING:
+    from ntkgrid.gtk_study import GTKSetup
 
 
 def parse_sets(items: list[str], base: GTKSetup) -> GTKSetup:
     """Apply ``FIELD=VALUE`` overrides (Python literals) to ``base``."""
+    from ntkgrid.gtk_study import MODELS, GTKSetup
+
     fields = {f.name for f in dataclasses.fields(GTKSetup)}
     changes = {}
     for item in items:
@@ -63,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run every panel (:func:`ntkgrid.gtk_study.run_study`): the figures, ``results.json`` and
     ``results.md`` under ``--out``. Returns the exit status (0 ok, 2 a bad ``--set``)."""
-    from ntkgrid.gtk_study import GTK_PAPER, GTK_QUICK, run_study
-
     args = build_parser().parse_args(argv)
+    from ntkgrid.gtk_study import GTK_PAPER, GTK_QUICK, run_study  # after parsing: --help loads no JAX
+
     try:
         setup = parse_sets(args.sets, GTK_QUICK if args.preset == "quick" else GTK_PAPER)
     except ValueError as err:

@@ -122,9 +122,9 @@ def _default_out(args) -> Path:
 
 def _merge(argv: list[str]) -> int:
     """``merge --out DIR [SHARD_DIR ...]``: combine shard folders; the exit status of the merged sweep."""
-    from ntkgrid import sweep
-
     margs = build_merge_parser().parse_args(argv)
+    from ntkgrid import sweep  # after parsing: --help loads no JAX
+
     try:
         sweep.merge(margs.out, margs.shards, log=log)
     except sweep.SweepError as err:
@@ -255,14 +255,14 @@ def _finish(result: dict, out: Path, t0: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run (or merge) the sweep; returns the exit status (see the module docstring)."""
     split_host_cpus()  # before JAX starts: one CPU device per core, so groups shard over the cores
-    from ntkgrid import sweep
-    from ntkgrid.data import DataError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "merge":
         return _merge(argv[1:])
 
     args = build_parser().parse_args(argv)
+    from ntkgrid import sweep  # after parsing: --help loads no JAX
+    from ntkgrid.data import DataError
+
     preset = args.preset or ("paper" if args.data_root is not None else "quick")
     try:
         configs, rpp = _setup(args, preset)
