@@ -1,5 +1,4 @@
-"""Guards shared by every test: float64 is only ever switched on locally; and tests that
-share an expensive module fixture run in one pytest-xdist worker.
+"""Guards shared by every test: float64 is only ever switched on locally.
 
 Tests that need float64 use ``with jax.enable_x64(True):``. Switching x64 on globally
 (``jax.config.update("jax_enable_x64", True)`` or ``JAX_ENABLE_X64=1``) would silently
@@ -24,15 +23,3 @@ def _x64_stays_local():
     if jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", False)  # so that only the culprit fails
         pytest.fail("this test switched JAX x64 on globally; use `with jax.enable_x64(True):` instead")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``--dist loadgroup``, in pyproject's addopts) a module- or
-    session-scoped fixture of a test module (a tiny sweep, a trained study) would be built
-    once in every worker that draws one of its tests; grouping those tests by module builds
-    it once. Fixtures of pytest and its plugins (``tmp_path_factory``) don't count."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        defs = {} if info is None else info.name2fixturedefs
-        if any(fd and fd[-1].scope in ("module", "session") and fd[-1].baseid for fd in defs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
