@@ -3,7 +3,7 @@
     python -m experiments.imagenet_sweep [--data-root DIR] [--num-synsets 100] [--seed 0]
         [--preset paper|quick] [--out DIR] [--shard i/n|auto] [--encodings ...]
         [--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]
-        [--runs-per-program N|auto] [--matmul-precision default|highest]
+        [--runs-per-program N|auto] [--matmul-precision default|highest] [--theorem-seeds K]
         [--config-json NAME=PATH ...] [--size PX] [--epochs N] [--batch-size N] [--lr X|critical:F]
         [--ntk-points N] [--no-progress]
     python -m experiments.imagenet_sweep merge --out DIR [SHARD_DIR ...]
@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="images trained together in one compiled program (default auto: from device memory)")
     ap.add_argument("--matmul-precision", choices=("default", "highest"), default="default",
                     help="float32 matmul precision of training: default (TF32 on recent NVIDIA GPUs) or highest")
+    ap.add_argument("--theorem-seeds", type=int, default=1, metavar="K",
+                    help="compare Theorem 1 at initialisation on the kernels averaged over K initialisations "
+                         "(seeds seed..seed+K-1: the paper's Eq. 4 expected kernel, estimated; default 1: each run's "
+                         "own); computed once per network for all images of one size")
     ap.add_argument("--encodings", nargs="+", default=list(ENCODINGS), choices=ENCODINGS,
                     help="which encodings to train (default: all three)")
     ap.add_argument("--config-json", action="append", default=[], metavar="NAME=PATH",
@@ -215,6 +219,8 @@ def _setup(args, preset: str) -> tuple[dict, int | None]:
         raise ValueError(f"--num-synsets must be >= 1, got {args.num_synsets}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.theorem_seeds < 1:
+        raise ValueError(f"--theorem-seeds must be >= 1, got {args.theorem_seeds}")
     if args.shard is not None and args.shard != "auto":
         take_shard([], args.shard)  # validates the spec before a distributed start
     if args.distributed:
@@ -293,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = {"title": "ImageNet sweep (Table 1, Fig. 5a)", "table": "imagenet", "preset": preset,
                 "seed": args.seed, "data_root": None if args.data_root is None else str(args.data_root.resolve()),
                 "num_images": args.num_synsets, "selection_warnings": selection_warnings,
-                "config_json": list(args.config_json)}
+                "config_json": list(args.config_json), "theorem_seeds": args.theorem_seeds}
     try:
         result = sweep.run_sweep(out, sources, configs, size=size, manifest=manifest, shard=args.shard, log=log,
                                  progress=not args.no_progress, runs_per_program=rpp,

@@ -34,7 +34,16 @@ from ntkgrid import config, files
 from ntkgrid.analysis import checkpoint_variables, recompute_kernels, run_spectra
 from ntkgrid.config import TrainConfig
 from ntkgrid.models import build_model
-from ntkgrid.spectrum import SPECTRUM_LENGTH, Spectrum, eigh, full_ntk, ntk_spectrum, resample, spectrum_from_kernel
+from ntkgrid.spectrum import (
+    SPECTRUM_LENGTH,
+    Spectrum,
+    eigh,
+    full_ntk,
+    ntk_kernels,
+    ntk_spectrum,
+    resample,
+    spectrum_from_kernel,
+)
 from ntkgrid.stability import critical_lr
 from ntkgrid.theory import (
     band_energies,
@@ -101,11 +110,15 @@ class _Kernels:
     The NTK at initialisation depends on the configuration (seed included), the output width
     and the kernel points, never on the targets: runs of one configuration on images of one
     size share it exactly, so it is computed once and kept as
-    ``<cache>/_init/<name>/<key>_<kind>.npz``, ``key`` a SHA-256 digest of those three."""
+    ``<cache>/_init/<name>/<key>_<kind>.npz``, ``key`` a SHA-256 digest of those three (and of
+    ``init_seeds``). With ``init_seeds`` K > 1 the kernels at initialisation are the mean over
+    the K initialisations of seeds ``seed .. seed + K - 1`` (the expected kernel of the
+    paper's Eq. 4, estimated), and the spectra are those of the mean kernels."""
 
-    def __init__(self, configs: Mapping[str, Mapping], cache: Path | None, compute: bool, recorded_only: bool):
+    def __init__(self, configs: Mapping[str, Mapping], cache: Path | None, compute: bool, recorded_only: bool,
+                 init_seeds: int = 1):
         self.configs, self.cache, self.compute, self.problems = configs, cache, compute, []
-        self.recorded_only = recorded_only
+        self.recorded_only, self.init_seeds = recorded_only, int(init_seeds)
         self._shared: dict[tuple[str, str, str], dict[str, Spectrum]] = {}
 
     def _path(self, image_id: str, name: str, checkpoint: str, kind: str) -> Path | None:
@@ -123,17 +136,20 @@ class _Kernels:
         h = hashlib.sha256(json.dumps(self.configs[name], sort_keys=True).encode())
         h.update(f"|{out_dim}|{x.dtype}|{x.shape}|".encode())
         h.update(x.tobytes())
+        if self.init_seeds > 1:
+            h.update(f"|seeds {self.init_seeds}".encode())
         return h.hexdigest()[:24]
 
-    def _variables(self, cfg, run, checkpoint: str, x: np.ndarray):
-        """The run's variables at ``checkpoint`` (``"init"``: as :func:`ntkgrid.training.fit` initialises them)."""
+    def _variables(self, cfg, run, checkpoint: str, x: np.ndarray, seed: int | None = None):
+        """The run's variables at ``checkpoint`` (``"init"``: as :func:`ntkgrid.training.fit`
+        initialises them, from ``seed``, default the run's)."""
         if checkpoint != "init":
             return checkpoint_variables(run.run_path, _epoch(run, checkpoint))
         epochs = sorted(int(e) for e in run.checkpoints.values() if e is not None)
         if not epochs:
             raise ValueError("the run saved no checkpoint to read its output width from")
         model = build_model(cfg, x.shape[1], _out_dim(checkpoint_variables(run.run_path, epochs[-1])))
-        init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
+        init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed if seed is None else seed))
         return jax.jit(model.init)(init_key, jnp.asarray(x[:1], jnp.float32))
 
     def get(self, image_id: str, name: str, run, checkpoint: str, kind: str) -> dict[str, Spectrum] | None:
@@ -146,7 +162,8 @@ class _Kernels:
             return None  # compared at initialisation and where the run recorded spectra only
         if kind == "groups":
             grid_run = self.configs.get(name, {}).get("encoding", {}).get("kind") in config.GRID_KINDS
-            if recorded is not None and (not grid_run or {"grid", "no_grid"} <= set(recorded)):
+            if recorded is not None and (not grid_run or {"grid", "no_grid"} <= set(recorded)) and \
+                    (checkpoint != "init" or self.init_seeds == 1):
                 return recorded
         path = self._path(image_id, name, checkpoint, kind)
         shared = None
@@ -172,7 +189,9 @@ class _Kernels:
             x = np.load(ntk_points_path(run.run_path))
             variables = self._variables(cfg, run, checkpoint, x)
             model = build_model(cfg, x.shape[1], _out_dim(variables))
-            if kind == "fan_in_matched":
+            if checkpoint == "init" and self.init_seeds > 1:
+                spectra = self._expected(cfg, run, x, model, kind)
+            elif kind == "fan_in_matched":
                 base, bvars = fan_in_matched_baseline(model, variables)
                 spectra = {"total": ntk_spectrum(base, bvars, x, method=cfg.ntk_method)[0]}
             elif "encoding" in variables["params"]:
@@ -188,6 +207,28 @@ class _Kernels:
             path = shared
         if path is not None:
             save_spectra(path, _epoch(run, checkpoint) or 0, spectra)
+        return spectra
+
+
+    def _expected(self, cfg, run, x: np.ndarray, model, kind: str) -> dict[str, Spectrum]:
+        """Spectra of the kernels at initialisation averaged over seeds ``cfg.seed ..
+        cfg.seed + init_seeds - 1`` (``kind`` as in :meth:`get`)."""
+        mean: dict[str, np.ndarray] = {}
+        for j in range(self.init_seeds):
+            variables = self._variables(cfg, run, "init", x, seed=cfg.seed + j)
+            if kind == "fan_in_matched":
+                base, bvars = fan_in_matched_baseline(model, variables)
+                kernels = {"total": ntk_kernels(base, bvars, x, method=cfg.ntk_method)}
+            elif "encoding" in variables["params"]:
+                kernels = {g: k for g, k in ntk_kernels(model, variables, x, method=cfg.ntk_method, groups=True).items()
+                           if g in ("total", "mlp", "grid")}
+            else:
+                kernels = {"total": ntk_kernels(model, variables, x, method=cfg.ntk_method)}
+            for g, k in kernels.items():
+                mean[g] = mean.get(g, 0.0) + np.asarray(k, np.float64) / self.init_seeds
+        spectra = {g: spectrum_from_kernel(k) for g, k in mean.items()}
+        if "mlp" in spectra:
+            spectra["no_grid"] = spectra["mlp"]  # the MPE (No Grid) kernel is the MLP group
         return spectra
 
 
@@ -263,7 +304,8 @@ def _fan_in(config: Mapping) -> dict | None:
 
 def theorem1(records: Sequence, configs: Mapping[str, Mapping], *, baseline: str = "baseline",
              checkpoints: Sequence[str] = THEOREM1_CHECKPOINTS, length: int = SPECTRUM_LENGTH,
-             cache_dir: str | Path | None = None, compute: bool = True, recorded_only: bool = True) -> dict:
+             cache_dir: str | Path | None = None, compute: bool = True, recorded_only: bool = True,
+             init_seeds: int = 1) -> dict:
     """Theorem 1's three comparisons (:data:`ntkgrid.theory.THEOREM1_COMPARISONS`) per image
     and on the mean, at every checkpoint.
 
@@ -281,6 +323,9 @@ def theorem1(records: Sequence, configs: Mapping[str, Mapping], *, baseline: str
       recorded_only: compare at initialisation and at the checkpoints where the runs recorded
         spectra (the sweep's report; the quick preset records the end only); False: at every
         checkpoint whose parameters the runs saved (the grid ablation).
+      init_seeds: K > 1 compares at initialisation on the kernels averaged over K
+        initialisations (seeds ``seed .. seed + K - 1``: the expected kernel of the paper's
+        Eq. 4, estimated); 1: the run's own initialisation.
 
     Returns:
       ``{"baseline", "mpe": [names], "fan_in": {name: {"d", "fan_in"}}, "per_image":
@@ -296,11 +341,13 @@ def theorem1(records: Sequence, configs: Mapping[str, Mapping], *, baseline: str
     """
     mpe = grid_configs(configs)
     out: dict = {"baseline": baseline, "mpe": mpe, "fan_in": {}, "per_image": [], "on_mean": [], "summary": {},
-                 "cause": [], "problems": []}
+                 "cause": [], "problems": [], "init_seeds": int(init_seeds)}
     if baseline not in configs or not mpe:
         return out
     out["fan_in"] = {n: f for n in mpe if (f := _fan_in(configs[n])) is not None}
-    kernels = _Kernels(configs, None if cache_dir is None else Path(cache_dir), compute, recorded_only)
+    if int(init_seeds) < 1:
+        raise ValueError(f"init_seeds must be >= 1, got {init_seeds}")
+    kernels = _Kernels(configs, None if cache_dir is None else Path(cache_dir), compute, recorded_only, init_seeds)
     pooled: dict[tuple, list[tuple[np.ndarray, float, np.ndarray, float]]] = {}
     for r in records:
         rows, spectra, cause = _compare_image(r, baseline, mpe, checkpoints, length, kernels, list(out["fan_in"]))
@@ -404,6 +451,11 @@ def theorem1_markdown(result: Mapping, *, figure: str | None = None) -> list[str
              "The fan-in-matched baseline removes that difference. At initialisation the fan-in-matched "
              "comparison is close to an identity (the grid features start at N(0, 0.01²), so the no-grid kernel is "
              "nearly the padded baseline's); it becomes a real test only after training.", ""]
+    seeds = int(result.get("init_seeds") or 1)
+    if seeds > 1:
+        lines += [f"At initialisation every kernel is the mean over {seeds} initialisations (seeds seed .. seed + "
+                  f"{seeds - 1}), the expected kernel of the paper's Eq. 4 estimated; the spectra at `init` are "
+                  "those of the mean kernels.", ""]
     fan = result.get("fan_in") or {}
     unmatched = [n for n in result.get("mpe", []) if n not in fan]
     if unmatched:

@@ -42,6 +42,7 @@ __all__ = [
     "full_ntk",
     "kernel_change",
     "mean_spectrum",
+    "ntk_kernels",
     "ntk_spectrum",
     "offdiag_fraction",
     "resample",
@@ -226,16 +227,9 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
     if np.issubdtype(xs.dtype, np.number) and not np.isfinite(xs).all():
         bad = int(np.count_nonzero(~np.isfinite(xs).all(axis=1)))
         raise ValueError(f"x has {bad} of {xs.shape[0]} points with NaN or infinite coordinates; no spectrum")
-    with jax.enable_x64(True):
-        v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, dict(variables))
-        x64 = jnp.asarray(np.asarray(x), jnp.float64)
-        model64 = _float64_model(model)
-        k = empirical_ntk(model64, v64, x64, method=method, groups=groups, block_size=block_size)
+    k = ntk_kernels(model, variables, x, method=method, groups=groups, block_size=block_size)
     if not groups:
         return spectrum_from_kernel(k, backend), k
-    k = dict(k)
-    if "grid" in k:
-        k["no_grid"] = k["mlp"]
     wanted = set(k) if solve is None else set(solve) & set(k)
     wanted.add("total")
     if wanted & {"mlp", "no_grid"}:
@@ -246,6 +240,23 @@ def ntk_spectrum(model, variables: Mapping, x, *, method: str = "structured", gr
         source = alias.get(name)
         spectra[name] = spectra[source] if source in spectra else spectrum_from_kernel(k[name], backend)
     return spectra, k
+
+
+def ntk_kernels(model, variables: Mapping, x, *, method: str = "structured", groups: bool | str = False,
+                block_size: int = 1024):
+    """The float64 traced kernels :func:`ntk_spectrum` solves, without solving them: the
+    ``(N, N)`` kernel, or with ``groups`` ``{group: (N, N) kernel}`` plus ``"no_grid"`` (the
+    ``"mlp"`` array) when the model has a grid. ``x``: ``(N, d)`` points."""
+    with jax.enable_x64(True):
+        v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, dict(variables))
+        x64 = jnp.asarray(np.asarray(x), jnp.float64)
+        k = empirical_ntk(_float64_model(model), v64, x64, method=method, groups=groups, block_size=block_size)
+    if not groups:
+        return k
+    k = dict(k)
+    if "grid" in k:
+        k["no_grid"] = k["mlp"]
+    return k
 
 
 def full_ntk(model, variables: Mapping, x, *, method: str = "structured", block_size: int = 1024) -> np.ndarray:

@@ -234,6 +234,7 @@ def test_unusable_data_root_is_a_clear_error(tmp_path, capsys, make):
     (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
     (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
     (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--theorem-seeds", "0"], "--theorem-seeds must be >= 1, got 0"),
     (["--shard", "a/b"], "shard spec must look like 'i/n' (e.g. '0/4'), got 'a/b'"),
     (["--num-processes", "2"], "need --distributed"),
     (["--distributed", "--coordinator", "nohost"], "--coordinator must be HOST:PORT"),
@@ -351,6 +352,40 @@ def test_sweep_init_kernels_are_computed_once_per_configuration(sweep_dir):
         (row,) = [c for c in fresh["cause"] if c["checkpoint"] == "init"]
         for key in ("top_baseline", "top_fan_in_matched", "top_mpe", "top_no_grid", "grid_lambda_max"):
             np.testing.assert_allclose(row[key], init[rec.image_id][key], rtol=1e-12, err_msg=key)
+
+
+def test_theorem1_init_on_the_kernels_averaged_over_seeds(sweep_dir):
+    """``init_seeds=2`` (``--theorem-seeds 2``): the init spectra are those of the mean of the
+    two initialisations' kernels, here recomputed with the jacobian contraction in float64."""
+    import jax
+    import jax.numpy as jnp
+
+    from ntkgrid import evidence
+    from ntkgrid.models import build_model
+    from ntkgrid.ntk import empirical_ntk
+    from ntkgrid.training.runfolder import ntk_points_path
+
+    data = sweep.load_sweep(sweep_dir)
+    configs = data["manifest"]["configs"]
+    rec = data["records"][0]
+    res = evidence.theorem1([rec], configs, cache_dir=None, init_seeds=2)
+    (row,) = [c for c in res["cause"] if c["checkpoint"] == "init"]
+    assert res["init_seeds"] == 2 and "mean over 2 initialisations" in "\n".join(evidence.theorem1_markdown(res))
+    cfg = TrainConfig.from_dict(configs["baseline"])
+    x = np.load(ntk_points_path(rec.runs["baseline"].run_path))
+    model = build_model(cfg, x.shape[1], 3)
+    kernels = []
+    for seed in (cfg.seed, cfg.seed + 1):  # as training initialises (ntkgrid.training.fit)
+        variables = model.init(jax.random.split(jax.random.PRNGKey(seed))[0], jnp.asarray(x[:1], jnp.float32))
+        with jax.enable_x64(True):
+            v64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
+            kernels.append(np.asarray(empirical_ntk(model.clone(param_dtype=jnp.float64), v64,
+                                                    jnp.asarray(x, jnp.float64), method="jacobian")))
+    top = np.linalg.eigvalsh(0.5 * (kernels[0] + kernels[1]))[::-1][:3]
+    np.testing.assert_allclose(row["top_baseline"], top, rtol=1e-9)
+    one = evidence.theorem1([rec], configs, cache_dir=None)
+    (single,) = [c for c in one["cause"] if c["checkpoint"] == "init"]
+    assert not np.allclose(single["top_baseline"], top, rtol=1e-6)  # the average is not one seed's kernel
 
 
 @pytest.mark.parametrize("module", [scaling, ntk_evolution, inspect_grid], ids=lambda m: m.__name__.split(".")[-1])

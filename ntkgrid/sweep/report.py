@@ -64,7 +64,8 @@ def _figures(out: Path, records: Sequence[ImageRecord], manifest: Mapping, means
         plots.spectra_figure(out / "spectra", [("Mean NTK spectra (dashed: middle, solid: end)", curves)],
                              xlabel=f"eigenvalue index (resampled to {SPECTRUM_LENGTH})", data=data)
         paths["spectra"] = out / "spectra.png"
-    claims = evidence.theorem1(records, manifest.get("configs", {}), cache_dir=out / THEOREM1_KERNELS)
+    claims = evidence.theorem1(records, manifest.get("configs", {}), cache_dir=out / THEOREM1_KERNELS,
+                               init_seeds=int(manifest.get("theorem_seeds") or 1))
     ratio = evidence.ratio_curves(claims)
     if ratio:
         plots.curves_figure(out / "theorem1_ratio", [("MPE / compared eigenvalues: stated, fan-in-matched, own "
