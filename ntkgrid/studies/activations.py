@@ -48,11 +48,11 @@ from ntkgrid.studies.runner import (
     CHECKPOINTS,
     StudyResult,
     StudyRun,
-    _checkpoint_epochs,
     curves_figure,
     reconstructions_figure,
     run_study,
     runs_table,
+    spectra_at,
     spectra_curves,
 )
 from ntkgrid.sweep import apply_overrides
@@ -138,12 +138,6 @@ def _comparison_fields(prefix: str, comparison: Mapping) -> dict:
             f"{prefix}_min_log10": comparison["min_log10_ratio"]}
 
 
-def _spectra_at(result, cp: str) -> tuple[int | None, dict]:
-    e = _checkpoint_epochs(result)[cp]
-    h = {int(x["epoch"]): x for x in result.history}.get(e) if e is not None else None
-    return e, ((h or {}).get("spectra") or {})
-
-
 def _variables_at(result, epoch: int):
     if epoch == result.params_epoch:
         return result.params
@@ -159,12 +153,12 @@ def theorem1_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
     x = np.load(x_path) if x_path.exists() else None
     model = build_model(cfg, 2, 3)
     for cp in CHECKPOINTS:
-        epoch, spectra = _spectra_at(result, cp)
+        epoch, spectra = spectra_at(result, cp)
         total = spectra.get("total")
         if total is None:
             continue
         if base is not None:
-            b_epoch, b_spectra = _spectra_at(base, cp)
+            b_epoch, b_spectra = spectra_at(base, cp)
             if b_spectra.get("total") is not None and b_spectra["total"].eigenvalues.size == total.eigenvalues.size:
                 out.update(_comparison_fields(f"{cp}_vs_baseline", compare_spectra(total, b_spectra["total"])))
         if enc == "multigrid" and x is not None:

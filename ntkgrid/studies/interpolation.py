@@ -44,11 +44,11 @@ from ntkgrid.studies.runner import (
     CHECKPOINTS,
     StudyResult,
     StudyRun,
-    _checkpoint_epochs,
     curves_figure,
     reconstructions_figure,
     run_study,
     runs_table,
+    spectra_at,
     spectra_curves,
 )
 from ntkgrid.sweep import apply_overrides
@@ -178,12 +178,6 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _spectra_at(result, cp: str) -> dict:
-    e = _checkpoint_epochs(result)[cp]
-    h = {int(x["epoch"]): x for x in result.history}.get(e) if e is not None else None
-    return (h or {}).get("spectra") or {}
-
-
 def vs_linear_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
     """The record keys ``<cp>_vs_linear_{fraction,median_log10}`` (total kernel) and
     ``<cp>_grid_vs_linear_*`` (grid kernel) against the linear run of the same grid, plus
@@ -195,14 +189,14 @@ def vs_linear_fields(run: StudyRun, cfg, result, results: Mapping) -> dict:
         stats = interpolation_gram_stats(np.load(x_path), (enc.max_res,) * 2, enc.interpolation)
         out["interp_offdiag_fraction"], out["interp_diag_mean"] = stats["offdiag_fraction"], stats["diag_mean"]
     for cp in CHECKPOINTS:  # trace = sum of the eigenvalues: the kernel's total mass
-        for group, spec in _spectra_at(result, cp).items():
+        for group, spec in spectra_at(result, cp)[1].items():
             if group in ("total", "grid") and spec is not None:
                 out[f"{cp}_{group}_trace"] = float(np.sum(spec.eigenvalues))
     linear = results.get(f"{run.fields['grid']}_linear")
     if linear is None or linear is result:
         return out
     for cp in CHECKPOINTS:
-        ours, theirs = _spectra_at(result, cp), _spectra_at(linear, cp)
+        ours, theirs = spectra_at(result, cp)[1], spectra_at(linear, cp)[1]
         for group, prefix in (("total", f"{cp}_vs_linear"), ("grid", f"{cp}_grid_vs_linear")):
             a, b = ours.get(group), theirs.get(group)
             if a is None or b is None or a.eigenvalues.size != b.eigenvalues.size:

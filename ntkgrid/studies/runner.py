@@ -48,7 +48,8 @@ from ntkgrid.sweep import describe_machine, middle_and_end
 from ntkgrid.training import fit, predict
 
 __all__ = ["CHECKPOINTS", "RESULTS_FORMAT", "SPECTRUM_GROUPS", "SPECTRUM_STATS", "StudyError", "StudyResult", "StudyRun",
-           "curves_figure", "reconstructions_figure", "run_study", "runs_table", "spectra_curves", "spectrum_summary"]
+           "checkpoint_epochs", "curves_figure", "reconstructions_figure", "run_study", "runs_table", "spectra_at", "spectra_curves",
+           "spectrum_summary"]
 
 #: Version of ``results.json``'s layout.
 RESULTS_FORMAT = 1
@@ -119,9 +120,17 @@ def _is_grid(cfg: TrainConfig) -> bool:
     return bool(getattr(type(cfg.encoding).module_class(), "is_grid", False))
 
 
-def _checkpoint_epochs(result) -> dict[str, int | None]:
+def checkpoint_epochs(result) -> dict[str, int | None]:
+    """``{"init", "middle", "end": epoch or None}`` of a run's recorded history."""
     cps = middle_and_end(result.history, result.config.epochs)
     return {"init": cps["start"], "middle": cps["middle"], "end": cps["end"]}
+
+
+def spectra_at(result, cp: str) -> tuple[int | None, dict]:
+    """``(epoch, {group: Spectrum})`` a run recorded at checkpoint ``cp`` (``{}`` if none)."""
+    e = checkpoint_epochs(result)[cp]
+    h = {int(x["epoch"]): x for x in result.history}.get(e) if e is not None else None
+    return e, ((h or {}).get("spectra") or {})
 
 
 def _spectra_fields(result) -> dict:
@@ -129,7 +138,7 @@ def _spectra_fields(result) -> dict:
     by_epoch = {int(h["epoch"]): h for h in result.history}
     out: dict[str, Any] = {}
     grid = _is_grid(result.config)
-    for cp, epoch in _checkpoint_epochs(result).items():
+    for cp, epoch in checkpoint_epochs(result).items():
         h = by_epoch.get(epoch) if epoch is not None else None
         out[f"{cp}_epoch"] = epoch
         spectra = (h or {}).get("spectra") or {}
@@ -339,7 +348,7 @@ def spectra_curves(results: Mapping, names: Sequence[str], *, checkpoint: str = 
         r = results.get(n)
         if r is None:
             continue
-        e = _checkpoint_epochs(r)[checkpoint]
+        e = checkpoint_epochs(r)[checkpoint]
         h = {int(x["epoch"]): x for x in r.history}.get(e) if e is not None else None
         s = ((h or {}).get("spectra") or {}).get(group)
         if s is None:
