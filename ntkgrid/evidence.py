@@ -40,7 +40,6 @@ from ntkgrid.spectrum import (
     eigh,
     full_ntk,
     ntk_kernels,
-    ntk_spectrum,
     resample,
     spectrum_from_kernel,
 )
@@ -187,18 +186,14 @@ class _Kernels:
         try:
             cfg = TrainConfig.from_dict(self.configs[name])
             x = np.load(ntk_points_path(run.run_path))
-            variables = self._variables(cfg, run, checkpoint, x)
-            model = build_model(cfg, x.shape[1], _out_dim(variables))
-            if checkpoint == "init" and self.init_seeds > 1:
-                spectra = self._expected(cfg, run, x, model, kind)
-            elif kind == "fan_in_matched":
-                base, bvars = fan_in_matched_baseline(model, variables)
-                spectra = {"total": ntk_spectrum(base, bvars, x, method=cfg.ntk_method)[0]}
-            elif "encoding" in variables["params"]:
-                spectra = ntk_spectrum(model, variables, x, method=cfg.ntk_method, groups=True,
-                                       solve=("total", "mlp", "grid"))[0]
-            else:
-                spectra = {"total": ntk_spectrum(model, variables, x, method=cfg.ntk_method)[0]}
+            seeds = range(cfg.seed, cfg.seed + self.init_seeds) if checkpoint == "init" else (None,)
+            mean: dict[str, np.ndarray] = {}
+            for seed in seeds:  # the expected kernel at init over init_seeds initialisations, else the one
+                for g, k in self._kernels(cfg, self._variables(cfg, run, checkpoint, x, seed), x, kind).items():
+                    mean[g] = mean.get(g, 0.0) + np.asarray(k, np.float64) / len(seeds)
+            spectra = {g: spectrum_from_kernel(k) for g, k in mean.items()}
+            if "mlp" in spectra:
+                spectra["no_grid"] = spectra["mlp"]  # the MPE (No Grid) kernel is the MLP group
         except Exception as err:  # noqa: BLE001 - one network that cannot be recomputed is reported, not fatal
             self.problems.append(f"{image_id}/{name} at {checkpoint}: no {kind} spectra ({type(err).__name__}: {err})")
             return None
@@ -210,26 +205,18 @@ class _Kernels:
         return spectra
 
 
-    def _expected(self, cfg, run, x: np.ndarray, model, kind: str) -> dict[str, Spectrum]:
-        """Spectra of the kernels at initialisation averaged over seeds ``cfg.seed ..
-        cfg.seed + init_seeds - 1`` (``kind`` as in :meth:`get`)."""
-        mean: dict[str, np.ndarray] = {}
-        for j in range(self.init_seeds):
-            variables = self._variables(cfg, run, "init", x, seed=cfg.seed + j)
-            if kind == "fan_in_matched":
-                base, bvars = fan_in_matched_baseline(model, variables)
-                kernels = {"total": ntk_kernels(base, bvars, x, method=cfg.ntk_method)}
-            elif "encoding" in variables["params"]:
-                kernels = {g: k for g, k in ntk_kernels(model, variables, x, method=cfg.ntk_method, groups=True).items()
-                           if g in ("total", "mlp", "grid")}
-            else:
-                kernels = {"total": ntk_kernels(model, variables, x, method=cfg.ntk_method)}
-            for g, k in kernels.items():
-                mean[g] = mean.get(g, 0.0) + np.asarray(k, np.float64) / self.init_seeds
-        spectra = {g: spectrum_from_kernel(k) for g, k in mean.items()}
-        if "mlp" in spectra:
-            spectra["no_grid"] = spectra["mlp"]  # the MPE (No Grid) kernel is the MLP group
-        return spectra
+    @staticmethod
+    def _kernels(cfg, variables: Mapping, x: np.ndarray, kind: str) -> dict[str, np.ndarray]:
+        """The float64 traced kernels :meth:`get` solves: ``{"total"}`` (``kind="fan_in_matched"``:
+        the fan-in-matched baseline's), or for a grid network ``{"total", "mlp", "grid"}``."""
+        model = build_model(cfg, x.shape[1], _out_dim(variables))
+        if kind == "fan_in_matched":
+            base, bvars = fan_in_matched_baseline(model, variables)
+            return {"total": ntk_kernels(base, bvars, x, method=cfg.ntk_method)}
+        if "encoding" in variables["params"]:
+            kernels = ntk_kernels(model, variables, x, method=cfg.ntk_method, groups=True)
+            return {g: kernels[g] for g in ("total", "mlp", "grid")}
+        return {"total": ntk_kernels(model, variables, x, method=cfg.ntk_method)}
 
 
 def _out_dim(variables: Mapping) -> int:
