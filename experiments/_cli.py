@@ -173,6 +173,36 @@ def log(message: str) -> None:
     print(printable(message), flush=True)
 
 
+def study_parser(name: str, table: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a study CLI (experiments.activations, experiments.interpolation) with the
+    options every study takes first: ``--preset --image --seed --out``; ``table`` names its
+    preset table in ``ntkgrid.presets``. The study adds its own, then :func:`add_study_overrides`."""
+    ap = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=description)
+    ap.add_argument("--preset", choices=("quick", "paper"), default="quick",
+                    help="quick: 32 px, 40 epochs, minutes on a 2-core CPU; paper: Table 3's 128 px, 300 epochs "
+                         f"(for a GPU); see ntkgrid.presets.{table} (default: %(default)s)")
+    ap.add_argument("--image", default="chelsea", help="a bundled photo's name or an image file (default: chelsea)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the initialisation and minibatch order")
+    ap.add_argument("--out", type=Path, default=None, help=f"output folder (default: runs/{name}/<image>)")
+    return ap
+
+
+def add_study_overrides(ap: argparse.ArgumentParser, lr_fraction: float) -> argparse.ArgumentParser:
+    """The overrides every study CLI takes last (``lr_fraction``: the preset's default
+    ``critical:F``); returns ``ap``."""
+    ap.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs (checkpoints scale along)")
+    ap.add_argument("--lr", type=lr_arg, default=None, metavar="X|critical:F",
+                    help=f"SGD step by hand, or critical:F = F x each network's critical step at initialisation "
+                         f"(default: critical:{lr_fraction:g})")
+    ap.add_argument("--ntk-points", type=int, default=None,
+                    help="cap on the NTK points (a centred window; default: every training pixel)")
+    ap.add_argument("--hidden", type=int, nargs="+", default=None,
+                    help="hidden widths of every MLP (default: the preset's, Table 3's 512 512)")
+    ap.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
+    return ap
+
+
 def run_study_cli(study, args, **choices) -> int:
     """Shared ``main`` of the study CLIs (experiments.activations, experiments.interpolation):
     checks the common options of ``args``, runs ``study`` (a ``ntkgrid.studies`` entry point) with

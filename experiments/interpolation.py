@@ -18,36 +18,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from experiments._cli import lr_arg, run_study_cli
+from experiments._cli import add_study_overrides, run_study_cli, study_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ntkgrid import presets
 
-    ap = argparse.ArgumentParser(prog="python -m experiments.interpolation", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", choices=("quick", "paper"), default="quick",
-                    help="quick: 32 px, 40 epochs, minutes on a 2-core CPU; paper: Table 3's 128 px, 300 epochs "
-                         "(for a GPU); see ntkgrid.presets.INTERPOLATION_STUDY (default: %(default)s)")
-    ap.add_argument("--image", default="chelsea", help="a bundled photo's name or an image file (default: chelsea)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the initialisation and minibatch order")
-    ap.add_argument("--out", type=Path, default=None, help="output folder (default: runs/interpolation/<image>)")
+    ap = study_parser("interpolation", "INTERPOLATION_STUDY", __doc__.split("\n\n")[0])
     ap.add_argument("--kernels", nargs="+", default=list(presets.INTERPOLATION_KERNELS),
                     choices=list(presets.INTERPOLATION_KERNELS), help="interpolation kernels (default: %(default)s)")
     ap.add_argument("--grids", nargs="+", default=list(presets.INTERPOLATION_GRIDS),
                     choices=list(presets.INTERPOLATION_GRIDS), help="Table 3's grids (default: %(default)s)")
-    ap.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
-    ap.add_argument("--epochs", type=int, default=None, help="epochs (checkpoints scale along)")
-    ap.add_argument("--lr", type=lr_arg, default=None, metavar="X|critical:F",
-                    help=f"SGD step by hand, or critical:F = F x each network's critical step at initialisation "
-                         f"(default: critical:{presets.INTERPOLATION_LR_FRACTION:g})")
-    ap.add_argument("--ntk-points", type=int, default=None,
-                    help="cap on the NTK points (a centred window; default: every training pixel)")
-    ap.add_argument("--hidden", type=int, nargs="+", default=None,
-                    help="hidden widths of every MLP (default: the preset's, Table 3's 512 512)")
-    ap.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
-    return ap
+    return add_study_overrides(ap, presets.INTERPOLATION_LR_FRACTION)
 
 
 def main(argv: list[str] | None = None) -> int:
