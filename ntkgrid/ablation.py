@@ -323,8 +323,8 @@ def analyse(sweep_dir: Path, out: Path, *, control: bool = True) -> dict:
     comparisons = theorem1_comparisons(data, sweep_dir, out)
     ratio_curves = evidence.ratio_curves(comparisons)
     if ratio_curves:
-        plots.curves_figure(out / "theorem1_ratio", [("mean MPE / mean compared eigenvalues: stated, fan-in-matched, "
-                                                      "own no-grid", "log10 ratio", ratio_curves)],
+        plots.curves_figure(out / "theorem1_ratio", [("Theorem 1: mean MPE / mean compared spectrum",
+                                                      "log10 ratio", ratio_curves)],
                             xlabel="normalised eigenvalue index")
     summary = summarise(per_image, on_mean)
     controls = controls_of(per_image)

@@ -55,7 +55,8 @@ FAMILY_COLORS = {
 CHECKPOINT_STYLE = {"start": ":", "middle": "--", "end": "-"}
 
 # Variant suffixes in increasing order of "strength": lighter to darker shades.
-_SHADES = {"low": 0.55, "coarse": 0.6, "mid": 0.8, "no_grid": 0.5, "high": 1.0, "fine": 1.0}
+_SHADES = {"low": 0.55, "coarse": 0.6, "mid": 0.8, "no_grid": 0.5, "high": 1.0, "fine": 1.0,
+           "fan_in_matched": 0.6, "own_no_grid": 0.3}
 
 
 def _shade(color: str, factor: float) -> tuple[float, float, float]:

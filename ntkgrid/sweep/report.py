@@ -68,8 +68,8 @@ def _figures(out: Path, records: Sequence[ImageRecord], manifest: Mapping, means
                                init_seeds=int(manifest.get("theorem_seeds") or 1))
     ratio = evidence.ratio_curves(claims)
     if ratio:
-        plots.curves_figure(out / "theorem1_ratio", [("MPE / compared eigenvalues: stated, fan-in-matched, own "
-                                                      "no-grid", "log10 ratio", ratio)],
+        plots.curves_figure(out / "theorem1_ratio", [("Theorem 1: MPE / compared spectrum", "log10 ratio",
+                                                      ratio)],
                             xlabel="normalised eigenvalue index i/(N-1)",
                             data=claims)
         paths["theorem1_ratio"] = out / "theorem1_ratio.png"
